@@ -1,0 +1,1 @@
+"""Event collector: Celery events into a Redis stream, projections and Prometheus metrics."""

@@ -1,0 +1,102 @@
+"""The normalized event: what the stream stores, the projections fold and the API streams out.
+
+Celery's wire events are loose dicts; ``event_collector.normalize`` turns each one into an
+``Event`` (or rejects it). Everything downstream trusts these types.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+
+# Celery task event type -> the counter/state kind it represents.
+TASK_EVENT_KINDS: Final[dict[str, str]] = {
+    "task-sent": "SENT",
+    "task-received": "RECEIVED",
+    "task-started": "STARTED",
+    "task-succeeded": "SUCCESS",
+    "task-failed": "FAILURE",
+    "task-retried": "RETRY",
+    "task-revoked": "REVOKED",
+    "task-rejected": "REJECTED",
+}
+# Progress carries no state change; it updates the task's progress fields only.
+TASK_PROGRESS: Final = "task-progress"
+WORKER_EVENT_TYPES: Final = frozenset({"worker-online", "worker-heartbeat", "worker-offline"})
+# Control actions taken through the API (enqueue, revoke, retry, delete), kept for audit.
+AUDIT_EVENT: Final = "taskpulse-audit"
+
+KNOWN_EVENT_TYPES: Final = frozenset(
+    {*TASK_EVENT_KINDS, TASK_PROGRESS, *WORKER_EVENT_TYPES, AUDIT_EVENT}
+)
+
+# Task states from strongest to weakest: a weaker state never overwrites a stronger one, so the
+# order in which events arrive does not matter. RETRY is Celery's special case: a retried task
+# goes back through RECEIVED/STARTED, which ``store.lua`` handles (see there).
+STATE_PRECEDENCE: Final[tuple[str, ...]] = (
+    "SUCCESS",
+    "FAILURE",
+    "REVOKED",
+    "STARTED",
+    "RECEIVED",
+    "REJECTED",
+    "RETRY",
+    "PENDING",
+)
+READY_STATES: Final = frozenset({"SUCCESS", "FAILURE", "REVOKED", "REJECTED"})
+
+
+class Event(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One accepted event. ``id`` identifies it across collectors (see ``normalize.event_id``)."""
+
+    id: str
+    type: str
+    timestamp: float
+    hostname: str = ""
+    pid: int = 0
+    clock: int = 0
+    # Task events
+    uuid: str = ""
+    name: str = ""
+    args: str = ""
+    kwargs: str = ""
+    queue: str = ""
+    exchange: str = ""
+    routing_key: str = ""
+    priority: int | None = None
+    retries: int = 0
+    eta: str = ""
+    expires: str = ""
+    parent_id: str = ""
+    root_id: str = ""
+    result: str = ""
+    runtime: float | None = None
+    exception: str = ""
+    traceback: str = ""
+    terminated: bool = False
+    expired: bool = False
+    signum: str = ""
+    requeue: bool = False
+    progress_current: float | None = None
+    progress_total: float | None = None
+    # Worker events
+    freq: float | None = None
+    active: int | None = None
+    processed: int | None = None
+    loadavg: tuple[float, ...] = ()
+    sw_ident: str = ""
+    sw_ver: str = ""
+    sw_sys: str = ""
+    # Audit events
+    actor: str = ""
+    action: str = ""
+    detail: str = ""
+
+    @property
+    def is_task_event(self) -> bool:
+        return self.type in TASK_EVENT_KINDS or self.type == TASK_PROGRESS
+
+
+EVENT_ENCODER: Final = msgspec.json.Encoder()
+EVENT_DECODER: Final = msgspec.json.Decoder(Event)

@@ -1,0 +1,162 @@
+"""Every Redis key taskpulse uses, and nothing else.
+
+The collector is the only writer; the read side (``event_collector.read``) and the API only read,
+except for the audit events the API appends to the stream. ``P`` below is the key prefix
+(``TASKPULSE_KEY_PREFIX``, default ``tp:``). Timestamps are float seconds since the epoch (UTC),
+exactly as the Celery event carried them.
+
+Source of truth
+  P events               STREAM   one entry per accepted (non-duplicate) event,
+                                  field ``e`` = the normalized ``Event`` as JSON.
+
+Per task (expire together, per-state TTL once the task is finished)
+  P task:<id>            HASH     the task record. Fields (absent when unknown):
+                                  name args kwargs queue routing_key exchange priority worker
+                                  state (PENDING|RECEIVED|STARTED|SUCCESS|FAILURE|RETRY|
+                                  REVOKED|REJECTED), sent received started succeeded failed
+                                  retried revoked rejected (timestamps), runtime retries result
+                                  exception traceback parent_id root_id eta expires
+                                  progress_current progress_total progress_ts
+                                  first_seen (index score) updated (last event timestamp)
+                                  note labels (operator annotations, JSON)
+  P tl:<id>              ZSET     timeline: score = event timestamp, member = ``<eid> <json>``
+                                  where json is the compact entry {type, timestamp, hostname,
+                                  + the event's state fields}; capped at TIMELINE_MAX newest.
+  P dd:<id>              SET      event ids already applied to this task (dedup).
+
+Indexes (score = the task's ``first_seen``: its earliest known event timestamp)
+  P idx:all              ZSET     every task id
+  P idx:state:<STATE>    ZSET     tasks currently in STATE (moved on every state change)
+  P idx:name:<name>      ZSET
+  P idx:queue:<queue>    ZSET
+  P idx:worker:<host>    ZSET
+  P idx:children:<id>    ZSET     direct children of a task (by parent_id)
+  P idx:root:<id>        ZSET     every task of a workflow (by root_id)
+
+Counters (exact: only non-duplicate events count)
+  P cnt:total            HASH     field ``<name>|<KIND>`` -> all-time count
+  P cnt:m:<bucket>       HASH     same fields, per minute; bucket = floor(ts / 60) * 60
+  P cnt:h:<bucket>       HASH     per hour   (floor(ts / 3600) * 3600)
+  P cnt:d:<bucket>       HASH     per day    (floor(ts / 86400) * 86400, UTC days)
+                                  KIND is the event kind: SENT RECEIVED STARTED SUCCESS FAILURE
+                                  RETRY REVOKED REJECTED.
+
+Workers
+  P workers              ZSET     hostname, score = last event timestamp from that worker
+  P worker:<host>        HASH     hostname last_heartbeat freq active processed loadavg (JSON)
+                                  sw_ident sw_ver sw_sys pid online (1/0) online_at offline_at
+  P wdd:<eid>            STRING   dedup marker for worker events, short TTL
+
+Queues (written by the collector's broker poller, read by the API)
+  P queues               HASH     queue name -> length (messages waiting, all priorities)
+  P queues:consumers     HASH     queue name -> consumer count (RabbitMQ only)
+  P queues:updated       STRING   timestamp of the last poll
+
+Collector bookkeeping
+  P collector:<id>       HASH     a running collector's heartbeat and counters (TTL)
+
+Scaling out (DESIGN.md): every key is built here, so partition tags ``{p<N>}`` can be added to
+``Keys`` alone.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+
+TIMELINE_MAX: Final = 200
+WORKER_DEDUP_TTL_SECONDS: Final = 3600
+
+COUNTER_FIELD_SEPARATOR: Final = "|"
+
+BUCKET_SECONDS: Final[dict[str, int]] = {"minute": 60, "hour": 3600, "day": 86400}
+_BUCKET_CODES: Final[dict[str, str]] = {"minute": "m", "hour": "h", "day": "d"}
+
+
+class Keys(msgspec.Struct, frozen=True):
+    """Key builder for one prefix. Cheap to create; create once per process and pass it down."""
+
+    prefix: str = "tp:"
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}events"
+
+    def task(self, task_id: str) -> str:
+        return f"{self.prefix}task:{task_id}"
+
+    def timeline(self, task_id: str) -> str:
+        return f"{self.prefix}tl:{task_id}"
+
+    def task_dedup(self, task_id: str) -> str:
+        return f"{self.prefix}dd:{task_id}"
+
+    @property
+    def index_all(self) -> str:
+        return f"{self.prefix}idx:all"
+
+    def index_state(self, state: str) -> str:
+        return f"{self.prefix}idx:state:{state}"
+
+    def index_name(self, name: str) -> str:
+        return f"{self.prefix}idx:name:{name}"
+
+    def index_queue(self, queue: str) -> str:
+        return f"{self.prefix}idx:queue:{queue}"
+
+    def index_worker(self, hostname: str) -> str:
+        return f"{self.prefix}idx:worker:{hostname}"
+
+    def index_children(self, task_id: str) -> str:
+        return f"{self.prefix}idx:children:{task_id}"
+
+    def index_root(self, task_id: str) -> str:
+        return f"{self.prefix}idx:root:{task_id}"
+
+    @property
+    def counters_total(self) -> str:
+        return f"{self.prefix}cnt:total"
+
+    def counters(self, granularity: str, bucket: int) -> str:
+        """Counter hash for ``granularity`` (minute/hour/day) and a bucket start timestamp."""
+        return f"{self.prefix}cnt:{_BUCKET_CODES[granularity]}:{bucket}"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.prefix}workers"
+
+    def worker(self, hostname: str) -> str:
+        return f"{self.prefix}worker:{hostname}"
+
+    def worker_dedup(self, event_id: str) -> str:
+        return f"{self.prefix}wdd:{event_id}"
+
+    @property
+    def queues(self) -> str:
+        return f"{self.prefix}queues"
+
+    @property
+    def queue_consumers(self) -> str:
+        return f"{self.prefix}queues:consumers"
+
+    @property
+    def queues_updated(self) -> str:
+        return f"{self.prefix}queues:updated"
+
+    def collector(self, collector_id: str) -> str:
+        return f"{self.prefix}collector:{collector_id}"
+
+    @property
+    def all_pattern(self) -> str:
+        """Glob matching every key of this prefix (used by ``rebuild`` and tests)."""
+        return f"{self.prefix}*"
+
+
+def bucket_start(timestamp: float, granularity: str) -> int:
+    size = BUCKET_SECONDS[granularity]
+    return int(timestamp // size) * size
+
+
+def counter_field(name: str, kind: str) -> str:
+    return f"{name}{COUNTER_FIELD_SEPARATOR}{kind}"

@@ -1,0 +1,1 @@
+"""Producer API: enqueue Celery work by name and query the monitoring store over HTTP."""

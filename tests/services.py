@@ -1,0 +1,172 @@
+"""Real services for tests: a private ``redis-server`` and Celery worker / beat subprocesses.
+
+Nothing here is mocked. Each server listens on a free loopback port with its own temp dir, so the
+suite runs isolated from whatever else is on the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import redis
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
+    """Poll ``predicate`` until truthy; fail with ``what`` in the message on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class RedisServer:
+    """A ``redis-server`` process on a free port, persisting nothing outside its temp dir."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def client(self, db: int = 0) -> redis.Redis:
+        return redis.Redis.from_url(self.url(db))
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+        self.process = subprocess.Popen(
+            [
+                binary,
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--dir", str(self.workdir),
+                "--save", "",
+                "--appendonly", "no",
+                "--logfile", str(self.workdir / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(self._answers_ping, timeout=10, what=f"redis-server on port {self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def restart(self, downtime: float = 0.0) -> None:
+        self.stop()
+        time.sleep(downtime)
+        self.start()
+
+    def _answers_ping(self) -> bool:
+        try:
+            return bool(self.client().ping())
+        except redis.ConnectionError:
+            return False
+
+
+class ServiceProcess:
+    """A subprocess whose output goes to a log file the test can read and wait on."""
+
+    def __init__(self, argv: list[str], env: Mapping[str, str], log_path: Path) -> None:
+        self.argv = argv
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            argv,
+            cwd=REPO_ROOT,
+            env=dict(env),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, needle: str, timeout: float = 30.0) -> None:
+        def seen() -> bool:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.argv[:3]} exited early:\n{self.log()[-4000:]}")
+            return needle in self.log()
+
+        wait_until(seen, timeout=timeout, what=f"{needle!r} in {self.log_path.name}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, sig)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        self._log.close()
+        return self.process.returncode
+
+
+def taskpulse_env(redis_server: RedisServer, data_dir: Path, **extra: str) -> dict[str, str]:
+    """Environment for any taskpulse process under test: broker, result backend and store."""
+    env = {
+        **os.environ,
+        "TASKPULSE_BROKER_URL": redis_server.url(0),
+        "TASKPULSE_RESULT_BACKEND": redis_server.url(0),
+        "TASKPULSE_REDIS_URL": redis_server.url(1),
+        "TASKPULSE_DATA_DIR": str(data_dir),
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update(extra)
+    return env
+
+
+def celery_worker(
+    env: Mapping[str, str],
+    log_path: Path,
+    queues: str = "default,finance,reports,email",
+    concurrency: int = 2,
+    pool: str = "prefork",
+    hostname: str = "w1@%h",
+) -> ServiceProcess:
+    """Start ``celery -A worker worker -E`` and wait until it is ready to consume."""
+    argv = [
+        sys.executable, "-m", "celery", "-A", "worker", "worker", "-E",
+        "-Q", queues, "-c", str(concurrency), "-P", pool, "-n", hostname,
+        "--without-mingle", "--without-gossip", "-l", "INFO",
+    ]
+    proc = ServiceProcess(argv, env, log_path)
+    proc.wait_for_log(" ready.", timeout=60)
+    return proc
+
+
+@contextlib.contextmanager
+def running(proc: ServiceProcess) -> Iterator[ServiceProcess]:
+    try:
+        yield proc
+    finally:
+        proc.stop()
