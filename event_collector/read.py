@@ -1,0 +1,412 @@
+"""The read side of the event store: typed queries over the projections in ``keys.py``.
+
+Every query costs a bounded number of round trips whatever the number of stored tasks: listings
+walk one index sorted set by score with a cursor (never SCAN), stats and history read counters.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Sequence
+from typing import Any, Final
+
+import msgspec
+import orjson
+import redis.asyncio as aioredis
+
+from event_collector.events import EVENT_DECODER, STATE_PRECEDENCE, TASK_EVENT_KINDS, Event
+from event_collector.keys import BUCKET_SECONDS, COUNTER_FIELD_SEPARATOR, Keys, bucket_start
+from event_collector.records import (
+    History,
+    HistoryBucket,
+    Progress,
+    QueueInfo,
+    Stats,
+    TaskCount,
+    TaskPage,
+    TaskRecord,
+    TaskSummary,
+    TimelineEntry,
+    WorkerInfo,
+)
+
+DEFAULT_PAGE_SIZE: Final = 50
+MAX_PAGE_SIZE: Final = 500
+# A combined filter (e.g. state + name) walks the smallest index and checks the rest per task;
+# these bound the work one request may do. A listing returns a cursor to continue from; a count
+# says it is not exact.
+LIST_SCAN_MAX: Final = 5_000
+COUNT_SCAN_MAX: Final = 20_000
+MAX_HISTORY_BUCKETS: Final = 1_500
+STATES: Final = STATE_PRECEDENCE
+KINDS: Final = tuple(TASK_EVENT_KINDS.values())
+
+_SUMMARY_FIELDS: Final = tuple(f for f in TaskSummary.__struct_fields__ if f != "id")
+_FILTER_FIELDS: Final = ("state", "name", "queue", "worker")
+
+
+class InvalidCursor(ValueError):
+    """The cursor was not produced by ``list_tasks`` (or was tampered with)."""
+
+
+class TaskQuery(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Filters for listing and counting tasks. Time bounds apply to ``first_seen``."""
+
+    state: str | None = None
+    name: str | None = None
+    queue: str | None = None
+    worker: str | None = None
+    since: float | None = None
+    until: float | None = None
+    limit: int = DEFAULT_PAGE_SIZE
+    cursor: str | None = None
+
+    def filters(self) -> dict[str, str]:
+        return {f: v for f in _FILTER_FIELDS if (v := getattr(self, f)) is not None}
+
+
+def encode_cursor(score: float, task_id: str) -> str:
+    raw = orjson.dumps([score, task_id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        score, task_id = orjson.loads(raw)
+        return float(score), str(task_id)
+    except (ValueError, TypeError) as exc:
+        raise InvalidCursor(cursor) from exc
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _hash_to_dict(raw: dict[Any, Any]) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in raw.items()}  # type: ignore[misc]
+
+
+class EventReader:
+    """Async queries over one store. Create once per process with the shared Redis pool."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+
+    # ----------------------------------------------------------------- single tasks
+
+    async def get_task(self, task_id: str) -> TaskRecord | None:
+        raw = await self.redis.hgetall(self.keys.task(task_id))
+        return _task_record(task_id, _hash_to_dict(raw)) if raw else None
+
+    async def timeline(self, task_id: str) -> list[TimelineEntry]:
+        members = await self.redis.zrange(self.keys.timeline(task_id), 0, -1)
+        return [_timeline_entry(m) for m in members]
+
+    async def task_detail(
+        self, task_id: str, children_max: int = 100
+    ) -> tuple[TaskRecord, list[TimelineEntry], list[str]] | None:
+        """Record, timeline and direct children in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.keys.task(task_id))
+            pipe.zrange(self.keys.timeline(task_id), 0, -1)
+            pipe.zrange(self.keys.index_children(task_id), 0, children_max - 1)
+            raw, members, children = await pipe.execute()
+        if not raw:
+            return None
+        record = _task_record(task_id, _hash_to_dict(raw))
+        return record, [_timeline_entry(m) for m in members], [_text(c) for c in children]
+
+    async def children(self, task_id: str, limit: int = 1000) -> list[str]:
+        ids = await self.redis.zrange(self.keys.index_children(task_id), 0, limit - 1)
+        return [_text(i) for i in ids]  # type: ignore[misc]
+
+    async def workflow(self, root_id: str, limit: int = 1000) -> list[str]:
+        ids = await self.redis.zrange(self.keys.index_root(root_id), 0, limit - 1)
+        return [_text(i) for i in ids]  # type: ignore[misc]
+
+    # ----------------------------------------------------------------- listings
+
+    def _index_key(self, field: str, value: str) -> str:
+        builders = {
+            "state": self.keys.index_state,
+            "name": self.keys.index_name,
+            "queue": self.keys.index_queue,
+            "worker": self.keys.index_worker,
+        }
+        return builders[field](value)
+
+    async def _pick_index(self, query: TaskQuery) -> tuple[str, dict[str, str]]:
+        """The smallest index among the filters, and the filters left to check per task."""
+        filters = query.filters()
+        if not filters:
+            return self.keys.index_all, {}
+        candidates = [(f, self._index_key(f, v)) for f, v in filters.items()]
+        if len(candidates) == 1:
+            return candidates[0][1], {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for _, key in candidates:
+                pipe.zcard(key)
+            sizes = await pipe.execute()
+        field, key = min(zip(candidates, sizes, strict=True), key=lambda c: c[1])[0]
+        rest = {f: v for f, v in filters.items() if f != field}
+        return key, rest
+
+    async def list_tasks(self, query: TaskQuery) -> TaskPage:
+        """Newest first. Walks one index from the cursor; stops at ``limit`` or the scan bound."""
+        limit = max(1, min(query.limit, MAX_PAGE_SIZE))
+        index, rest = await self._pick_index(query)
+        upper: float | str = query.until if query.until is not None else "+inf"
+        lower: float | str = query.since if query.since is not None else "-inf"
+        after: tuple[float, str] | None = None
+        if query.cursor:
+            after = decode_cursor(query.cursor)
+            upper = after[0] if query.until is None else min(after[0], query.until)
+        items: list[TaskSummary] = []
+        scanned = 0
+        batch = limit if not rest else min(limit * 4, 500)
+        last: tuple[float, str] | None = None
+        while len(items) < limit and scanned < LIST_SCAN_MAX:
+            rows = await self._index_slice(index, upper, lower, batch, after)
+            if rows is None:  # a run of equal scores longer than the batch: widen and retry
+                batch *= 2
+                continue
+            if not rows:
+                return TaskPage(items=items, next_cursor=None)
+            summaries = await self._summaries([tid for tid, _ in rows])
+            for (task_id, score), summary in zip(rows, summaries, strict=True):
+                scanned += 1
+                last = (score, task_id)
+                if summary is not None and _matches(summary, rest):
+                    items.append(summary)
+                    if len(items) == limit:
+                        break
+            after, upper = last, last[0]  # type: ignore[index]
+        next_cursor = encode_cursor(*last) if last is not None else None
+        return TaskPage(items=items, next_cursor=next_cursor)
+
+    async def _index_slice(
+        self,
+        index: str,
+        upper: float | str,
+        lower: float | str,
+        count: int,
+        after: tuple[float, str] | None,
+    ) -> list[tuple[str, float]] | None:
+        """Up to ``count`` (id, score) strictly after the cursor, newest first.
+
+        Equal scores come in reverse member order under REV, so entries tied with the cursor's
+        score are skipped while their member is >= the cursor's id. ``None`` means every entry
+        fetched was such a tie and the caller must fetch more at once.
+        """
+        fetch = count + (1 if after else 0)
+        raw = await self.redis.zrange(
+            index, upper, lower, byscore=True, desc=True, offset=0, num=fetch, withscores=True
+        )
+        rows = [(_text(m), float(s)) for m, s in raw]
+        if after is not None:
+            rows = [(m, s) for m, s in rows if not (s == after[0] and m >= after[1])]
+            if not rows and len(raw) == fetch:
+                return None
+        return rows[:count]  # type: ignore[return-value]
+
+    async def _summaries(self, task_ids: Sequence[str]) -> list[TaskSummary | None]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for task_id in task_ids:
+                pipe.hmget(self.keys.task(task_id), _SUMMARY_FIELDS)
+            rows = await pipe.execute()
+        return [_summary(tid, values) for tid, values in zip(task_ids, rows, strict=True)]
+
+    async def count_tasks(self, query: TaskQuery) -> TaskCount:
+        """ZCOUNT on one index; combined filters check up to COUNT_SCAN_MAX tasks."""
+        index, rest = await self._pick_index(query)
+        lower = query.since if query.since is not None else "-inf"
+        upper = query.until if query.until is not None else "+inf"
+        if not rest:
+            return TaskCount(count=int(await self.redis.zcount(index, lower, upper)))
+        ids = await self.redis.zrange(
+            index, upper, lower, byscore=True, desc=True, offset=0, num=COUNT_SCAN_MAX
+        )
+        total = 0
+        for start in range(0, len(ids), 1000):
+            chunk = [_text(i) for i in ids[start : start + 1000]]
+            summaries = await self._summaries(chunk)  # type: ignore[arg-type]
+            total += sum(1 for s in summaries if s is not None and _matches(s, rest))
+        return TaskCount(count=total, exact=len(ids) < COUNT_SCAN_MAX)
+
+    # ----------------------------------------------------------------- aggregates
+
+    async def stats(self, now: float | None = None) -> Stats:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(self.keys.index_all)
+            for state in STATES:
+                pipe.zcard(self.keys.index_state(state))
+            pipe.hgetall(self.keys.counters_total)
+            pipe.hgetall(self.keys.queues)
+            results = await pipe.execute()
+        stored, by_state_raw = results[0], results[1 : 1 + len(STATES)]
+        totals, queues = results[1 + len(STATES)], results[2 + len(STATES)]
+        events_total: dict[str, int] = dict.fromkeys(KINDS, 0)
+        by_name: dict[str, dict[str, int]] = {}
+        for field, value in totals.items():
+            name, _, kind = _text(field).rpartition(COUNTER_FIELD_SEPARATOR)  # type: ignore[union-attr]
+            events_total[kind] = events_total.get(kind, 0) + int(value)
+            by_name.setdefault(name, {})[kind] = int(value)
+        workers = await self.workers(now)
+        return Stats(
+            tasks_stored=int(stored),
+            by_state={s: int(n) for s, n in zip(STATES, by_state_raw, strict=True)},
+            events_total=events_total,
+            by_name=by_name,
+            workers_online=sum(1 for w in workers if w.alive),
+            workers_total=len(workers),
+            queue_lengths={_text(q): int(n) for q, n in queues.items()},  # type: ignore[misc]
+        )
+
+    async def history(
+        self, granularity: str, since: float, until: float, name: str | None = None
+    ) -> History:
+        """Counts per bucket from ``since`` to ``until`` (inclusive of both buckets)."""
+        size = BUCKET_SECONDS[granularity]
+        first, last = bucket_start(since, granularity), bucket_start(until, granularity)
+        starts = list(range(first, last + 1, size))
+        if len(starts) > MAX_HISTORY_BUCKETS:
+            raise ValueError(f"{len(starts)} buckets asked for, at most {MAX_HISTORY_BUCKETS}")
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for start in starts:
+                pipe.hgetall(self.keys.counters(granularity, start))
+            hashes = await pipe.execute()
+        buckets = [
+            HistoryBucket(start=start, counts=_bucket_counts(raw, name))
+            for start, raw in zip(starts, hashes, strict=True)
+        ]
+        return History(granularity=granularity, buckets=buckets)
+
+    async def workers(self, now: float | None = None) -> list[WorkerInfo]:
+        now = time.time() if now is None else now
+        hosts = [_text(h) for h in await self.redis.zrevrange(self.keys.workers, 0, -1)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for host in hosts:
+                pipe.hgetall(self.keys.worker(host))  # type: ignore[arg-type]
+            hashes = await pipe.execute()
+        return [
+            _worker_info(host, _hash_to_dict(raw), now)  # type: ignore[arg-type]
+            for host, raw in zip(hosts, hashes, strict=True)
+        ]
+
+    async def queues(self) -> list[QueueInfo]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.keys.queues)
+            pipe.hgetall(self.keys.queue_consumers)
+            pipe.get(self.keys.queues_updated)
+            lengths, consumers, updated = await pipe.execute()
+        lengths, consumers = _hash_to_dict(lengths), _hash_to_dict(consumers)
+        stamp = float(updated) if updated is not None else None
+        return [
+            QueueInfo(
+                name=name,
+                length=int(lengths[name]) if name in lengths else None,
+                consumers=int(consumers[name]) if name in consumers else None,
+                updated=stamp,
+            )
+            for name in sorted(lengths.keys() | consumers.keys())
+        ]
+
+    # ----------------------------------------------------------------- the stream
+
+    async def last_event_id(self) -> str:
+        """The id of the newest stream entry, or ``0-0``: where a live tail starts."""
+        newest = await self.redis.xrevrange(self.keys.events, count=1)
+        return _text(newest[0][0]) if newest else "0-0"  # type: ignore[return-value]
+
+    async def read_events(
+        self, after_id: str, count: int = 100, block_ms: int | None = None
+    ) -> list[tuple[str, Event]]:
+        """Entries strictly after ``after_id``; waits up to ``block_ms`` when there are none."""
+        reply = await self.redis.xread({self.keys.events: after_id}, count=count, block=block_ms)
+        if not reply:
+            return []
+        out: list[tuple[str, Event]] = []
+        for entry_id, fields in reply[0][1]:
+            payload = fields.get(b"e", fields.get("e"))
+            try:
+                out.append((_text(entry_id), EVENT_DECODER.decode(payload)))  # type: ignore[arg-type]
+            except (msgspec.DecodeError, TypeError):
+                continue  # an entry we cannot read is skipped, not fatal to every reader
+        return out
+
+
+def _task_record(task_id: str, fields: dict[str, str]) -> TaskRecord:
+    progress = None
+    if (current := fields.pop("progress_current", None)) is not None:
+        total, stamp = fields.pop("progress_total", None), fields.pop("progress_ts", None)
+        progress = Progress(
+            current=float(current),
+            total=float(total) if total else None,
+            timestamp=float(stamp) if stamp else None,
+        )
+    fields = {k: v for k, v in fields.items() if v != ""}
+    record = msgspec.convert({**fields, "id": task_id}, TaskRecord, strict=False)
+    return msgspec.structs.replace(record, progress=progress) if progress else record
+
+
+def _summary(task_id: str, values: list[bytes | None]) -> TaskSummary | None:
+    if all(v is None for v in values):
+        return None  # expired task still in an index until the next sweep
+    fields = {f: _text(v) for f, v in zip(_SUMMARY_FIELDS, values, strict=True) if v}
+    return msgspec.convert({**fields, "id": task_id}, TaskSummary, strict=False)
+
+
+def _matches(summary: TaskSummary, filters: dict[str, str]) -> bool:
+    return all(getattr(summary, f) == v for f, v in filters.items())
+
+
+def _timeline_entry(member: bytes | str) -> TimelineEntry:
+    _, _, payload = _text(member).partition(" ")  # type: ignore[union-attr]
+    data = orjson.loads(payload)
+    return TimelineEntry(
+        type=data.pop("type", ""),
+        timestamp=float(data.pop("timestamp", 0.0)),
+        hostname=data.pop("hostname", None) or None,
+        fields=data,
+    )
+
+
+def _bucket_counts(raw: dict[Any, Any], name: str | None) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for field, value in raw.items():
+        task_name, _, kind = _text(field).rpartition(COUNTER_FIELD_SEPARATOR)  # type: ignore[union-attr]
+        if name is None or task_name == name:
+            counts[kind] = counts.get(kind, 0) + int(value)
+    return counts
+
+
+def _worker_info(host: str, fields: dict[str, str], now: float) -> WorkerInfo:
+    def num(key: str) -> float | None:
+        value = fields.get(key)
+        return float(value) if value else None
+
+    heartbeat, freq = num("last_heartbeat"), num("freq")
+    alive = (
+        fields.get("online", "1") != "0"
+        and heartbeat is not None
+        and now - heartbeat <= (freq or 2.0) * 2
+    )
+    loadavg = orjson.loads(fields["loadavg"]) if fields.get("loadavg") else None
+    return WorkerInfo(
+        hostname=host,
+        alive=alive,
+        last_heartbeat=heartbeat,
+        freq=freq,
+        active=int(float(fields["active"])) if fields.get("active") else None,
+        processed=int(float(fields["processed"])) if fields.get("processed") else None,
+        loadavg=list(loadavg) if loadavg is not None else None,
+        sw_ident=fields.get("sw_ident") or None,
+        sw_ver=fields.get("sw_ver") or None,
+        sw_sys=fields.get("sw_sys") or None,
+        pid=int(fields["pid"]) if fields.get("pid") else None,
+        online_at=num("online_at"),
+        offline_at=num("offline_at"),
+    )
