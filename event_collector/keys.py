@@ -50,6 +50,8 @@ Workers
 Queues (written by the collector's broker poller, read by the API)
   P queues               HASH     queue name -> length (messages waiting, all priorities)
   P queues:consumers     HASH     queue name -> consumer count (RabbitMQ only)
+  P queues:workers       HASH     queue name -> workers consuming it (Celery inspect)
+  P queues:processes     HASH     queue name -> pool processes of those workers
   P queues:updated       STRING   timestamp of the last poll
 
 Collector bookkeeping
@@ -139,6 +141,14 @@ class Keys(msgspec.Struct, frozen=True):
     @property
     def queue_consumers(self) -> str:
         return f"{self.prefix}queues:consumers"
+
+    @property
+    def queue_workers(self) -> str:
+        return f"{self.prefix}queues:workers"
+
+    @property
+    def queue_processes(self) -> str:
+        return f"{self.prefix}queues:processes"
 
     @property
     def queues_updated(self) -> str:
