@@ -54,6 +54,11 @@ Queues (written by the collector's broker poller, read by the API)
   P queues:processes     HASH     queue name -> pool processes of those workers
   P queues:updated       STRING   timestamp of the last poll
 
+Producer API
+  P idem:<key>           STRING   idempotency key -> the first enqueue's response (JSON), TTL;
+                                  written by the API (SET NX), the only key it writes besides
+                                  the audit events it appends to ``P events``.
+
 Collector bookkeeping
   P collector:<id>       HASH     a running collector's heartbeat and counters (TTL)
 
@@ -153,6 +158,9 @@ class Keys(msgspec.Struct, frozen=True):
     @property
     def queues_updated(self) -> str:
         return f"{self.prefix}queues:updated"
+
+    def idempotency(self, key: str) -> str:
+        return f"{self.prefix}idem:{key}"
 
     def collector(self, collector_id: str) -> str:
         return f"{self.prefix}collector:{collector_id}"
