@@ -1,0 +1,361 @@
+"""Every metric the collector exports, defined in one place against a registry passed in.
+
+Names and labels follow danihodovic/celery-exporter so its dashboards and alerts work unchanged:
+``celery_task_<kind>_total{name,hostname,queue_name}`` (``failed`` adds ``exception``, the
+exception class name), ``celery_task_runtime`` (same default buckets), ``celery_queue_length``,
+``celery_active_consumer_count``, ``celery_active_worker_count`` and ``celery_active_process_count``
+(all ``{queue_name}``), ``celery_worker_up`` and ``celery_worker_tasks_active`` (``{hostname}``).
+As in celery-exporter, ``hostname`` is the host part of the Celery node name (``w1@host`` ->
+``host``) unless ``node_hostnames`` is set. Our extras are ``taskpulse_*``.
+
+Two kinds of values:
+- event-driven counters and histograms, updated by ``observe_*`` from the collector's loop, counting
+  only events this collector applied first (so ``sum()`` across a hot standby pair is exact);
+- store-derived gauges (queues, workers, stream length, stuck tasks), served by ``StoreGauges``
+  from a snapshot that ``refresh()`` rebuilds from Redis. ``collect()`` runs in the HTTP thread and
+  only reads that snapshot: a scrape never waits on Redis.
+
+Unlike celery-exporter, a worker that stopped heartbeating keeps ``celery_worker_up = 0`` for
+``worker_retention_seconds`` instead of vanishing, so "worker down" alerts can fire.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Final
+
+import msgspec
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from redis.asyncio import Redis
+
+from event_collector.events import Event
+from event_collector.keys import Keys
+
+# celery-exporter's default (``--buckets``) is prometheus_client's default.
+RUNTIME_BUCKETS: Final = Histogram.DEFAULT_BUCKETS
+# Waiting in a queue spans milliseconds to hours; the runtime buckets stop at 10 s.
+QUEUE_WAIT_BUCKETS: Final = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+    3600.0, float("inf"),
+)
+TASK_LABELS: Final = ("name", "hostname", "queue_name")
+UNKNOWN: Final = "unknown"
+_EXCEPTION_CLASS = re.compile(r"^([\w.]+)\(")
+# Counter per task event type; names as celery-exporter's (``_total`` is added on exposition).
+_COUNTED_TYPES: Final = (
+    "sent", "received", "started", "succeeded", "failed", "rejected", "revoked", "retried",
+)
+
+
+def exception_class(exception: str) -> str:
+    """``ValueError('boom')`` -> ``ValueError`` (celery-exporter's rule; bounded cardinality)."""
+    match = _EXCEPTION_CLASS.match(exception)
+    return match.group(1).rsplit(".", 1)[-1] if match else "UnknownException"
+
+
+def host_label(hostname: str, node_hostnames: bool = False) -> str:
+    """celery-exporter labels ``w1@host`` as ``host``: one series per machine, not per node."""
+    if node_hostnames or "@" not in hostname:
+        return hostname or UNKNOWN
+    return hostname.split("@", 1)[1] or UNKNOWN
+
+
+class _TaskInfo(msgspec.Struct):
+    name: str = ""
+    queue: str = ""
+    sent: float | None = None
+
+
+class TaskInfoCache:
+    """Bounded LRU of task id -> (name, queue, sent time).
+
+    Celery's succeeded/failed/started events carry neither name nor queue; they are learned from
+    the sent/received events of the same task. Bounded so memory stays flat at any task rate.
+    """
+
+    def __init__(self, max_size: int) -> None:
+        self._max_size = max_size
+        self._items: OrderedDict[str, _TaskInfo] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def learn(self, event: Event) -> _TaskInfo:
+        info = self._items.get(event.uuid)
+        if info is None:
+            info = self._items[event.uuid] = _TaskInfo()
+            if len(self._items) > self._max_size:
+                self._items.popitem(last=False)
+        else:
+            self._items.move_to_end(event.uuid)
+        if event.name:
+            info.name = event.name
+        queue = event.queue or event.routing_key
+        if queue:
+            info.queue = queue
+        if event.type == "task-sent":
+            info.sent = event.timestamp
+        return info
+
+
+class WorkerSnapshot(msgspec.Struct, frozen=True):
+    hostname: str
+    alive: bool
+    active: int
+
+
+class StoreSnapshot(msgspec.Struct, frozen=True):
+    """What the store-derived gauges show. Replaced whole, never mutated (the HTTP thread reads)."""
+
+    queue_lengths: Mapping[str, int] = {}
+    queue_consumers: Mapping[str, int] = {}
+    queue_workers: Mapping[str, int] = {}
+    queue_processes: Mapping[str, int] = {}
+    workers: tuple[WorkerSnapshot, ...] = ()
+    stream_length: int | None = None
+    stuck: Mapping[tuple[str, str], int] = {}
+
+
+def _float(raw: bytes | None, default: float = 0.0) -> float:
+    try:
+        return float(raw) if raw is not None else default
+    except ValueError:
+        return default
+
+
+def _int_map(raw: Mapping[bytes, bytes]) -> dict[str, int]:
+    return {k.decode(): int(_float(v)) for k, v in raw.items()}
+
+
+class StoreGauges:
+    """Custom collector: gauges computed from the last snapshot of the monitoring store."""
+
+    def __init__(self, node_hostnames: bool = False) -> None:
+        self.snapshot = StoreSnapshot()
+        self._node_hostnames = node_hostnames
+
+    def describe(self) -> Iterator[Metric]:
+        return self._families(StoreSnapshot())
+
+    def collect(self) -> Iterator[Metric]:
+        return self._families(self.snapshot)
+
+    def _families(self, snap: StoreSnapshot) -> Iterator[Metric]:
+        yield _by_queue("celery_queue_length", "The number of message in broker queue.",
+                        snap.queue_lengths)
+        yield _by_queue("celery_active_consumer_count",
+                        "The number of active consumer in broker queue.", snap.queue_consumers)
+        yield _by_queue("celery_active_worker_count",
+                        "The number of active workers in broker queue.", snap.queue_workers)
+        yield _by_queue("celery_active_process_count",
+                        "The number of active processes in broker queue.", snap.queue_processes)
+        yield from self._worker_families(snap.workers)
+        stream = GaugeMetricFamily("taskpulse_stream_length", "Entries in the event stream.")
+        if snap.stream_length is not None:
+            stream.add_metric([], snap.stream_length)
+        yield stream
+        stuck = GaugeMetricFamily(
+            "taskpulse_tasks_stuck",
+            "Tasks in a non-final state past stuck_after that the result backend could not"
+            " complete.",
+            labels=["name", "queue_name"],
+        )
+        for (name, queue), count in sorted(snap.stuck.items()):
+            stuck.add_metric([name, queue], count)
+        yield stuck
+
+    def _worker_families(self, workers: Sequence[WorkerSnapshot]) -> Iterator[Metric]:
+        up: dict[str, int] = {}
+        active: dict[str, int] = {}
+        for worker in workers:
+            label = host_label(worker.hostname, self._node_hostnames)
+            # Several nodes on one host share a label (celery-exporter compatible): up if any is.
+            up[label] = max(up.get(label, 0), int(worker.alive))
+            active[label] = active.get(label, 0) + (worker.active if worker.alive else 0)
+        up_family = GaugeMetricFamily(
+            "celery_worker_up", "Indicates if a worker has recently sent a heartbeat.",
+            labels=["hostname"],
+        )
+        active_family = GaugeMetricFamily(
+            "celery_worker_tasks_active",
+            "The number of tasks the worker is currently processing", labels=["hostname"],
+        )
+        for label in sorted(up):
+            up_family.add_metric([label], up[label])
+            active_family.add_metric([label], active[label])
+        yield up_family
+        yield active_family
+
+
+def _by_queue(name: str, documentation: str, values: Mapping[str, int]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, documentation, labels=["queue_name"])
+    for queue, value in sorted(values.items()):
+        family.add_metric([queue], value)
+    return family
+
+
+class CollectorMetrics:
+    """The collector's metrics. Create one per process (or per test) against ``registry``."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        keys: Keys,
+        worker_retention_seconds: float = 3600.0,
+        task_cache_size: int = 100_000,
+        node_hostnames: bool = False,
+        runtime_buckets: Sequence[float] = RUNTIME_BUCKETS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._keys = keys
+        self._worker_retention = worker_retention_seconds
+        self._node_hostnames = node_hostnames
+        self._clock = clock
+        self.tasks = TaskInfoCache(task_cache_size)
+        self.store_gauges = StoreGauges(node_hostnames)
+        registry.register(self.store_gauges)
+        self._counters = {
+            f"task-{kind}": Counter(
+                f"celery_task_{kind}", f"Celery task-{kind} events.",
+                [*TASK_LABELS, "exception"] if kind == "failed" else TASK_LABELS,
+                registry=registry,
+            )
+            for kind in _COUNTED_TYPES
+        }
+        self.runtime = Histogram(
+            "celery_task_runtime", "Histogram of task runtime measurements.", TASK_LABELS,
+            buckets=runtime_buckets, registry=registry,
+        )
+        self.queue_wait = Histogram(
+            "celery_task_queue_wait_time",
+            "Seconds from task-sent to task-started (time spent waiting for a worker).",
+            TASK_LABELS, buckets=QUEUE_WAIT_BUCKETS, registry=registry,
+        )
+        self.failed_runtime = Histogram(
+            "taskpulse_task_failed_runtime_seconds", "Runtime of tasks that failed.",
+            TASK_LABELS, buckets=runtime_buckets, registry=registry,
+        )
+        self.events = Counter(
+            "taskpulse_events", "Events applied first by this collector, by type.", ["type"],
+            registry=registry,
+        )
+        self.invalid = Counter(
+            "taskpulse_events_invalid", "Events rejected by normalization, by reason.",
+            ["reason"], registry=registry,
+        )
+        self.duplicates = Counter(
+            "taskpulse_events_duplicate",
+            "Events already applied (by this or another collector) and so ignored.",
+            registry=registry,
+        )
+        self.lag = Gauge(
+            "taskpulse_collector_lag_seconds",
+            "Now minus the timestamp of the newest event in the last applied batch.",
+            registry=registry,
+        )
+
+    def remember(self, events: Sequence[Event]) -> None:
+        """Learn task names/queues from events even when another collector applied them first."""
+        for event in events:
+            if event.uuid:
+                self.tasks.learn(event)
+
+    def observe_applied(self, events: Sequence[Event]) -> None:
+        """Count events this collector applied first (never duplicates)."""
+        for event in events:
+            self.events.labels(event.type).inc()
+            counter = self._counters.get(event.type)
+            if counter is None or not event.uuid:
+                continue
+            info = self.tasks.learn(event)
+            labels = (
+                info.name or UNKNOWN,
+                host_label(event.hostname, self._node_hostnames),
+                info.queue or UNKNOWN,
+            )
+            exemplar = {"task_id": event.uuid}
+            if event.type == "task-failed":
+                counter.labels(*labels, exception_class(event.exception)).inc(exemplar=exemplar)
+            else:
+                counter.labels(*labels).inc(exemplar=exemplar)
+            self._observe_durations(event, info, labels, exemplar)
+
+    def _observe_durations(
+        self, event: Event, info: _TaskInfo, labels: tuple[str, str, str],
+        exemplar: dict[str, str],
+    ) -> None:
+        if event.type == "task-succeeded" and event.runtime is not None:
+            self.runtime.labels(*labels).observe(event.runtime, exemplar=exemplar)
+        elif event.type == "task-failed" and event.runtime is not None:
+            self.failed_runtime.labels(*labels).observe(event.runtime, exemplar=exemplar)
+        elif event.type == "task-started" and info.sent is not None:
+            # Clocks of producer and worker differ a little; a negative wait is skew, not data.
+            wait = max(0.0, event.timestamp - info.sent)
+            self.queue_wait.labels(*labels).observe(wait, exemplar=exemplar)
+
+    def observe_invalid(self, reason: str) -> None:
+        self.invalid.labels(reason).inc()
+
+    def observe_duplicates(self, count: int) -> None:
+        if count:
+            self.duplicates.inc(count)
+
+    def observe_lag(self, seconds: float) -> None:
+        self.lag.set(seconds)
+
+    def observe_stuck(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Tasks still stuck after reconciliation, by (name, queue) — from ``Reconciler``."""
+        self.store_gauges.snapshot = msgspec.structs.replace(
+            self.store_gauges.snapshot, stuck=dict(counts)
+        )
+
+    async def refresh(self, redis: Redis) -> None:
+        """Rebuild the store snapshot (two round trips); call periodically from the event loop."""
+        now = self._clock()
+        k = self._keys
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(k.queues)
+            pipe.hgetall(k.queue_consumers)
+            pipe.hgetall(k.queue_workers)
+            pipe.hgetall(k.queue_processes)
+            pipe.zrangebyscore(k.workers, now - self._worker_retention, "+inf")
+            pipe.xlen(k.events)
+            lengths, consumers, workers_per_q, processes, hosts, stream_length = (
+                await pipe.execute()
+            )
+        workers = await self._read_workers(redis, [h.decode() for h in hosts], now)
+        self.store_gauges.snapshot = StoreSnapshot(
+            queue_lengths=_int_map(lengths),
+            queue_consumers=_int_map(consumers),
+            queue_workers=_int_map(workers_per_q),
+            queue_processes=_int_map(processes),
+            workers=workers,
+            stream_length=int(stream_length),
+            stuck=self.store_gauges.snapshot.stuck,
+        )
+
+    async def _read_workers(
+        self, redis: Redis, hostnames: Sequence[str], now: float
+    ) -> tuple[WorkerSnapshot, ...]:
+        if not hostnames:
+            return ()
+        fields = ("last_heartbeat", "freq", "active", "online")
+        async with redis.pipeline(transaction=False) as pipe:
+            for hostname in hostnames:
+                pipe.hmget(self._keys.worker(hostname), fields)
+            rows = await pipe.execute()
+        pairs = zip(hostnames, rows, strict=True)
+        return tuple(_worker_snapshot(hostname, row, now) for hostname, row in pairs)
+
+
+def _worker_snapshot(hostname: str, row: Sequence[bytes | None], now: float) -> WorkerSnapshot:
+    last_heartbeat, freq, active, online = row
+    # Celery's own rule (celery.events.state.Worker.alive): heartbeat within freq x 2.
+    heartbeat_fresh = now - _float(last_heartbeat) <= _float(freq, 2.0) * 2
+    alive = heartbeat_fresh and online != b"0"
+    return WorkerSnapshot(hostname=hostname, alive=alive, active=int(_float(active)))
