@@ -19,10 +19,17 @@ Per task (expire together, per-state TTL once the task is finished)
                                   progress_current progress_total progress_ts
                                   first_seen (index score) updated (last event timestamp)
                                   note labels (operator annotations, JSON)
+                                  Hidden writer bookkeeping, readers ignore fields starting
+                                  with ``_``: _sts (timestamp of the state-setting event),
+                                  _pc (counter increments waiting for the task's name),
+                                  _dd/_tlmin (ids of task-state events trimmed off the timeline
+                                  and the oldest kept timestamp, for dedup past the cap).
   P tl:<id>              ZSET     timeline: score = event timestamp, member = ``<eid> <json>``
                                   where json is the compact entry {type, timestamp, hostname,
                                   + the event's state fields}; capped at TIMELINE_MAX newest.
-  P dd:<id>              SET      event ids already applied to this task (dedup).
+                                  The timeline is also the task's dedup set: an event whose
+                                  member is already there is a duplicate (no separate key, to
+                                  keep memory per task low).
 
 Indexes (score = the task's ``first_seen``: its earliest known event timestamp)
   P idx:all              ZSET     every task id
@@ -31,7 +38,7 @@ Indexes (score = the task's ``first_seen``: its earliest known event timestamp)
   P idx:queue:<queue>    ZSET
   P idx:worker:<host>    ZSET
   P idx:children:<id>    ZSET     direct children of a task (by parent_id)
-  P idx:root:<id>        ZSET     every task of a workflow (by root_id)
+  P idx:root:<id>        ZSET     every task of a workflow (by root_id), except the root itself
 
 Counters (exact: only non-duplicate events count)
   P cnt:total            HASH     field ``<name>|<KIND>`` -> all-time count

@@ -1,0 +1,118 @@
+"""The collector's settings: one typed Struct built from ``TASKPULSE_*`` environment variables.
+
+``settings_from_env`` is generic so other services (the API) build their own Struct the same way:
+each field ``foo_bar`` reads ``TASKPULSE_FOO_BAR``; strings from the environment are converted to
+the field's type (``msgspec.convert(..., strict=False)``), so a bad value fails at start-up with
+the variable's name in the message, never deep inside.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Final, TypeVar
+
+import msgspec
+
+ENV_PREFIX: Final = "TASKPULSE_"
+DAY: Final = 86400
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value its setting cannot take."""
+
+
+def settings_from_env(
+    struct_type: type[S], environ: Mapping[str, str] | None = None, prefix: str = ENV_PREFIX
+) -> S:
+    """Build ``struct_type`` from ``<prefix><FIELD>`` variables; unset ones keep their default."""
+    env = os.environ if environ is None else environ
+    values = {}
+    for field in msgspec.structs.fields(struct_type):
+        raw = env.get(prefix + field.name.upper())
+        if raw is not None and raw != "":
+            values[field.name] = raw
+    try:
+        return msgspec.convert(values, struct_type, strict=False)
+    except msgspec.ValidationError as exc:
+        # "Expected `int`, got `str` - at `$.batch_size`" -> name the variable instead
+        message = str(exc)
+        for name in values:
+            message = message.replace(f"`$.{name}`", prefix + name.upper())
+        raise SettingsError(message) from None
+
+
+class Retention(msgspec.Struct, frozen=True):
+    """How long the store keeps things; 0 means "no limit" for that item."""
+
+    stream_max_length: int = 2_000_000
+    stream_max_age_seconds: int = 7 * DAY
+    task_ttl_success_seconds: int = 3 * DAY
+    task_ttl_failure_seconds: int = 14 * DAY
+    task_ttl_other_seconds: int = 7 * DAY
+    # A task nobody finished (lost worker, no final event) still goes away eventually.
+    task_ttl_unfinished_seconds: int = 14 * DAY
+    counters_minute_ttl_seconds: int = 2 * DAY
+    counters_hour_ttl_seconds: int = 90 * DAY
+    counters_day_ttl_seconds: int = 0
+    timeline_max: int = 200
+    worker_dedup_ttl_seconds: int = 3600
+
+
+_DEFAULT_RETENTION: Final = Retention()
+
+
+class CollectorSettings(msgspec.Struct, frozen=True):
+    """Everything ``taskpulse-collector`` needs; see the README's configuration table."""
+
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = "redis://127.0.0.1:6379/1"
+    result_backend: str = ""
+    key_prefix: str = "tp:"
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 9808
+    # Batching: a batch is written when it has this many events or is this old, whichever first.
+    batch_size: int = 500
+    batch_interval_ms: int = 50
+    # Raw messages waiting between the socket reader and the writer (bounded: memory stays flat).
+    buffer_max_messages: int = 200_000
+    # RabbitMQ: the durable queue the collector consumes (survives collector restarts).
+    event_queue: str = "taskpulse.events"
+    collector_id: str = ""
+    log_level: str = "INFO"
+    stats_interval_seconds: float = 10.0
+    reconnect_max_seconds: float = 10.0
+    queue_poll_seconds: float = 5.0
+    sweep_interval_seconds: float = 60.0
+    reconcile_interval_seconds: float = 60.0
+    stuck_after_seconds: float = 600.0
+    retention_stream_max_length: int = _DEFAULT_RETENTION.stream_max_length
+    retention_stream_max_age_seconds: int = _DEFAULT_RETENTION.stream_max_age_seconds
+    retention_task_ttl_success_seconds: int = _DEFAULT_RETENTION.task_ttl_success_seconds
+    retention_task_ttl_failure_seconds: int = _DEFAULT_RETENTION.task_ttl_failure_seconds
+    retention_task_ttl_other_seconds: int = _DEFAULT_RETENTION.task_ttl_other_seconds
+    retention_task_ttl_unfinished_seconds: int = _DEFAULT_RETENTION.task_ttl_unfinished_seconds
+    retention_counters_minute_ttl_seconds: int = _DEFAULT_RETENTION.counters_minute_ttl_seconds
+    retention_counters_hour_ttl_seconds: int = _DEFAULT_RETENTION.counters_hour_ttl_seconds
+    retention_counters_day_ttl_seconds: int = _DEFAULT_RETENTION.counters_day_ttl_seconds
+    retention_timeline_max: int = _DEFAULT_RETENTION.timeline_max
+
+    @property
+    def retention(self) -> Retention:
+        """The ``retention_*`` settings as the store's ``Retention``."""
+        values = {
+            field.name: getattr(self, f"retention_{field.name}")
+            for field in msgspec.structs.fields(Retention)
+            if hasattr(self, f"retention_{field.name}")
+        }
+        return Retention(**values)
+
+    @property
+    def is_rabbitmq(self) -> bool:
+        return self.broker_url.startswith(("amqp://", "amqps://", "pyamqp://"))
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> CollectorSettings:
+    return settings_from_env(CollectorSettings, environ)

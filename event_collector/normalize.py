@@ -1,0 +1,157 @@
+"""Celery wire events -> ``Event``: validate once at the edge, reject what cannot be trusted.
+
+Celery events are loose dicts (``celery.events.Event``): ``type``, ``timestamp`` (``time.time()``
+of the sender, UTC epoch seconds — kept as sent, never shifted by ``utcoffset``), ``hostname``,
+``pid``, ``clock`` plus type-specific fields. ``args``/``kwargs``/``result`` arrive as reprs
+(strings); anything else is rendered to a string here so the store handles one type.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Mapping
+from typing import Any, Final
+
+import orjson
+
+from event_collector.events import (
+    AUDIT_EVENT,
+    KNOWN_EVENT_TYPES,
+    TASK_EVENT_KINDS,
+    TASK_PROGRESS,
+    WORKER_EVENT_TYPES,
+    Event,
+)
+
+EVENT_ID_BYTES: Final = 9  # 12 base64 characters: short, collisions negligible per task
+
+
+class InvalidEvent(ValueError):
+    """An event that cannot be folded; ``reason`` is a short label for metrics and logs."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+def event_id(
+    type_: str, uuid: str, hostname: str, pid: int, clock: int, timestamp: float
+) -> str:
+    """Stable short id of one emitted event: the same event delivered twice gets the same id,
+    whichever collector sees it."""
+    key = f"{type_}\x00{uuid}\x00{hostname}\x00{pid}\x00{clock}\x00{timestamp!r}".encode()
+    digest = hashlib.blake2b(key, digest_size=EVENT_ID_BYTES).digest()
+    return base64.urlsafe_b64encode(digest).decode()
+
+
+def _text(raw: Mapping[str, Any], name: str) -> str:
+    value = raw.get(name)
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return orjson.dumps(value, default=repr).decode()
+
+
+def _opt_float(raw: Mapping[str, Any], name: str) -> float | None:
+    value = raw.get(name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise InvalidEvent("bad_field", name)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InvalidEvent("bad_field", name) from None
+
+
+def _int(raw: Mapping[str, Any], name: str) -> int:
+    value = raw.get(name)
+    if value is None or value == "":
+        return 0
+    if isinstance(value, bool):
+        raise InvalidEvent("bad_field", name)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InvalidEvent("bad_field", name) from None
+
+
+def _opt_int(raw: Mapping[str, Any], name: str) -> int | None:
+    return None if raw.get(name) is None else _int(raw, name)
+
+
+def _head(raw: Mapping[str, Any]) -> tuple[str, float, str, int, int]:
+    type_ = raw.get("type")
+    if not isinstance(type_, str) or not type_:
+        raise InvalidEvent("missing_type")
+    if type_ not in KNOWN_EVENT_TYPES:
+        raise InvalidEvent("unknown_type", type_[:64])
+    timestamp = _opt_float(raw, "timestamp")
+    if timestamp is None or not 0 < timestamp < 1e11:
+        raise InvalidEvent("bad_timestamp")
+    hostname = raw.get("hostname") or ""
+    if not isinstance(hostname, str):
+        raise InvalidEvent("bad_field", "hostname")
+    return type_, timestamp, hostname, _int(raw, "pid"), _int(raw, "clock")
+
+
+def _task_event(raw: Mapping[str, Any], head: tuple[str, float, str, int, int]) -> Event:
+    type_, timestamp, hostname, pid, clock = head
+    uuid = raw.get("uuid")
+    if not isinstance(uuid, str) or not uuid or len(uuid) > 255 or " " in uuid:
+        raise InvalidEvent("missing_uuid")
+    progress = raw.get("progress") if type_ == TASK_PROGRESS else None
+    current = _opt_float(raw, "current")
+    total = _opt_float(raw, "total")
+    if isinstance(progress, Mapping):  # task-progress may nest {"current", "total"}
+        current, total = _opt_float(progress, "current"), _opt_float(progress, "total")
+    return Event(
+        id=event_id(type_, uuid, hostname, pid, clock, timestamp),
+        type=type_, timestamp=timestamp, hostname=hostname, pid=pid, clock=clock, uuid=uuid,
+        name=_text(raw, "name"), args=_text(raw, "args"), kwargs=_text(raw, "kwargs"),
+        queue=_text(raw, "queue"), exchange=_text(raw, "exchange"),
+        routing_key=_text(raw, "routing_key"), priority=_opt_int(raw, "priority"),
+        retries=_int(raw, "retries"), eta=_text(raw, "eta"), expires=_text(raw, "expires"),
+        parent_id=_text(raw, "parent_id"), root_id=_text(raw, "root_id"),
+        result=_text(raw, "result"), runtime=_opt_float(raw, "runtime"),
+        exception=_text(raw, "exception"), traceback=_text(raw, "traceback"),
+        terminated=bool(raw.get("terminated")), expired=bool(raw.get("expired")),
+        signum=_text(raw, "signum"), requeue=bool(raw.get("requeue")),
+        progress_current=current, progress_total=total,
+    )
+
+
+def _worker_event(raw: Mapping[str, Any], head: tuple[str, float, str, int, int]) -> Event:
+    type_, timestamp, hostname, pid, clock = head
+    if not hostname:
+        raise InvalidEvent("missing_hostname")
+    loadavg = raw.get("loadavg") or ()
+    if not isinstance(loadavg, list | tuple):
+        raise InvalidEvent("bad_field", "loadavg")
+    return Event(
+        id=event_id(type_, "", hostname, pid, clock, timestamp),
+        type=type_, timestamp=timestamp, hostname=hostname, pid=pid, clock=clock,
+        freq=_opt_float(raw, "freq"), active=_opt_int(raw, "active"),
+        processed=_opt_int(raw, "processed"),
+        loadavg=tuple(float(x) for x in loadavg if isinstance(x, int | float)),
+        sw_ident=_text(raw, "sw_ident"), sw_ver=_text(raw, "sw_ver"),
+        sw_sys=_text(raw, "sw_sys"),
+    )
+
+
+def normalize(raw: Mapping[str, Any]) -> Event:
+    """One Celery event dict -> ``Event``; raises ``InvalidEvent`` with a reason otherwise."""
+    if not isinstance(raw, Mapping):
+        raise InvalidEvent("not_an_object")
+    head = _head(raw)
+    type_ = head[0]
+    if type_ in TASK_EVENT_KINDS or type_ == TASK_PROGRESS:
+        return _task_event(raw, head)
+    if type_ in WORKER_EVENT_TYPES:
+        return _worker_event(raw, head)
+    if type_ == AUDIT_EVENT:
+        # Audit events are written by the API, never by workers: one on the broker is forged.
+        raise InvalidEvent("audit_on_broker")
+    raise InvalidEvent("unknown_type", type_)

@@ -1,0 +1,340 @@
+-- Apply one batch of normalized events to the projections (keys.py) in one atomic call.
+--
+-- KEYS[1]  P events (the stream); every other key is built from ARGV[1] exactly as keys.py does.
+-- ARGV[1]  key prefix P
+-- ARGV[2]  1 = XADD accepted events to the stream, 0 = don't (rebuild replays the stream itself)
+-- ARGV[3]  stream MAXLEN (approximate trim, 0 = no trim)
+-- ARGV[4]  timeline cap (entries per task)
+-- ARGV[5]  task TTL once SUCCESS (seconds, 0 = keep)
+-- ARGV[6]  task TTL once FAILURE
+-- ARGV[7]  task TTL once REVOKED or REJECTED
+-- ARGV[8]  task TTL while unfinished (set on the task's first event)
+-- ARGV[9]  counter bucket TTLs: minute
+-- ARGV[10] hour
+-- ARGV[11] day
+-- ARGV[12] worker-event dedup TTL
+-- ARGV[13..] events, each: type, event id, task uuid (or ""), timestamp, hostname,
+--            stream JSON (or ""), timeline JSON (or ""), n, then n field/value pairs
+--            (only the fields the event carries; ``stream.py`` builds them).
+-- Returns a string with one char per event: "1" applied here first, "0" duplicate, "-" skipped.
+--
+-- Rules (so any arrival order and any duplication gives the same projection):
+-- * Dedup: a task event is a duplicate when its timeline member ("<eid> <json>") is already in
+--   P tl:<id>. Events trimmed off a capped timeline keep their id in the hidden field ``_dd``
+--   (task-state events only; a trimmed-then-redelivered progress event is ignored, it could
+--   not change the progress anyway). Worker events: SET P wdd:<eid> NX EX.
+-- * State: the state is that of the strongest event under one total order:
+--     final (SUCCESS > FAILURE > REVOKED)  >  worker states  >  PENDING (task-sent).
+--   Among worker states (RECEIVED, STARTED, RETRY, REJECTED) the latest timestamp wins, ties
+--   broken by STATE_PRECEDENCE. This is Celery's RETRY special case made order-free: a retried
+--   task goes RETRY -> RECEIVED -> STARTED again, and its latest attempt is what it is doing.
+--   Hidden ``_sts`` keeps the timestamp of the event that set the state. ``worker`` is the
+--   hostname of that event (not for PENDING: task-sent's hostname is the producer's).
+-- * Descriptive fields (name args kwargs queue exchange routing_key priority retries eta expires
+--   parent_id root_id) come from task-sent / task-received: the attempt with the highest
+--   ``retries`` wins; a field only an older attempt carries fills the gap.
+-- * Per-kind fields (result runtime / exception traceback / terminated signum expired /
+--   requeue / progress_*) come from the latest event of that kind (its kind timestamp field);
+--   a task-retried's exception never replaces a task-failed's.
+-- * Counters: every applied task-state event of kind K counts once under "<name>|K" in
+--   cnt:total and the minute/hour/day bucket of its own timestamp. When the name is not known
+--   yet, the increment waits in hidden field ``_pc`` ("K@ts;...") and is applied when the
+--   name arrives, so counters are exact in any order.
+-- * Indexes are scored by ``first_seen`` (earliest event timestamp); when an earlier event
+--   arrives late, every index entry of the task is re-scored.
+
+local P = ARGV[1]
+local do_xadd = ARGV[2] == '1'
+local maxlen = tonumber(ARGV[3])
+local tl_max = tonumber(ARGV[4])
+local ttl_final = { SUCCESS = tonumber(ARGV[5]), FAILURE = tonumber(ARGV[6]),
+                    REVOKED = tonumber(ARGV[7]), REJECTED = tonumber(ARGV[7]) }
+local ttl_unfinished = tonumber(ARGV[8])
+local bucket_ttl = { m = tonumber(ARGV[9]), h = tonumber(ARGV[10]), d = tonumber(ARGV[11]) }
+local wdd_ttl = tonumber(ARGV[12])
+
+local KIND = { ['task-sent'] = 'SENT', ['task-received'] = 'RECEIVED',
+  ['task-started'] = 'STARTED', ['task-succeeded'] = 'SUCCESS', ['task-failed'] = 'FAILURE',
+  ['task-retried'] = 'RETRY', ['task-revoked'] = 'REVOKED', ['task-rejected'] = 'REJECTED' }
+-- hash field holding the latest timestamp of each kind
+local KIND_TS = { SENT = 'sent', RECEIVED = 'received', STARTED = 'started',
+  SUCCESS = 'succeeded', FAILURE = 'failed', RETRY = 'retried', REVOKED = 'revoked',
+  REJECTED = 'rejected' }
+local FINAL_RANK = { SUCCESS = 3, FAILURE = 2, REVOKED = 1 }
+local WORKER_RANK = { STARTED = 4, RECEIVED = 3, REJECTED = 2, RETRY = 1 }
+local DESCRIPTIVE = { name = true, args = true, kwargs = true, queue = true, exchange = true,
+  routing_key = true, priority = true, retries = true, eta = true, expires = true,
+  parent_id = true, root_id = true }
+local BUCKETS = { { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 } }
+local EID_LEN = 12
+
+local counters = {}      -- key -> field -> increment, flushed once per batch
+local counter_keys = {}  -- key -> bucket code (for TTL)
+
+local function count(name, kind, ts)
+  local field = name .. '|' .. kind
+  local function add(key, code)
+    local c = counters[key]
+    if not c then c = {}; counters[key] = c; counter_keys[key] = code end
+    c[field] = (c[field] or 0) + 1
+  end
+  add(P .. 'cnt:total', nil)
+  for _, b in ipairs(BUCKETS) do
+    add(P .. 'cnt:' .. b[1] .. ':' .. string.format('%d', math.floor(ts / b[2]) * b[2]), b[1])
+  end
+end
+
+local function flush_counters()
+  for key, fields in pairs(counters) do
+    for field, n in pairs(fields) do redis.call('HINCRBY', key, field, n) end
+    local ttl = counter_keys[key] and bucket_ttl[counter_keys[key]]
+    if ttl and ttl > 0 then redis.call('EXPIRE', key, ttl) end
+  end
+end
+
+-- (class, time, rank) of a state-setting event; bigger wins.
+local function state_key(state, ts)
+  if FINAL_RANK[state] then return 2, 0, FINAL_RANK[state] end
+  if WORKER_RANK[state] then return 1, ts, WORKER_RANK[state] end
+  return 0, ts, 0
+end
+
+local function stronger(state, ts, cur_state, cur_ts)
+  if not cur_state then return true end
+  local a1, a2, a3 = state_key(state, ts)
+  local b1, b2, b3 = state_key(cur_state, cur_ts)
+  if a1 ~= b1 then return a1 > b1 end
+  if a2 ~= b2 then return a2 > b2 end
+  return a3 > b3
+end
+
+local function has_eid(list, eid)
+  if not list then return false end
+  local from = 1
+  while true do
+    local at = string.find(list, eid, from, true)
+    if not at then return false end
+    if (at - 1) % EID_LEN == 0 then return true end
+    from = at + 1
+  end
+end
+
+local function index_keys(t)
+  local keys = { P .. 'idx:all' }
+  if t.state then keys[#keys + 1] = P .. 'idx:state:' .. t.state end
+  if t.name then keys[#keys + 1] = P .. 'idx:name:' .. t.name end
+  if t.queue then keys[#keys + 1] = P .. 'idx:queue:' .. t.queue end
+  if t.worker then keys[#keys + 1] = P .. 'idx:worker:' .. t.worker end
+  if t.parent_id then keys[#keys + 1] = P .. 'idx:children:' .. t.parent_id end
+  if t.root_id and t.root_id ~= t.id then keys[#keys + 1] = P .. 'idx:root:' .. t.root_id end
+  return keys
+end
+
+local READ = { 'state', '_sts', 'first_seen', 'updated', 'name', 'queue', 'worker',
+  'parent_id', 'root_id', 'retries', '_pc', '_dd', '_tlmin', 'failed', 'progress_ts' }
+
+local LOADED = {}
+for _, f in ipairs(READ) do LOADED[f] = true end
+
+local function load_task(tkey, id, kind_ts_field)
+  local fields = { unpack(READ) }
+  if kind_ts_field then fields[#fields + 1] = kind_ts_field end
+  local v = redis.call('HMGET', tkey, unpack(fields))
+  local t = { id = id }
+  for i, f in ipairs(fields) do
+    if v[i] then t[f] = v[i] end
+  end
+  return t
+end
+
+-- Trim the timeline to its cap, remembering the ids of trimmed task-state events for dedup.
+local function trim_timeline(tlkey, t)
+  local excess = redis.call('ZCARD', tlkey) - tl_max
+  if excess <= 0 then return end
+  local gone = redis.call('ZRANGE', tlkey, 0, excess - 1)
+  local dd = t._dd or ''
+  for _, m in ipairs(gone) do
+    if not string.find(m, '"task-progress"', 1, true) then dd = dd .. string.sub(m, 1, EID_LEN) end
+  end
+  redis.call('ZREMRANGEBYRANK', tlkey, 0, excess - 1)
+  local floor = redis.call('ZRANGE', tlkey, 0, 0, 'WITHSCORES')[2]
+  redis.call('HSET', P .. 'task:' .. t.id, '_dd', dd, '_tlmin', floor)
+end
+
+local function apply_task(etype, eid, id, ts_s, host, tl_json, fields)
+  local ts = tonumber(ts_s)
+  local kind = KIND[etype]
+  local tkey, tlkey = P .. 'task:' .. id, P .. 'tl:' .. id
+  local member = eid .. ' ' .. tl_json
+  if redis.call('ZSCORE', tlkey, member) then return false end
+  local t = load_task(tkey, id, kind and KIND_TS[kind])
+  if t._tlmin and ts < tonumber(t._tlmin) then
+    -- older than everything kept on a trimmed timeline: seen before unless its id is in _dd
+    if not kind or has_eid(t._dd, eid) then return false end
+  end
+
+  local hset, nx = {}, {}
+  local before = index_keys(t)
+  local old_state, old_first = t.state, t.first_seen
+  local created = not t.first_seen and not t.updated
+
+  if not t.first_seen or ts < tonumber(t.first_seen) then hset.first_seen = ts_s end
+  if not t.updated or ts > tonumber(t.updated) then hset.updated = ts_s end
+
+  if kind then
+    local kf = KIND_TS[kind]
+    local latest_of_kind = not t[kf] or ts >= tonumber(t[kf])
+    if latest_of_kind then hset[kf] = ts_s end
+    -- descriptive fields: highest retries wins, gaps filled from older attempts
+    if kind == 'SENT' or kind == 'RECEIVED' then
+      local r = tonumber(fields.retries or '0')
+      local newer = r > tonumber(t.retries or '-1')
+      if newer then hset.retries = tostring(r) end
+      for f, v in pairs(fields) do
+        if DESCRIPTIVE[f] and f ~= 'retries' then
+          if newer or (LOADED[f] and not t[f]) then hset[f] = v
+          elseif not LOADED[f] then nx[#nx + 1] = f; nx[#nx + 1] = v end
+        end
+      end
+    elseif latest_of_kind then
+      local own = true
+      if kind == 'RETRY' and t.failed then own = false end
+      if own then
+        for f, v in pairs(fields) do
+          if not DESCRIPTIVE[f] then hset[f] = v end
+        end
+      end
+    end
+    local state = kind == 'SENT' and 'PENDING' or kind
+    if stronger(state, ts, t.state, tonumber(t._sts or '0')) then
+      hset.state = state
+      hset._sts = ts_s
+      if kind ~= 'SENT' and host ~= '' then hset.worker = host end
+    end
+    -- counters
+    local name = hset.name or t.name
+    if name then
+      count(name, kind, ts)
+      if t._pc then
+        for k, pts in string.gmatch(t._pc, '(%u+)@([^;]+);') do count(name, k, tonumber(pts)) end
+        redis.call('HDEL', tkey, '_pc')
+      end
+    else
+      hset._pc = (t._pc or '') .. kind .. '@' .. ts_s .. ';'
+    end
+  else -- task-progress
+    if not t.progress_ts or ts >= tonumber(t.progress_ts) then
+      hset.progress_ts = ts_s
+      for f, v in pairs(fields) do
+        if f == 'progress_current' or f == 'progress_total' then hset[f] = v end
+      end
+    end
+  end
+
+  local flat = {}
+  for f, v in pairs(hset) do
+    flat[#flat + 1] = f
+    flat[#flat + 1] = v
+  end
+
+  redis.call('ZADD', tlkey, ts_s, member)
+  if #flat > 0 then redis.call('HSET', tkey, unpack(flat)) end
+  -- same or older attempt: fields we did not load (args, kwargs, ...) only fill gaps
+  for j = 1, #nx, 2 do redis.call('HSETNX', tkey, nx[j], nx[j + 1]) end
+
+  -- indexes: the new view of the task after this event
+  local now = {}
+  for _, f in ipairs(READ) do now[f] = t[f] end
+  for f, v in pairs(hset) do now[f] = v end
+  now.id = id
+  local after = index_keys(now)
+  local score = now.first_seen
+  local keep = {}
+  for _, k in ipairs(after) do keep[k] = true end
+  for _, k in ipairs(before) do
+    if not keep[k] then redis.call('ZREM', k, id) end
+  end
+  local was = {}
+  for _, k in ipairs(before) do was[k] = true end
+  for _, k in ipairs(after) do
+    if not was[k] or score ~= old_first then redis.call('ZADD', k, score, id) end
+  end
+
+  if created and ttl_unfinished > 0 then
+    redis.call('EXPIRE', tkey, ttl_unfinished)
+    redis.call('EXPIRE', tlkey, ttl_unfinished)
+  end
+  if hset.state and hset.state ~= old_state and ttl_final[hset.state] then
+    local ttl = ttl_final[hset.state]
+    if ttl > 0 then
+      redis.call('EXPIRE', tkey, ttl)
+      redis.call('EXPIRE', tlkey, ttl)
+    else
+      redis.call('PERSIST', tkey)
+      redis.call('PERSIST', tlkey)
+    end
+  end
+  if tl_max > 0 then trim_timeline(tlkey, t) end
+  return true
+end
+
+local function apply_worker(etype, eid, host, ts_s, fields)
+  if redis.call('SET', P .. 'wdd:' .. eid, '1', 'NX', 'EX', wdd_ttl) == false then
+    return false
+  end
+  local ts = tonumber(ts_s)
+  local wkey = P .. 'worker:' .. host
+  local cur = redis.call('HMGET', wkey, '_ts', 'last_heartbeat', 'online_at', 'offline_at')
+  local hset = { 'hostname', host }
+  if not cur[1] or ts >= tonumber(cur[1]) then
+    hset[#hset + 1] = '_ts'; hset[#hset + 1] = ts_s
+    hset[#hset + 1] = 'online'; hset[#hset + 1] = etype == 'worker-offline' and '0' or '1'
+    for f, v in pairs(fields) do hset[#hset + 1] = f; hset[#hset + 1] = v end
+  end
+  if etype ~= 'worker-offline' and (not cur[2] or ts > tonumber(cur[2])) then
+    hset[#hset + 1] = 'last_heartbeat'; hset[#hset + 1] = ts_s
+  end
+  if etype == 'worker-online' and (not cur[3] or ts > tonumber(cur[3])) then
+    hset[#hset + 1] = 'online_at'; hset[#hset + 1] = ts_s
+  end
+  if etype == 'worker-offline' and (not cur[4] or ts > tonumber(cur[4])) then
+    hset[#hset + 1] = 'offline_at'; hset[#hset + 1] = ts_s
+  end
+  redis.call('HSET', wkey, unpack(hset))
+  redis.call('ZADD', P .. 'workers', 'GT', ts_s, host)
+  return true
+end
+
+local out = {}
+local i = 13
+while i <= #ARGV do
+  local etype, eid, id, ts_s, host = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local stream_json, tl_json, n = ARGV[i + 5], ARGV[i + 6], tonumber(ARGV[i + 7])
+  local fields = {}
+  for j = i + 8, i + 7 + 2 * n, 2 do fields[ARGV[j]] = ARGV[j + 1] end
+  i = i + 8 + 2 * n
+  local applied
+  if KIND[etype] or etype == 'task-progress' then
+    applied = id ~= '' and apply_task(etype, eid, id, ts_s, host, tl_json, fields)
+  elseif string.sub(etype, 1, 7) == 'worker-' then
+    applied = apply_worker(etype, eid, host, ts_s, fields)
+  else
+    applied = nil -- audit events and anything else: no projection
+  end
+  if applied == nil then
+    out[#out + 1] = '-'
+  elseif applied then
+    out[#out + 1] = '1'
+    if do_xadd then
+      if maxlen > 0 then
+        redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'e', stream_json)
+      else
+        redis.call('XADD', KEYS[1], '*', 'e', stream_json)
+      end
+    end
+  else
+    out[#out + 1] = '0'
+  end
+end
+flush_counters()
+return table.concat(out)

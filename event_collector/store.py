@@ -1,0 +1,211 @@
+"""Write side of the event store: one Lua call per batch appends and projects (``store.lua``).
+
+The script does dedup, state precedence, the task hash, timeline, indexes, counters and workers
+atomically, so two collectors writing the same events at once stay exact (see DESIGN.md, Loss).
+Python's part is to flatten each ``Event`` into the script's ARGV layout with little allocation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from importlib import resources
+from typing import Final
+
+import msgspec
+import orjson
+from redis.asyncio import Redis
+
+from event_collector.config import Retention
+from event_collector.events import (
+    AUDIT_EVENT,
+    EVENT_DECODER,
+    EVENT_ENCODER,
+    TASK_EVENT_KINDS,
+    TASK_PROGRESS,
+    Event,
+)
+from event_collector.keys import Keys
+
+LUA_SOURCE: Final = resources.files("event_collector").joinpath("store.lua").read_text()
+
+# Event attributes the script folds, by how they are rendered as ARGV strings.
+_TASK_TEXT: Final = (
+    "name", "args", "kwargs", "queue", "exchange", "routing_key", "eta", "expires",
+    "parent_id", "root_id", "result", "exception", "traceback", "signum",
+)
+_TASK_NUMBERS: Final = ("priority", "runtime", "progress_current", "progress_total")
+_TASK_FLAGS: Final = ("terminated", "expired", "requeue")
+_WORKER_TEXT: Final = ("sw_ident", "sw_ver", "sw_sys")
+_WORKER_NUMBERS: Final = ("freq", "active", "processed")
+# Timeline entries repeat only small state fields; args/result/traceback stay in the task hash.
+_TIMELINE_FIELDS: Final = (
+    "retries", "runtime", "exception", "progress_current", "progress_total", "terminated",
+    "expired", "signum", "requeue",
+)
+TIMELINE_EXCEPTION_MAX: Final = 200
+# Keys rebuild must keep: the stream itself and what the broker poller owns.
+_KEEP_ON_REBUILD: Final = ("events", "queues", "collector:")
+
+
+class ApplyResult(msgspec.Struct, frozen=True):
+    """Outcome of one ``apply``: which events this call applied first, and how many it dropped."""
+
+    applied: tuple[Event, ...]
+    duplicates: int
+    # Events without a projection (audit events): neither applied nor duplicate.
+    ignored: int = 0
+
+
+def _number(value: float | int) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _task_fields(event: Event, out: list[str]) -> int:
+    n = 0
+    for name in _TASK_TEXT:
+        value = getattr(event, name)
+        if value:
+            out += (name, value)
+            n += 1
+    if event.retries:
+        out += ("retries", str(event.retries))
+        n += 1
+    for name in _TASK_NUMBERS:
+        value = getattr(event, name)
+        if value is not None:
+            out += (name, _number(value))
+            n += 1
+    for name in _TASK_FLAGS:
+        if getattr(event, name):
+            out += (name, "1")
+            n += 1
+    return n
+
+
+def _worker_fields(event: Event, out: list[str]) -> int:
+    n = 0
+    for name in _WORKER_TEXT:
+        value = getattr(event, name)
+        if value:
+            out += (name, value)
+            n += 1
+    for name in _WORKER_NUMBERS:
+        value = getattr(event, name)
+        if value is not None:
+            out += (name, _number(value))
+            n += 1
+    if event.loadavg:
+        out += ("loadavg", orjson.dumps(event.loadavg).decode())
+        n += 1
+    if event.pid:
+        out += ("pid", str(event.pid))
+        n += 1
+    return n
+
+
+def timeline_json(event: Event) -> str:
+    """The compact timeline entry (keys.py): type, timestamp, hostname + small state fields."""
+    entry: dict[str, object] = {"type": event.type, "timestamp": event.timestamp}
+    if event.hostname:
+        entry["hostname"] = event.hostname
+    for name in _TIMELINE_FIELDS:
+        value = getattr(event, name)
+        if value:
+            entry[name] = value
+    if event.exception:
+        entry["exception"] = event.exception[:TIMELINE_EXCEPTION_MAX]
+    return orjson.dumps(entry).decode()
+
+
+def event_argv(event: Event, out: list[str], with_stream: bool) -> None:
+    """Append one event in the script's layout: type id uuid ts host stream tl n fields..."""
+    is_task = event.type in TASK_EVENT_KINDS or event.type == TASK_PROGRESS
+    stream = EVENT_ENCODER.encode(event).decode() if with_stream else ""
+    head = [
+        event.type, event.id, event.uuid, repr(float(event.timestamp)), event.hostname, stream,
+        timeline_json(event) if is_task else "", "",
+    ]
+    at = len(out) + 7
+    out += head
+    count = _task_fields(event, out) if is_task else _worker_fields(event, out)
+    out[at] = str(count)
+
+
+class EventStore:
+    """Writes batches of events to the stream and projections of one Redis (keys from ``keys``)."""
+
+    def __init__(self, redis: Redis, keys: Keys, retention: Retention | None = None) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.retention = retention or Retention()
+        self._script = redis.register_script(LUA_SOURCE)
+        r = self.retention
+        self._config = [
+            keys.prefix, "1", str(r.stream_max_length), str(r.timeline_max),
+            str(r.task_ttl_success_seconds), str(r.task_ttl_failure_seconds),
+            str(r.task_ttl_other_seconds), str(r.task_ttl_unfinished_seconds),
+            str(r.counters_minute_ttl_seconds), str(r.counters_hour_ttl_seconds),
+            str(r.counters_day_ttl_seconds), str(r.worker_dedup_ttl_seconds),
+        ]
+
+    async def apply(self, events: Sequence[Event], *, append: bool = True) -> ApplyResult:
+        """Append the non-duplicate events to the stream (unless ``append`` is false, as in
+        rebuild) and fold them into the projections, atomically."""
+        if not events:
+            return ApplyResult(applied=(), duplicates=0)
+        argv = list(self._config)
+        argv[1] = "1" if append else "0"
+        for event in events:
+            event_argv(event, argv, append)
+        flags = await self._script(keys=[self.keys.events], args=argv)
+        if isinstance(flags, bytes):
+            flags = flags.decode()
+        applied = tuple(e for e, flag in zip(events, flags, strict=True) if flag == "1")
+        return ApplyResult(
+            applied=applied, duplicates=flags.count("0"), ignored=flags.count("-")
+        )
+
+    async def drop_projections(self) -> int:
+        """Delete every key of the prefix except the stream and the broker poller's keys."""
+        keep = tuple(self.keys.prefix + k for k in _KEEP_ON_REBUILD)
+        dropped = 0
+        batch: list[bytes] = []
+        async for key in self.redis.scan_iter(match=self.keys.all_pattern, count=1000):
+            if key.decode().startswith(keep):
+                continue
+            batch.append(key)
+            if len(batch) >= 1000:
+                dropped += await self.redis.unlink(*batch)
+                batch.clear()
+        if batch:
+            dropped += await self.redis.unlink(*batch)
+        return dropped
+
+    async def stream_events(self, chunk: int = 2000) -> AsyncIterator[list[Event]]:
+        """The stream from oldest to newest, decoded, in chunks (audit events included)."""
+        start = "-"
+        while True:
+            entries = await self.redis.xrange(self.keys.events, min=start, count=chunk)
+            if not entries:
+                return
+            events = []
+            for _entry_id, fields in entries:
+                raw = fields.get(b"e")
+                try:
+                    events.append(EVENT_DECODER.decode(raw))
+                except (msgspec.DecodeError, TypeError):
+                    continue  # an unreadable entry cannot be folded; the rest still can
+            yield events
+            last = entries[-1][0].decode()
+            start = "(" + last
+
+    async def rebuild(self, chunk: int = 2000) -> tuple[int, int]:
+        """Drop the projections and refold them from the stream. Returns (events, applied)."""
+        await self.drop_projections()
+        seen = applied = 0
+        async for events in self.stream_events(chunk):
+            folded = [e for e in events if e.type != AUDIT_EVENT]
+            seen += len(events)
+            result = await self.apply(folded, append=False)
+            applied += len(result.applied)
+        return seen, applied
