@@ -1,0 +1,81 @@
+"""The Celery app factory: every Celery setting, derived from one ``WorkerSettings``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from worker.config import WorkerSettings
+from worker.routing import (
+    AMQP_MAX_PRIORITY,
+    REDIS_PRIORITY_SEP,
+    REDIS_PRIORITY_STEPS,
+    TaskRouter,
+    declare_queues,
+    priority_value,
+)
+from worker.schedule import beat_schedule
+from worker.tasks import register_tasks
+
+
+class TaskpulseCelery(Celery):
+    """A Celery app that carries its settings, so tasks read them instead of the environment."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        super().__init__("taskpulse")
+        self.settings = settings
+
+
+def create_app(settings: WorkerSettings) -> TaskpulseCelery:
+    app = TaskpulseCelery(settings)
+    app.conf.update(celery_config(settings))
+    register_tasks(app, settings)
+    return app
+
+
+def celery_config(settings: WorkerSettings) -> dict[str, Any]:
+    kind = settings.broker_kind
+    default_priority = priority_value(kind, settings.default_priority)
+    return {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.backend_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": _transport_options(kind),
+        "timezone": settings.timezone,
+        "enable_utc": True,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        # Events for the collector: sent (producer side), received/started/… (worker side).
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_track_started": True,
+        # A task is acknowledged when it finished, and a worker killed mid-task hands it back.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # With acks_late a process holds one message at a time: long tasks do not hoard work
+        # and priorities decide what runs next.
+        "worker_prefetch_multiplier": settings.prefetch_multiplier,
+        "result_expires": settings.result_expires,
+        # Name, args and queue in the result too: failed tasks can be re-sent from it.
+        "result_extended": True,
+        "task_soft_time_limit": settings.time_limit.soft,
+        "task_time_limit": settings.time_limit.hard,
+        "task_queues": declare_queues(kind),
+        "task_default_queue": "default",
+        "task_default_exchange": "default",
+        "task_default_routing_key": "default",
+        "task_routes": (TaskRouter(default_priority),),
+        "task_default_priority": default_priority,
+        "task_queue_max_priority": AMQP_MAX_PRIORITY if kind == "amqp" else None,
+        "beat_schedule": beat_schedule(),
+    }
+
+
+def _transport_options(kind: str) -> dict[str, Any]:
+    if kind != "redis":
+        return {}
+    # Spelled out (they are kombu's defaults) because routing.PRIORITIES and the collector's
+    # queue-length sum depend on exactly these lists.
+    return {"priority_steps": REDIS_PRIORITY_STEPS, "sep": REDIS_PRIORITY_SEP}
