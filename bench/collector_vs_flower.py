@@ -1,0 +1,244 @@
+"""taskpulse's event collector vs Flower 2.2, same event stream, same run, same machine.
+
+Measures, for each consumer against its own private broker redis-server:
+
+- sustained: a closed-loop publisher keeps the consumer saturated (backlog capped at --window
+  events, so nobody gets disconnected) up to each size in --sizes; at every size we wait for the
+  drain and record throughput so far, RSS, and (taskpulse) Redis used_memory per task;
+- burst: --burst-tasks tasks (4 events each) pre-encoded and published open-loop at --burst-rate
+  events/s; loss = published - folded into the consumer's state once it stops moving;
+- lag (taskpulse, needs the collector): a real ``celery worker -E`` runs --lag-tasks tasks sent at
+  --lag-rate/s; a sampler polls ``tp:task:<id>`` and records event timestamp → visible.
+
+    .venv/bin/python bench/collector_vs_flower.py            # quick, ~1-2 min on 2 cores
+    .venv/bin/python bench/collector_vs_flower.py --full     # documented targets (long)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import harness, lag
+from bench.consumers import Consumer, FlowerConsumer, TaskpulseConsumer, collector_ready
+from bench.harness import Row, progress
+from bench.publisher import EventSource, db_of, publish
+from tests.services import RedisServer
+
+QUICK = {"sizes": "2000,10000", "burst_tasks": 10_000, "lag_tasks": 1000, "lag_rate": 500}
+FULL = {"sizes": "10000,100000,1000000", "burst_tasks": 100_000, "lag_tasks": 5000,
+        "lag_rate": 1000}
+
+
+def sustained(
+    make: Callable[[RedisServer], Consumer], workdir: Path, sizes: list[int], window: int,
+    chunk: int,
+) -> dict:
+    broker = harness.start_redis(workdir, "broker")
+    consumer = make(broker)
+    client = broker.client()
+    source = EventSource(db_of(broker.url(0)))
+    result = {"consumer": consumer.name, "rss_start_mb": consumer.rss(), "checkpoints": []}
+    published, busy_seconds = 0, 0.0
+    try:
+        for size in sizes:
+            started = time.perf_counter()
+            while source.tasks < size:
+                messages = source.encode(min(chunk, size - source.tasks))
+                while published - consumer.count() > window:
+                    time.sleep(consumer.poll_interval)
+                published += publish(client, messages).events
+            drain = harness.wait_for_count(
+                consumer.count, published, started, label=f"{consumer.name} sustained {size:,}",
+                interval=consumer.poll_interval, max_seconds=3600,
+            )
+            busy_seconds += drain.seconds
+            store = consumer.store_bytes()
+            point = {
+                "tasks": size, "published": published, "processed": drain.final,
+                "events_per_s": drain.final / busy_seconds, "rss_mb": consumer.rss(),
+                "store_bytes_per_task": None if store is None else store / size,
+                "load": harness.load_note(),
+            }
+            result["checkpoints"].append(point)
+            progress(f"{consumer.name} @ {size:,} tasks: {point['events_per_s']:,.0f} ev/s, "
+                     f"RSS {point['rss_mb']:.0f} MiB, {harness.load_note()}")
+    finally:
+        consumer.stop()
+        broker.stop()
+    return result
+
+
+def burst(
+    make: Callable[[RedisServer], Consumer], workdir: Path, tasks: int, rate: float
+) -> dict:
+    broker = harness.start_redis(workdir, "broker-burst")
+    consumer = make(broker)
+    try:
+        source = EventSource(db_of(broker.url(0)), events_per_second=rate)
+        messages = source.encode(tasks)  # pre-encoded: the publisher must not be the bottleneck
+        progress(f"{consumer.name} burst: publishing {tasks * 4:,} events at {rate:,.0f}/s")
+        started = time.perf_counter()
+        report = publish(broker.client(), messages, rate)
+        peak = consumer.rss()
+        drain = harness.wait_for_count(
+            consumer.count, report.events, started, idle_seconds=10,
+            label=f"{consumer.name} burst", interval=max(consumer.poll_interval, 0.25),
+        )
+        peak = max(peak, consumer.rss())
+        log = (broker.workdir / "redis.log").read_text(errors="replace")
+        return {
+            "consumer": consumer.name, "published": report.events,
+            "publish_rate": report.rate, "unheard_messages": report.unheard_messages,
+            "processed": drain.final, "lost": report.events - drain.final,
+            "lost_pct": 100 * (report.events - drain.final) / report.events,
+            "drain_seconds": drain.seconds, "rss_after_mb": peak,
+            "disconnected_for_output_buffer": log.count("output buffer limits"),
+            "load": harness.load_note(),
+        }
+    finally:
+        consumer.stop()
+        broker.stop()
+
+
+def rows_for(results: dict, args: argparse.Namespace) -> list[Row]:
+    ours, peer = results.get("taskpulse", {}), results.get("flower", {})
+
+    def checkpoint(side: dict, size: int, key: str) -> float | None:
+        for point in side.get("sustained", {}).get("checkpoints", []):
+            if point["tasks"] == size:
+                return point[key]
+        return None
+
+    def last_rate(side: dict) -> float | None:
+        points = side.get("sustained", {}).get("checkpoints", [])
+        return points[-1]["events_per_s"] if points else None
+
+    rows = []
+    rate_ours, rate_peer = last_rate(ours), last_rate(peer)
+    rows.append(Row("sustained events/s", rate_ours, rate_peer, ">=3x peer and >=13k",
+                    None if rate_ours is None else (
+                        rate_ours >= 13_000 and (rate_peer is None or rate_ours >= 3 * rate_peer)),
+                    unit=""))
+    b_ours, b_peer = ours.get("burst"), peer.get("burst")
+    rows.append(Row(f"burst {args.burst_tasks:,} tasks: events lost",
+                    b_ours and b_ours["lost"], b_peer and b_peer["lost"], "0",
+                    None if not b_ours else b_ours["lost"] == 0, better="lower"))
+    rows.append(Row("burst: % lost", b_ours and b_ours["lost_pct"], b_peer and b_peer["lost_pct"],
+                    "0%", None if not b_ours else b_ours["lost"] == 0, unit="%", better="lower"))
+    sizes = [int(s) for s in args.sizes.split(",")]
+    rss_ours = [checkpoint(ours, s, "rss_mb") for s in sizes]
+    for size, value in zip(sizes, rss_ours, strict=True):
+        rows.append(Row(f"RSS MiB @ {size:,} tasks", value, checkpoint(peer, size, "rss_mb"),
+                        "<150 and flat", None if value is None else value < 150, better="lower"))
+    known = [v for v in rss_ours if v is not None]
+    if len(known) >= 2:
+        growth = known[-1] - known[0]
+        rows.append(Row("RSS growth first→last size (MiB)", growth, None, "flat (<50)",
+                        growth < 50, better="lower"))
+    for size in sizes:
+        per_task = checkpoint(ours, size, "store_bytes_per_task")
+        rows.append(Row(f"Redis bytes/task @ {size:,}", per_task, None, "<=1536",
+                        None if per_task is None else per_task <= 1536, better="lower"))
+    if "lag" in ours:
+        lag_rows = lag.rows(ours["lag"], peer.get("lag"))
+        rows.extend(lag_rows)
+    return rows
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--full", action="store_true", help="full sizes: " + str(FULL))
+    parser.add_argument("--sizes", help="comma-separated task counts for the sustained run")
+    parser.add_argument("--tasks", type=int, help="shorthand: sizes up to N and a burst of N")
+    parser.add_argument("--burst-tasks", type=int)
+    parser.add_argument("--burst-rate", type=float, default=29_000, help="events/s")
+    parser.add_argument("--window", type=int, default=20_000,
+                        help="closed-loop backlog cap in events (keeps output buffers < 32 MB)")
+    parser.add_argument("--chunk", type=int, default=1000, help="tasks encoded per publish")
+    parser.add_argument("--peer-max-sizes", type=int, default=0,
+                        help="run Flower's sustained phase only up to this size (0 = all sizes)")
+    parser.add_argument("--flower-max-tasks", type=int, default=100_000,
+                        help="Flower --max_tasks (its default is 100000)")
+    parser.add_argument("--lag-tasks", type=int)
+    parser.add_argument("--lag-rate", type=float, help="tasks/s sent to the real worker")
+    parser.add_argument("--skip-flower", action="store_true")
+    parser.add_argument("--skip-taskpulse", action="store_true")
+    parser.add_argument("--skip-lag", action="store_true")
+    args = parser.parse_args(argv)
+    defaults = FULL if args.full else QUICK
+    if args.tasks:
+        defaults = {**defaults, "sizes": ",".join(str(s) for s in _ladder(args.tasks)),
+                    "burst_tasks": args.tasks}
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+def _ladder(top: int) -> list[int]:
+    sizes = [s for s in (10_000, 100_000, 1_000_000) if s < top]
+    return [*sizes, top] if sizes else [max(top // 5, 1), top]
+
+
+def run_side(name: str, make, workdir: Path, args: argparse.Namespace, sizes: list[int]) -> dict:
+    progress(f"{name}: sustained run to {sizes[-1]:,} tasks ({harness.load_note()})")
+    side = {"sustained": sustained(make, workdir / name, sizes, args.window, args.chunk)}
+    side["burst"] = burst(make, workdir / name, args.burst_tasks, args.burst_rate)
+    progress(f"{name}: burst lost {side['burst']['lost']:,} of {side['burst']['published']:,}")
+    return side
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    results: dict = {"args": vars(args), "load_start": harness.load_note()}
+    with tempfile.TemporaryDirectory(prefix="tp-bench-") as tmp:
+        workdir = Path(tmp)
+        if not args.skip_taskpulse:
+            if collector_ready():
+                store = harness.start_redis(workdir, "store")
+
+                def make_ours(broker: RedisServer) -> TaskpulseConsumer:
+                    store.client().flushall()
+                    return TaskpulseConsumer(broker, store, workdir)
+
+                try:
+                    results["taskpulse"] = run_side("taskpulse", make_ours, workdir, args, sizes)
+                    if not args.skip_lag:
+                        results["taskpulse"]["lag"] = lag.run(
+                            workdir, store, args.lag_tasks, args.lag_rate)
+                finally:
+                    store.stop()
+            else:
+                results["taskpulse_missing"] = "event_collector/__main__.py not in the tree yet"
+                progress("taskpulse collector not available yet: measuring the peer only")
+        if not args.skip_flower:
+            harness.ensure_flower_venv()
+            peer_sizes = [s for s in sizes if not args.peer_max_sizes or s <= args.peer_max_sizes]
+
+            def make_peer(broker: RedisServer) -> FlowerConsumer:
+                return FlowerConsumer(broker, workdir, args.flower_max_tasks)
+
+            results["flower"] = run_side("flower", make_peer, workdir, args, peer_sizes)
+    results["load_end"] = harness.load_note()
+    rows = rows_for(results, args)
+    results["rows"] = harness.rows_json(rows)
+    harness.print_table("collector: taskpulse vs Flower " + harness.FLOWER_VERSION, rows,
+                        peer="flower")
+    print(f"\n{results['load_start']} at start, {results['load_end']} at end")
+    print(f"results: {harness.write_results('collector_vs_flower', results)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

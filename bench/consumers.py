@@ -1,0 +1,107 @@
+"""The two event consumers under test, behind one small interface.
+
+``count()`` is the number of *task* events folded into the consumer's state, so published - count
+is the loss: for taskpulse the exact counters its Lua writes together with the projections
+(``cnt:total``), for Flower its own ``flower_events_total`` (incremented after ``State.event``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Protocol
+
+from bench import harness
+from event_collector.keys import Keys
+from tests.services import RedisServer, ServiceProcess, free_port, wait_until
+
+TASK_KINDS = ("SENT", "RECEIVED", "STARTED", "SUCCESS", "FAILURE", "RETRY", "REVOKED", "REJECTED")
+
+
+class Consumer(Protocol):
+    name: str
+    poll_interval: float
+
+    def count(self) -> int: ...
+    def rss(self) -> float: ...
+    def store_bytes(self) -> int | None: ...
+    def stop(self) -> None: ...
+
+
+def wait_subscribed(broker: RedisServer, timeout: float = 60.0) -> None:
+    """Both consumers PSUBSCRIBE to the celeryev fanout; events before that are lost by design."""
+    client = broker.client()
+    wait_until(lambda: client.execute_command("PUBSUB", "NUMPAT") >= 1, timeout=timeout,
+               what="a PSUBSCRIBE on the broker")
+
+
+class FlowerConsumer:
+    name = "flower"
+    poll_interval = 0.1  # every poll is an HTTP scrape served by Flower's own event loop
+
+    def __init__(self, broker: RedisServer, log_dir: Path, max_tasks: int) -> None:
+        self.flower = harness.Flower(broker.url(0), log_dir / "flower.log", max_tasks)
+        wait_subscribed(broker)
+
+    def count(self) -> int:
+        return self.flower.task_events()
+
+    def rss(self) -> float:
+        return harness.rss_mb(self.flower.pid)
+
+    def store_bytes(self) -> int | None:
+        return None  # everything lives in the process heap, which rss() measures
+
+    def stop(self) -> None:
+        self.flower.stop()
+
+
+class TaskpulseConsumer:
+    name = "taskpulse"
+    poll_interval = 0.02
+
+    def __init__(
+        self, broker: RedisServer, store: RedisServer, log_dir: Path, prefix: str = "tp:"
+    ) -> None:
+        self.keys = Keys(prefix)
+        self.store = store.client(0)
+        env = {
+            **os.environ,
+            "TASKPULSE_BROKER_URL": broker.url(0),
+            "TASKPULSE_REDIS_URL": store.url(0),
+            "TASKPULSE_KEY_PREFIX": prefix,
+            "TASKPULSE_METRICS_PORT": str(free_port()),
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.proc = ServiceProcess(
+            [sys.executable, "-m", "event_collector"], env, log_dir / "collector.log"
+        )
+        wait_subscribed(broker)
+        self.baseline_bytes = harness.used_memory(self.store)
+
+    def count(self) -> int:
+        values = self.store.hgetall(self.keys.counters_total)
+        return sum(int(v) for k, v in values.items() if k.decode().rsplit("|", 1)[-1] in TASK_KINDS)
+
+    def rss(self) -> float:
+        return harness.rss_mb(self.proc.process.pid)
+
+    def store_bytes(self) -> int | None:
+        return harness.used_memory(self.store) - self.baseline_bytes
+
+    def task_fields(self, task_ids: list[str], fields: tuple[str, ...]) -> list[list]:
+        pipe = self.store.pipeline(transaction=False)
+        for task_id in task_ids:
+            pipe.hmget(self.keys.task(task_id), fields)
+        return pipe.execute()
+
+    def stop(self) -> None:
+        self.proc.stop()
+        self.store.close()
+
+
+def collector_ready() -> bool:
+    """True once ``python -m event_collector`` exists in this tree (it is built concurrently)."""
+    root = Path(__file__).resolve().parent.parent
+    return (root / "event_collector" / "__main__.py").exists()
