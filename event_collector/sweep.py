@@ -1,0 +1,180 @@
+"""Retention: keep the indexes and the stream bounded; everything else expires by TTL.
+
+What expires by itself (TTLs set by ``store.lua`` as it writes): task hashes and timelines
+(per-state TTL once finished, another while unfinished) and counter buckets (minute / hour / day
+TTLs). What does not, and is trimmed here:
+- index entries (``P idx:*``) older than the horizon — ZREMRANGEBYSCORE, scores are first_seen;
+- index entries of tasks whose hash already expired (a success kept 1 day must not stay listed
+  for 30) — ``idx:all`` is walked oldest first, a bounded page per run, with a cursor that wraps;
+  the task's ``idx:children:<id>`` / ``idx:root:<id>`` go with it;
+- stream entries older than the stream's max age (XTRIM MINID, stream ids are insertion times)
+  and beyond its max length (XTRIM MAXLEN ~).
+
+Index keys are found without walking the keyspace on every run: the fixed ones (all, each state),
+those derivable from small sets (names from ``cnt:total``, workers from ``P workers``, queues from
+``P queues`` and settings), plus a ``SCAN MATCH P idx:*`` at most once per ``discovery_interval``
+to catch the rest (queues outside the settings, children / root indexes).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+import msgspec
+from redis.asyncio import Redis
+
+from event_collector.events import STATE_PRECEDENCE
+from event_collector.keys import COUNTER_FIELD_SEPARATOR, Keys
+
+
+class SweepReport(msgspec.Struct, frozen=True):
+    index_keys: int
+    index_entries_trimmed: int
+    expired_tasks_unindexed: int
+    stream_entries_trimmed: int
+
+
+class RetentionSweeper:
+    """Trims indexes and stream; ``run_once`` is cheap enough to call every minute.
+
+    ``index_retention_seconds`` should be the longest task TTL (an index entry must not outlive
+    every task it could point to by much); 0 disables that trim, as does 0 for the stream age.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        *,
+        index_retention_seconds: float,
+        stream_max_age_seconds: float,
+        stream_maxlen: int = 0,
+        queues: Sequence[str] = (),
+        expired_check_budget: int = 10_000,
+        page_size: int = 1000,
+        discovery_interval_seconds: float = 3600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._index_retention = index_retention_seconds
+        self._stream_max_age = stream_max_age_seconds
+        self._stream_maxlen = stream_maxlen
+        self._queues = list(queues)
+        self._budget = expired_check_budget
+        self._page = page_size
+        self._discovery_interval = discovery_interval_seconds
+        self._clock = clock
+        self._discovered: set[str] = set()
+        self._discovered_at: float | None = None
+        self._cursor = 0  # rank in idx:all where the expired-task walk resumes
+
+    async def run_once(self) -> SweepReport:
+        now = self._clock()
+        cutoff = now - self._index_retention
+        index_keys = await self._dimension_keys()
+        trimmed = 0
+        if self._discovered_at is None or now - self._discovered_at >= self._discovery_interval:
+            per_task_keys = await self._discover(index_keys)
+            self._discovered_at = now
+            # Children / root indexes are one per parent task: trimmed on discovery runs only.
+            trimmed += await self._trim_indexes(per_task_keys, cutoff)
+        index_keys = sorted({*index_keys, *self._discovered})
+        unindexed = await self._unindex_expired_tasks(index_keys)
+        trimmed += await self._trim_indexes(index_keys, cutoff)
+        stream_trimmed = await self._trim_stream(now)
+        return SweepReport(
+            index_keys=len(index_keys),
+            index_entries_trimmed=trimmed,
+            expired_tasks_unindexed=unindexed,
+            stream_entries_trimmed=stream_trimmed,
+        )
+
+    async def _dimension_keys(self) -> set[str]:
+        """Index keys derivable from small sets: all, states, names, workers, queues."""
+        k = self._keys
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hkeys(k.counters_total)
+            pipe.zrange(k.workers, 0, -1)
+            pipe.hkeys(k.queues)
+            counter_fields, workers, queues = await pipe.execute()
+        names = {f.decode().rsplit(COUNTER_FIELD_SEPARATOR, 1)[0] for f in counter_fields}
+        found = {k.index_all, *(k.index_state(s) for s in STATE_PRECEDENCE)}
+        found |= {k.index_name(n) for n in names}
+        found |= {k.index_worker(w.decode()) for w in workers}
+        found |= {k.index_queue(q) for q in {*self._queues, *(q.decode() for q in queues)}}
+        return found
+
+    async def _discover(self, known: set[str]) -> list[str]:
+        """SCAN for index keys; remember unknown dimension keys, return the per-task ones."""
+        per_task_prefixes = (self._keys.index_children(""), self._keys.index_root(""))
+        per_task: list[str] = []
+        self._discovered = set()
+        async for raw in self._redis.scan_iter(
+            match=f"{self._keys.prefix}idx:*", count=1000, _type="zset"
+        ):
+            key = raw.decode()
+            if key.startswith(per_task_prefixes):
+                per_task.append(key)
+            elif key not in known:
+                self._discovered.add(key)
+        return per_task
+
+    async def _unindex_expired_tasks(self, index_keys: Sequence[str]) -> int:
+        """Walk ``idx:all`` from the cursor; drop ids whose task hash is gone from every index."""
+        checked = removed = 0
+        while checked < self._budget:
+            ids = await self._redis.zrange(
+                self._keys.index_all, self._cursor, self._cursor + self._page - 1
+            )
+            if not ids:
+                self._cursor = 0
+                break
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for task_id in ids:
+                    pipe.exists(self._keys.task(task_id.decode()))
+                alive = await pipe.execute()
+            gone = [task_id.decode() for task_id, a in zip(ids, alive, strict=True) if not a]
+            await self._unindex(index_keys, gone)
+            checked += len(ids)
+            removed += len(gone)
+            self._cursor += len(ids) - len(gone)
+        return removed
+
+    async def _unindex(self, index_keys: Sequence[str], task_ids: Sequence[str]) -> None:
+        if not task_ids:
+            return
+        k = self._keys
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in index_keys:
+                pipe.zrem(key, *task_ids)
+            pipe.delete(*_per_task_keys(k, task_ids))
+            await pipe.execute()
+
+    async def _trim_indexes(self, index_keys: Sequence[str], cutoff: float) -> int:
+        if self._index_retention <= 0:
+            return 0  # tasks are kept forever, so are their index entries
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in index_keys:
+                pipe.zremrangebyscore(key, "-inf", f"({cutoff!r}")
+            return sum(await pipe.execute())
+
+    async def _trim_stream(self, now: float) -> int:
+        # Stream ids are ``<ms>-<seq>`` of insertion time, so MINID trims by age exactly.
+        trimmed = 0
+        if self._stream_max_age > 0:
+            min_id = f"{int((now - self._stream_max_age) * 1000)}-0"
+            trimmed = await self._redis.xtrim(self._keys.events, minid=min_id, approximate=False)
+        if self._stream_maxlen > 0:
+            trimmed += await self._redis.xtrim(
+                self._keys.events, maxlen=self._stream_maxlen, approximate=True
+            )
+        return int(trimmed)
+
+
+def _per_task_keys(keys: Keys, task_ids: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for task_id in task_ids:
+        out += [keys.index_children(task_id), keys.index_root(task_id), keys.timeline(task_id)]
+    return out
