@@ -66,6 +66,13 @@ Producer API
                                   written by the API (SET NX), the only key it writes besides
                                   the audit events it appends to ``P events``.
 
+Beat schedule (celery-redbeat's own layout, under B = ``redbeat:`` + P, outside ``P*`` on purpose:
+``rebuild`` drops ``P*`` projections, and a schedule is configuration, not a projection)
+  B<name>                HASH     one entry: ``definition`` (task, schedule, args, kwargs, options,
+                                  enabled; JSON) and ``meta`` (last_run_at, total_run_count)
+  B:schedule             ZSET     entry key -> next due time;  B:lock  STRING  the active beat
+  B:seeded               SET      static entries already seeded once (worker.dynamic_schedule)
+
 Collector bookkeeping
   P collector:<id>       HASH     a running collector's heartbeat and counters (TTL)
 
@@ -171,6 +178,11 @@ class Keys(msgspec.Struct, frozen=True):
 
     def collector(self, collector_id: str) -> str:
         return f"{self.prefix}collector:{collector_id}"
+
+    @property
+    def beat_prefix(self) -> str:
+        """``redbeat_key_prefix`` for beat and the schedules API (see the docstring)."""
+        return f"redbeat:{self.prefix}"
 
     @property
     def all_pattern(self) -> str:

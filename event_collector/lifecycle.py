@@ -1,0 +1,115 @@
+"""Operator actions on a task *record*: forget it, or annotate it (note, labels).
+
+The collector is the only writer of projections, except for these two admin/operator actions,
+which the API runs through one Lua script (``lifecycle.lua``) so the change and its audit event
+(``taskpulse-audit`` in ``P events``, built by the caller) land atomically. A task's state is
+never edited here.
+
+Replay: ``rebuild`` refolds the stream, which still holds the forgotten task's events. To keep it
+forgotten, rebuild calls ``TaskLifecycle.forget(task_id, audit=None, only_finished=False)`` when
+it meets a ``taskpulse-audit`` event with ``action == "forget"`` (see ``is_forget_event``).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Final
+
+import msgspec
+import redis.asyncio as aioredis
+
+from event_collector.events import AUDIT_EVENT, EVENT_ENCODER, STATE_PRECEDENCE, Event
+from event_collector.keys import Keys
+
+SCRIPT_PATH: Final = Path(__file__).with_name("lifecycle.lua")
+_IDENTITY_FIELDS: Final = ("name", "queue", "worker", "parent_id", "root_id")
+# The collector may change a task between our read and the script (a late event): re-read.
+_MAX_ATTEMPTS: Final = 5
+
+
+class ForgetOutcome(Enum):
+    FORGOTTEN = "forgotten"
+    MISSING = "missing"
+    UNFINISHED = "unfinished"
+
+
+class ForgetResult(msgspec.Struct, frozen=True):
+    outcome: ForgetOutcome
+    state: str | None = None  # the blocking state when UNFINISHED
+
+
+class Annotation(msgspec.Struct, frozen=True):
+    """What to change: ``None`` keeps a field, ``""`` / ``{}`` removes it."""
+
+    note: str | None = None
+    labels: dict[str, str] | None = None
+
+
+def is_forget_event(event: Event) -> bool:
+    return event.type == AUDIT_EVENT and event.action == "forget" and bool(event.uuid)
+
+
+def _text(value: bytes | str | None) -> str:
+    return value.decode() if isinstance(value, bytes) else (value or "")
+
+
+def _field_op(value: object) -> str:
+    if value is None:
+        return "keep"
+    return "set" if value else "del"
+
+
+class TaskLifecycle:
+    """Forget/annotate task records in one store. Create once per process."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._script = redis.register_script(SCRIPT_PATH.read_text())
+
+    def _forget_keys(self, task_id: str, ident: dict[str, str]) -> list[str]:
+        k = self.keys
+        return [
+            k.task(task_id), k.timeline(task_id), k.task_dedup(task_id), k.events, k.index_all,
+            *(k.index_state(s) for s in STATE_PRECEDENCE),
+            k.index_name(ident["name"]), k.index_queue(ident["queue"]),
+            k.index_worker(ident["worker"]), k.index_children(ident["parent_id"]),
+            k.index_root(ident["root_id"]),
+        ]  # fmt: skip
+
+    async def forget(
+        self, task_id: str, audit: Event | None, only_finished: bool = True
+    ) -> ForgetResult:
+        """Delete the record, timeline, dedup set and index entries; counters stay."""
+        for _ in range(_MAX_ATTEMPTS):
+            raw = await self.redis.hmget(self.keys.task(task_id), _IDENTITY_FIELDS)
+            ident = {f: _text(v) for f, v in zip(_IDENTITY_FIELDS, raw, strict=True)}
+            reply = await self._script(
+                keys=self._forget_keys(task_id, ident),
+                args=[
+                    "forget", task_id, *(ident[f] for f in _IDENTITY_FIELDS),
+                    "1" if only_finished else "0",
+                    EVENT_ENCODER.encode(audit) if audit is not None else "",
+                ],
+            )  # fmt: skip
+            status = _text(reply[0])
+            if status == "ok":
+                return ForgetResult(ForgetOutcome.FORGOTTEN)
+            if status == "missing":
+                return ForgetResult(ForgetOutcome.MISSING)
+            if status == "unfinished":
+                return ForgetResult(ForgetOutcome.UNFINISHED, state=_text(reply[1]))
+        raise RuntimeError(f"task {task_id} kept changing while being forgotten")
+
+    async def annotate(self, task_id: str, change: Annotation, audit: Event) -> bool:
+        """Set or remove the note/labels; False when the task is unknown."""
+        labels = msgspec.json.encode(change.labels).decode() if change.labels else ""
+        reply = await self._script(
+            keys=[self.keys.task(task_id), self.keys.events],
+            args=[
+                "annotate", _field_op(change.note), change.note or "",
+                _field_op(change.labels), labels, EVENT_ENCODER.encode(audit),
+            ],
+        )  # fmt: skip
+        return _text(reply[0]) == "ok"

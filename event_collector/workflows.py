@@ -1,0 +1,148 @@
+"""A workflow (Celery canvas) as a tree, read from the indexes the collector keeps.
+
+Every task of a workflow carries its root id and its parent id; the collector indexes them in
+``P idx:root:<root>`` (see ``keys.py``). So the whole tree costs two round trips: one pipeline for
+the asked task's root id plus the root index, one pipeline of HMGETs for the members (a third
+only when the asked id is a member rather than the root). The structure comes from ``parent_id``.
+
+A group or chord sent through the API has no task of its own: its members share a root id that is
+no task's id (the API makes one up). The tree then has a *virtual* root node without a name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import msgspec
+import redis.asyncio as aioredis
+
+from event_collector.keys import Keys
+
+# A bigger workflow is shown truncated (``truncated: true``); paging a tree is not worth it.
+MAX_TREE_NODES: Final = 1000
+FAILED_STATES: Final = frozenset({"FAILURE", "REVOKED", "REJECTED"})
+
+_NODE_FIELDS: Final = (
+    "name", "state", "queue", "worker", "parent_id", "root_id", "first_seen", "updated",
+    "runtime", "exception", "retries",
+)  # fmt: skip
+
+
+class WorkflowNode(msgspec.Struct, omit_defaults=True):
+    """One task of a workflow and the tasks it started (``parent_id`` = this task)."""
+
+    id: str
+    name: str | None = None
+    state: str | None = None
+    queue: str | None = None
+    worker: str | None = None
+    parent_id: str | None = None
+    first_seen: float | None = None
+    updated: float | None = None
+    runtime: float | None = None
+    exception: str | None = None
+    retries: int | None = None
+    # True for the root of a group/chord sent as a whole: an id, not a task.
+    virtual: bool = False
+    children: list[WorkflowNode] = []
+
+
+class WorkflowTree(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A whole workflow with its roll-up state.
+
+    ``state`` is ``failed`` as soon as one task failed (or was revoked/rejected; ``failed_nodes``
+    says which), ``succeeded`` when every known task succeeded, else ``running``. Tasks a chain or
+    chord has not sent yet are not known, so ``succeeded`` may be seen briefly before them.
+    """
+
+    root_id: str
+    state: str
+    total: int
+    by_state: dict[str, int]
+    root: WorkflowNode
+    failed_nodes: list[str] = []
+    truncated: bool = False
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _node(task_id: str, values: Sequence[bytes | str | None]) -> WorkflowNode | None:
+    fields = {f: _text(v) for f, v in zip(_NODE_FIELDS, values, strict=True) if v}
+    if not fields:
+        return None  # expired or forgotten, but still in the index until the next sweep
+    fields.pop("root_id", None)
+    return msgspec.convert({**fields, "id": task_id}, WorkflowNode, strict=False)
+
+
+def roll_up(nodes: Sequence[WorkflowNode]) -> tuple[str, list[str]]:
+    """The workflow's state from its tasks' states, and the ids of the failed tasks."""
+    failed = [n.id for n in nodes if n.state in FAILED_STATES]
+    if failed:
+        return "failed", failed
+    if nodes and all(n.state == "SUCCESS" for n in nodes):
+        return "succeeded", []
+    return "running", []
+
+
+def build_tree(
+    root_id: str, nodes: Sequence[WorkflowNode], truncated: bool = False
+) -> WorkflowTree:
+    """Link ``nodes`` (in first-seen order) by parent id under the root (virtual if unknown)."""
+    by_id = {n.id: n for n in nodes}
+    root = by_id.get(root_id) or WorkflowNode(id=root_id, virtual=True)
+    for node in nodes:
+        if node is root:
+            continue
+        parent = by_id.get(node.parent_id or "")
+        # A member whose parent is unknown (a group member, or a parent already expired)
+        # hangs under the root rather than disappearing from the tree.
+        (parent if parent is not None and parent is not node else root).children.append(node)
+    state, failed = roll_up(nodes)
+    by_state: dict[str, int] = {}
+    for node in nodes:
+        by_state[node.state or "UNKNOWN"] = by_state.get(node.state or "UNKNOWN", 0) + 1
+    return WorkflowTree(
+        root_id=root_id,
+        state=state,
+        total=len(nodes),
+        by_state=by_state,
+        root=root,
+        failed_nodes=failed,
+        truncated=truncated,
+    )
+
+
+class WorkflowReader:
+    """Reads workflow trees from one store. Create once per process with the shared pool."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys, max_nodes: int = MAX_TREE_NODES) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.max_nodes = max_nodes
+
+    async def _root_and_members(self, task_id: str) -> tuple[str | None, list[str], int]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(self.keys.task(task_id), "root_id")
+            pipe.zrange(self.keys.index_root(task_id), 0, self.max_nodes - 1)
+            pipe.zcard(self.keys.index_root(task_id))
+            root_id, members, size = await pipe.execute()
+        return _text(root_id), [_text(m) for m in members], int(size)  # type: ignore[misc]
+
+    async def tree(self, task_id: str) -> WorkflowTree | None:
+        """The workflow ``task_id`` belongs to (as root or member); None if nothing is known."""
+        root_id, members, size = await self._root_and_members(task_id)
+        if root_id and root_id != task_id and not members:
+            task_id = root_id  # asked for a member: read its root's index instead
+            _, members, size = await self._root_and_members(task_id)
+        ids = [task_id, *(m for m in members if m != task_id)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for member in ids:
+                pipe.hmget(self.keys.task(member), _NODE_FIELDS)
+            rows = await pipe.execute()
+        nodes = [n for i, row in zip(ids, rows, strict=True) if (n := _node(i, row)) is not None]
+        if not nodes:
+            return None
+        return build_tree(task_id, nodes, truncated=size > self.max_nodes)

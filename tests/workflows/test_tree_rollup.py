@@ -1,0 +1,39 @@
+"""The workflow tree and its roll-up state, from task records alone (pure code)."""
+
+from __future__ import annotations
+
+from event_collector.workflows import WorkflowNode, build_tree
+
+
+def node(task_id: str, state: str, parent: str | None = None) -> WorkflowNode:
+    return WorkflowNode(id=task_id, name=f"demo.{task_id}", state=state, parent_id=parent)
+
+
+def test_chain_nests_each_task_under_its_parent() -> None:
+    tree = build_tree(
+        "a", [node("a", "SUCCESS"), node("b", "SUCCESS", "a"), node("c", "STARTED", "b")]
+    )
+    assert tree.root.id == "a"
+    assert [c.id for c in tree.root.children] == ["b"]
+    assert [c.id for c in tree.root.children[0].children] == ["c"]
+    assert tree.state == "running"
+
+
+def test_group_members_hang_under_a_virtual_root() -> None:
+    tree = build_tree("g", [node("x", "SUCCESS"), node("y", "SUCCESS")])
+    assert tree.root.virtual
+    assert [c.id for c in tree.root.children] == ["x", "y"]
+    assert tree.state == "succeeded"
+
+
+def test_one_failed_task_fails_the_workflow_and_names_the_task() -> None:
+    nodes = [node("h1", "SUCCESS"), node("h2", "FAILURE"), node("h3", "SUCCESS")]
+    tree = build_tree("r", nodes)
+    assert tree.state == "failed"
+    assert tree.failed_nodes == ["h2"]
+    assert tree.by_state == {"SUCCESS": 2, "FAILURE": 1}
+
+
+def test_a_task_whose_parent_is_unknown_is_kept_under_the_root() -> None:
+    tree = build_tree("a", [node("a", "SUCCESS"), node("z", "SUCCESS", "expired-parent")])
+    assert [c.id for c in tree.root.children] == ["z"]
