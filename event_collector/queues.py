@@ -1,0 +1,158 @@
+"""Queue lengths and consumers, polled from the broker into the monitoring store.
+
+Celery events say nothing about messages still waiting, so the broker is asked directly:
+- Redis: kombu stores a queue with priorities as several lists — ``q`` for the lowest step and
+  ``q`` + ``\\x06\\x16`` + step for the others (``kombu.transport.redis.Channel._q_for_pri``;
+  default steps 0, 3, 6, 9). The length is their sum, read in one pipelined LLEN round trip.
+- RabbitMQ: a passive ``queue_declare`` returns message and consumer counts; the client blocks, so
+  it runs in a thread.
+Optionally the workers are asked (Celery ``inspect``, in a thread) which queues they consume, for
+the per-queue worker and process counts. Results go to ``P queues``, ``P queues:consumers``,
+``P queues:workers``, ``P queues:processes`` and ``P queues:updated`` (keys.py), written in one
+transaction so readers never see half a poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from typing import Final
+from urllib.parse import urlparse
+
+import msgspec
+from celery import Celery
+from kombu import Connection
+from redis.asyncio import Redis
+
+from event_collector.keys import Keys
+
+# kombu.transport.redis.Channel.sep and PRIORITY_STEPS.
+PRIORITY_SEPARATOR: Final = "\x06\x16"
+PRIORITY_STEPS: Final = (0, 3, 6, 9)
+REDIS_SCHEMES: Final = frozenset({"redis", "rediss"})
+AMQP_SCHEMES: Final = frozenset({"amqp", "amqps", "pyamqp"})
+
+
+def priority_lists(queue: str, steps: Sequence[int] = PRIORITY_STEPS) -> list[str]:
+    """The Redis lists kombu uses for ``queue``: the queue itself for step 0, suffixed otherwise."""
+    return [f"{queue}{PRIORITY_SEPARATOR}{step}" if step else queue for step in steps]
+
+
+class QueueReport(msgspec.Struct, frozen=True):
+    lengths: dict[str, int]
+    consumers: dict[str, int] = {}
+    workers: dict[str, int] | None = None
+    processes: dict[str, int] | None = None
+
+
+class QueuePoller:
+    """Polls the broker for ``queues`` and stores what it found. One instance per collector."""
+
+    def __init__(
+        self,
+        store: Redis,
+        keys: Keys,
+        broker_url: str,
+        queues: Sequence[str],
+        *,
+        priority_steps: Sequence[int] = PRIORITY_STEPS,
+        inspect_workers: bool = True,
+        inspect_timeout: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        scheme = urlparse(broker_url).scheme
+        if scheme not in REDIS_SCHEMES | AMQP_SCHEMES:
+            raise ValueError(f"queue polling supports redis:// and amqp:// brokers, not {scheme}://")
+        self._store = store
+        self._keys = keys
+        self._broker_url = broker_url
+        self._is_redis = scheme in REDIS_SCHEMES
+        self._broker_redis = Redis.from_url(broker_url) if self._is_redis else None
+        self._queues = list(queues)
+        self._steps = list(priority_steps)
+        self._inspect_timeout = inspect_timeout
+        self._app = Celery(broker=broker_url, set_as_current=False) if inspect_workers else None
+        self._clock = clock
+
+    async def aclose(self) -> None:
+        if self._broker_redis is not None:
+            await self._broker_redis.aclose()
+        if self._app is not None:
+            self._app.close()
+
+    async def run_once(self) -> QueueReport:
+        """Poll the broker (and workers) once and write the result to the store."""
+        if self._broker_redis is not None:
+            report = QueueReport(lengths=await self._redis_lengths(self._broker_redis))
+        else:
+            lengths, consumers = await asyncio.to_thread(self._amqp_counts)
+            report = QueueReport(lengths=lengths, consumers=consumers)
+        if self._app is not None:
+            workers, processes = await asyncio.to_thread(self._inspect_workers)
+            report = msgspec.structs.replace(report, workers=workers, processes=processes)
+        await self._write(report)
+        return report
+
+    async def _redis_lengths(self, broker: Redis) -> dict[str, int]:
+        async with broker.pipeline(transaction=False) as pipe:
+            for queue in self._queues:
+                for key in priority_lists(queue, self._steps):
+                    pipe.llen(key)
+            sizes = await pipe.execute()
+        per_queue = len(self._steps)
+        return {
+            queue: sum(sizes[i * per_queue:(i + 1) * per_queue])
+            for i, queue in enumerate(self._queues)
+        }
+
+    def _amqp_counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        lengths: dict[str, int] = {}
+        consumers: dict[str, int] = {}
+        with Connection(self._broker_url, connect_timeout=5) as conn:
+            for queue in self._queues:
+                # A passive declare of a missing queue closes the channel: one channel per queue.
+                channel = conn.channel()
+                try:
+                    _, lengths[queue], consumers[queue] = channel.queue_declare(
+                        queue=queue, passive=True
+                    )
+                except conn.channel_errors:
+                    lengths[queue] = consumers[queue] = 0  # not declared yet: nothing waits
+                finally:
+                    channel.close()
+        return lengths, consumers
+
+    def _inspect_workers(self) -> tuple[dict[str, int], dict[str, int]]:
+        assert self._app is not None
+        inspect = self._app.control.inspect(timeout=self._inspect_timeout)
+        active_queues = inspect.active_queues() or {}
+        # stats() is a second broadcast; skip it when no worker answered the first.
+        stats = (inspect.stats() or {}) if active_queues else {}
+        workers: Counter[str] = Counter({queue: 0 for queue in self._queues})
+        processes: Counter[str] = Counter({queue: 0 for queue in self._queues})
+        for node, queues in active_queues.items():
+            pool = stats.get(node, {}).get("pool", {})
+            size = len(pool.get("processes", ())) if isinstance(pool, Mapping) else 0
+            for queue in {q["name"] for q in queues}:
+                workers[queue] += 1
+                processes[queue] += size
+        return dict(workers), dict(processes)
+
+    async def _write(self, report: QueueReport) -> None:
+        k = self._keys
+        async with self._store.pipeline(transaction=True) as pipe:
+            _replace_hash(pipe, k.queues, report.lengths)
+            _replace_hash(pipe, k.queue_consumers, report.consumers)
+            if report.workers is not None and report.processes is not None:
+                _replace_hash(pipe, k.queue_workers, report.workers)
+                _replace_hash(pipe, k.queue_processes, report.processes)
+            pipe.set(k.queues_updated, repr(self._clock()))
+            await pipe.execute()
+
+
+def _replace_hash(pipe, key: str, values: Mapping[str, int]) -> None:
+    pipe.delete(key)
+    if values:
+        pipe.hset(key, mapping=values)

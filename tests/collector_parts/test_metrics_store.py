@@ -1,0 +1,127 @@
+"""Scrape-time gauges of CollectorMetrics, refreshed from a real Redis written by EventStore."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio import Redis
+
+from event_collector.keys import Keys
+from event_collector.metrics import CollectorMetrics
+from event_collector.store import EventStore
+from tests.collector_parts.events import sent_and_succeeded, worker_event
+
+pytestmark = pytest.mark.anyio
+
+
+class Clock:
+    """A settable wall clock, so worker liveness is tested without sleeping for heartbeats."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def gauge(registry: CollectorRegistry, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    text = generate_latest(registry).decode()
+    return {
+        tuple(sorted(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    }
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def metrics(registry: CollectorRegistry, keys: Keys, clock: Clock) -> CollectorMetrics:
+    return CollectorMetrics(registry, keys=keys, worker_retention_seconds=3600, clock=clock)
+
+
+async def test_worker_up_goes_to_zero_when_heartbeats_stop_and_stays_exported(
+    metrics: CollectorMetrics, registry: CollectorRegistry, event_store: EventStore,
+    store_redis: Redis, clock: Clock,
+):
+    await event_store.apply([worker_event("online", "w1@box", clock.now, freq=2.0),
+                             worker_event("heartbeat", "w1@box", clock.now + 1, active=3)])
+    clock.now += 2
+    await metrics.refresh(store_redis)
+    assert gauge(registry, "celery_worker_up") == {(("hostname", "box"),): 1.0}
+    assert gauge(registry, "celery_worker_tasks_active") == {(("hostname", "box"),): 3.0}
+
+    clock.now += 10  # no heartbeat for 5 x freq: dead by Celery's freq x 2 rule
+    await metrics.refresh(store_redis)
+    assert gauge(registry, "celery_worker_up") == {(("hostname", "box"),): 0.0}
+    assert gauge(registry, "celery_worker_tasks_active") == {(("hostname", "box"),): 0.0}
+
+    clock.now += 1800  # still within the retention window: the alert can keep firing
+    await metrics.refresh(store_redis)
+    assert gauge(registry, "celery_worker_up") == {(("hostname", "box"),): 0.0}
+
+
+async def test_dead_worker_series_disappears_after_the_retention_window(
+    metrics: CollectorMetrics, registry: CollectorRegistry, event_store: EventStore,
+    store_redis: Redis, clock: Clock,
+):
+    await event_store.apply([worker_event("heartbeat", "w1@box", clock.now)])
+    clock.now += 3601
+    await metrics.refresh(store_redis)
+    assert gauge(registry, "celery_worker_up") == {}
+
+
+async def test_worker_offline_event_marks_it_down_at_once(
+    metrics: CollectorMetrics, registry: CollectorRegistry, event_store: EventStore,
+    store_redis: Redis, clock: Clock,
+):
+    await event_store.apply([worker_event("heartbeat", "w1@box", clock.now),
+                             worker_event("offline", "w1@box", clock.now + 0.5)])
+    clock.now += 1
+    await metrics.refresh(store_redis)
+    assert gauge(registry, "celery_worker_up") == {(("hostname", "box"),): 0.0}
+
+
+async def test_stream_length_and_queue_gauges_come_from_the_store(
+    metrics: CollectorMetrics, registry: CollectorRegistry, event_store: EventStore,
+    store_redis: Redis, keys: Keys,
+):
+    await event_store.apply(sent_and_succeeded("t1", time.time()))
+    await store_redis.hset(keys.queues, mapping={"default": 7, "email": 0})
+    await store_redis.hset(keys.queue_workers, mapping={"default": 2})
+    await metrics.refresh(store_redis)
+
+    assert gauge(registry, "taskpulse_stream_length") == {(): 4.0}
+    assert gauge(registry, "celery_queue_length") == {
+        (("queue_name", "default"),): 7.0, (("queue_name", "email"),): 0.0}
+    assert gauge(registry, "celery_active_worker_count") == {(("queue_name", "default"),): 2.0}
+
+
+async def test_a_scrape_reads_the_snapshot_not_redis(
+    metrics: CollectorMetrics, registry: CollectorRegistry, store_redis: Redis, keys: Keys,
+):
+    await store_redis.hset(keys.queues, mapping={"default": 7})
+    await metrics.refresh(store_redis)
+    await store_redis.hset(keys.queues, mapping={"default": 9})
+    assert gauge(registry, "celery_queue_length") == {(("queue_name", "default"),): 7.0}
+
+
+async def test_stuck_tasks_reported_by_the_reconciler_are_exported(
+    metrics: CollectorMetrics, registry: CollectorRegistry, store_redis: Redis,
+):
+    metrics.observe_stuck({("demo.long_running_task", "default"): 2})
+    await metrics.refresh(store_redis)  # a refresh keeps the reconciler's figures
+    assert gauge(registry, "taskpulse_tasks_stuck") == {
+        (("name", "demo.long_running_task"), ("queue_name", "default")): 2.0}
