@@ -93,7 +93,11 @@ def entry_point_problem(argv: list[str]) -> str | None:
         return _celery_problem(argv)
     if name in console_scripts():
         module, _, func = console_scripts()[name].partition(":")
-        if not callable(getattr(importlib.import_module(module), func, None)):
+        try:
+            loaded = importlib.import_module(module)
+        except ImportError as exc:
+            return f"{name} -> {module}: {exc}"
+        if not callable(getattr(loaded, func, None)):
             return f"{name} -> {module}:{func} is not callable"
         return None
     if name.startswith("python") and argv[1:2] == ["-m"]:
