@@ -230,8 +230,10 @@ def workers_queues() -> dict:
         stat("Workers up", f"sum(max by (hostname) (celery_worker_up{{{CELERY}}}))"),
         stat("Workers down", f"count(max by (hostname) (celery_worker_up{{{CELERY}}}) == 0)"
              " or vector(0)"),
-        stat("Consumers", f"sum(max by (queue_name) "
-                          f"(celery_active_consumer_count{{{CELERY_Q}}}))"),
+        stat("Queues without a worker",
+             f"count(max by (queue_name) (celery_active_worker_count{{{CELERY_Q}}}) == 0)"
+             " or vector(0)",
+             description="Messages there wait forever: check the workers' -Q lists."),
         stat("Messages waiting", f"sum(max by (queue_name) (celery_queue_length{{{CELERY_Q}}}))"),
         graph("Worker up", [target(f"max by (hostname) (celery_worker_up{{{CELERY}}})",
                                    "{{hostname}}")]),
