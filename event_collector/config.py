@@ -80,6 +80,10 @@ class CollectorSettings(msgspec.Struct, frozen=True):
     buffer_max_messages: int = 200_000
     # RabbitMQ: the durable queue the collector consumes (survives collector restarts).
     event_queue: str = "taskpulse.events"
+    # Bounds the durable queue while no collector consumes (RabbitMQ drops the oldest past it).
+    event_queue_max_length: int = 2_000_000
+    # Queues whose length the collector polls from the broker (comma-separated).
+    queues: str = "default,finance,reports,email"
     collector_id: str = ""
     log_level: str = "INFO"
     stats_interval_seconds: float = 10.0
@@ -108,6 +112,10 @@ class CollectorSettings(msgspec.Struct, frozen=True):
             if hasattr(self, f"retention_{field.name}")
         }
         return Retention(**values)
+
+    @property
+    def queue_names(self) -> tuple[str, ...]:
+        return tuple(q.strip() for q in self.queues.split(",") if q.strip())
 
     @property
     def is_rabbitmq(self) -> bool:

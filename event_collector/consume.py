@@ -1,0 +1,332 @@
+"""Broker fanout readers: move raw event messages off the broker into a bounded buffer, fast.
+
+Celery publishes events to the ``celeryev`` topic exchange. On Redis that is PUB/SUB (kombu's
+fanout: channel ``/<db>.celeryev/<routing key>``, e.g. ``/0.celeryev/task.multi``), where a
+subscriber that reads too slowly is disconnected once Redis buffers 32 MB for it. So the Redis
+reader is a thread that only reads the socket (hiredis parses many replies per ``recv``) and hands
+lists of raw payloads to ``RawBuffer``; decoding happens behind it (``pipeline.py``).
+
+On RabbitMQ the exchange feeds a durable queue owned by the collector, consumed with manual
+acks: messages are acknowledged only after the batch holding them is written, so nothing is
+lost while the collector is down or restarting.
+
+A reader yields *bodies*: the JSON of one Celery event, or of a list of them (``task.multi``,
+sent by prefork workers that buffer task events). ``unwrap`` turns a raw message into its body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Final
+
+import hiredis
+import msgspec
+import orjson
+import redis
+
+log = logging.getLogger("taskpulse.collector.consume")
+
+EVENT_EXCHANGE: Final = "celeryev"
+READ_CHUNK: Final = 1 << 20
+
+
+class ReaderStatus(msgspec.Struct):
+    """What ``/health`` says about a reader; written by its thread, read by the loop."""
+
+    source: str
+    connected: bool = False
+    since: float = 0.0
+    reconnects: int = 0
+    last_error: str = ""
+
+
+class Backoff:
+    """Exponential reconnect delay with jitter, reset after a successful connection."""
+
+    def __init__(self, first: float = 0.2, maximum: float = 10.0) -> None:
+        self.first, self.maximum = first, maximum
+        self.current = first
+
+    def next(self) -> float:
+        delay = self.current
+        self.current = min(self.maximum, self.current * 2)
+        return delay * random.uniform(0.8, 1.2)
+
+    def reset(self) -> None:
+        self.current = self.first
+
+
+class RawBuffer:
+    """Bounded hand-off from a reader thread to the event loop, in chunks of messages.
+
+    ``put`` blocks the reader while ``max_messages`` are waiting: memory stays bounded and, on
+    RabbitMQ, the broker keeps the rest. ``get`` returns everything waiting at once.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, max_messages: int) -> None:
+        self._loop = loop
+        self._max = max_messages
+        self._chunks: deque[list[bytes]] = deque()
+        self._count = 0
+        self._lock = threading.Lock()
+        self._not_full = threading.Condition(self._lock)
+        self._ready = asyncio.Event()
+        self._waiting = False
+
+    def __len__(self) -> int:
+        return self._count
+
+    def put(self, messages: list[bytes], stop: threading.Event) -> None:
+        with self._not_full:
+            while self._count >= self._max and not stop.is_set():
+                self._not_full.wait(0.2)
+            self._chunks.append(messages)
+            self._count += len(messages)
+            wake = self._waiting
+            self._waiting = False
+        if wake:  # one self-pipe write per idle period, not per message
+            self._loop.call_soon_threadsafe(self._ready.set)
+
+    async def get(self, wait: float | None = None) -> list[bytes]:
+        """Everything waiting (possibly empty after ``wait`` seconds)."""
+        while True:
+            with self._lock:
+                if self._chunks:
+                    out = [m for chunk in self._chunks for m in chunk]
+                    self._chunks.clear()
+                    self._count = 0
+                    self._not_full.notify_all()
+                    return out
+                self._waiting = True
+                self._ready.clear()
+            try:
+                await asyncio.wait_for(self._ready.wait(), wait)
+            except TimeoutError:
+                with self._lock:
+                    self._waiting = False
+                    if not self._chunks:
+                        return []
+
+
+def unwrap_kombu_redis(raw: bytes) -> bytes:
+    """kombu's Redis envelope ``{"body": <base64>, "properties": {"body_encoding": ...}}``."""
+    envelope = orjson.loads(raw)
+    body = envelope["body"]
+    if envelope.get("properties", {}).get("body_encoding") == "base64":
+        return base64.b64decode(body)
+    return body.encode() if isinstance(body, str) else orjson.dumps(body)
+
+
+def _plain(raw: bytes) -> bytes:
+    return raw
+
+
+class RedisFanoutReader:
+    """PSUBSCRIBE to Celery's event channels of one broker db, in a thread of its own."""
+
+    def __init__(self, broker_url: str, reconnect_max: float = 10.0) -> None:
+        self.url = broker_url
+        params = redis.connection.parse_url(broker_url)
+        self.pattern = f"/{params.get('db', 0)}.{EVENT_EXCHANGE}/*"
+        self.status = ReaderStatus(source=f"redis PSUBSCRIBE {self.pattern}")
+        self.unwrap: Callable[[bytes], bytes] = unwrap_kombu_redis
+        self._backoff = Backoff(maximum=reconnect_max)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._conn: redis.Connection | None = None
+
+    def start(self, buffer: RawBuffer) -> None:
+        self._thread = threading.Thread(
+            target=self._run, args=(buffer,), name="redis-fanout-reader", daemon=True
+        )
+        self._thread.start()
+
+    def done(self, messages: int) -> None:
+        """PUB/SUB has nothing to acknowledge."""
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self, buffer: RawBuffer) -> None:
+        while not self._stop.is_set():
+            try:
+                self._subscribe_and_read(buffer)
+            except (OSError, redis.RedisError, hiredis.ProtocolError) as exc:
+                self._disconnected(exc)
+            finally:
+                if self._conn is not None:
+                    self._conn.disconnect()
+                    self._conn = None
+
+    def _disconnected(self, exc: BaseException) -> None:
+        was_connected = self.status.connected
+        self.status.connected = False
+        self.status.last_error = f"{type(exc).__name__}: {exc}"
+        delay = self._backoff.next()
+        if was_connected:
+            log.warning(
+                "broker connection lost (%s); events published until resubscribed are lost;"
+                " reconnecting in %.1fs", self.status.last_error, delay,
+            )
+        else:
+            log.warning("broker unreachable (%s); reconnecting in %.1fs",
+                        self.status.last_error, delay)
+        self._stop.wait(delay)
+
+    def _subscribe_and_read(self, buffer: RawBuffer) -> None:
+        # redis-py connects (auth, TLS, sockets); then we read its socket with our own hiredis
+        # reader so one recv() yields hundreds of messages without per-message Python overhead.
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=5)
+        self._conn = client.connection_pool.make_connection()
+        self._conn.connect()
+        self._conn.send_command("PSUBSCRIBE", self.pattern)
+        sock = self._conn._sock
+        assert sock is not None
+        sock.settimeout(0.5)  # wake up to notice stop()
+        reader = hiredis.Reader()
+        while not self._stop.is_set():
+            try:
+                data = sock.recv(READ_CHUNK)
+            except TimeoutError:
+                continue
+            if not data:
+                raise ConnectionError("broker closed the connection")
+            reader.feed(data)
+            messages = self._drain(reader)
+            if messages:
+                buffer.put(messages, self._stop)
+
+    def _drain(self, reader: hiredis.Reader) -> list[bytes]:
+        messages: list[bytes] = []
+        while (reply := reader.gets()) is not False:
+            if isinstance(reply, list) and reply[0] == b"pmessage":
+                messages.append(reply[3])
+            elif isinstance(reply, list) and reply[0] == b"psubscribe":
+                self._subscribed()
+            elif isinstance(reply, hiredis.ReplyError):
+                raise redis.ResponseError(str(reply))
+        return messages
+
+    def _subscribed(self) -> None:
+        self.status.connected = True
+        self.status.since = time.time()
+        if self.status.reconnects or self.status.last_error:
+            log.info("broker reconnected; subscribed to %s", self.pattern)
+        else:
+            log.info("connected to broker; subscribed to %s", self.pattern)
+        self.status.reconnects += 1 if self.status.last_error else 0
+        self._backoff.reset()
+
+
+class AmqpQueueReader:
+    """Consume Celery events from a durable queue bound to ``celeryev`` (routing key ``#``).
+
+    kombu objects are not thread-safe, so this thread also does the acks: ``done(n)`` only
+    records that the next ``n`` delivered messages are written; the thread acks them (one
+    ``multiple=True`` ack) on its next turn.
+    """
+
+    def __init__(
+        self, broker_url: str, queue: str, max_length: int, prefetch: int = 5000,
+        reconnect_max: float = 10.0,
+    ) -> None:
+        self.url = broker_url
+        self.queue_name = queue
+        self.max_length = max_length
+        self.prefetch = prefetch
+        self.status = ReaderStatus(source=f"amqp queue {queue}")
+        self.unwrap: Callable[[bytes], bytes] = _plain
+        self._backoff = Backoff(maximum=reconnect_max)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._tags: deque[int] = deque()
+        self._written = 0
+        self._written_lock = threading.Lock()
+
+    def start(self, buffer: RawBuffer) -> None:
+        self._thread = threading.Thread(
+            target=self._run, args=(buffer,), name="amqp-event-reader", daemon=True
+        )
+        self._thread.start()
+
+    def done(self, messages: int) -> None:
+        with self._written_lock:
+            self._written += messages
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self, buffer: RawBuffer) -> None:
+        import kombu
+
+        while not self._stop.is_set():
+            try:
+                with kombu.Connection(self.url, connect_timeout=5) as conn:
+                    conn.ensure_connection(max_retries=1)
+                    self._consume(conn, buffer)
+            except Exception as exc:  # kombu/amqp raise many types; all mean "reconnect"
+                self.status.connected = False
+                self.status.last_error = f"{type(exc).__name__}: {exc}"
+                delay = self._backoff.next()
+                log.warning("broker connection failed (%s); unacked events will be redelivered;"
+                            " reconnecting in %.1fs", self.status.last_error, delay)
+                self._stop.wait(delay)
+
+    def _queue(self, conn: object) -> object:
+        import kombu
+
+        exchange = kombu.Exchange(EVENT_EXCHANGE, type="topic", durable=True, auto_delete=False)
+        return kombu.Queue(
+            self.queue_name, exchange=exchange, routing_key="#", durable=True,
+            auto_delete=False, queue_arguments={"x-max-length": self.max_length},
+        )
+
+    def _consume(self, conn, buffer: RawBuffer) -> None:  # type: ignore[no-untyped-def]
+        channel = conn.channel()
+        queue = self._queue(conn)(channel)
+        queue.declare()
+        channel.basic_qos(0, self.prefetch, False)
+        self._tags.clear()
+        with self._written_lock:
+            self._written = 0  # unacked deliveries of a dead channel come again
+        pending: list[bytes] = []
+
+        def on_message(message) -> None:  # type: ignore[no-untyped-def]
+            self._tags.append(message.delivery_tag)
+            pending.append(message.body)
+
+        channel.basic_consume(self.queue_name, callback=on_message, no_ack=False)
+        self.status.connected, self.status.since = True, time.time()
+        self.status.reconnects += 1 if self.status.last_error else 0
+        self._backoff.reset()
+        log.info("connected to broker; consuming durable queue %s (bound to %s, '#')",
+                 self.queue_name, EVENT_EXCHANGE)
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                conn.drain_events(timeout=0.1)
+            if pending:
+                buffer.put(list(pending), self._stop)
+                pending.clear()
+            self._ack(channel)
+        self._ack(channel)
+
+    def _ack(self, channel) -> None:  # type: ignore[no-untyped-def]
+        with self._written_lock:
+            n, self._written = self._written, 0
+        last = None
+        for _ in range(min(n, len(self._tags))):
+            last = self._tags.popleft()
+        if last is not None:
+            channel.basic_ack(last, multiple=True)

@@ -1,0 +1,199 @@
+"""raw messages -> events -> batches -> store: the collector's hot path.
+
+Two tasks joined by a short queue, so decoding the next batch overlaps the Lua call of the
+previous one (Redis runs the script on its own core):
+- ``decode``: takes everything the reader buffered, unwraps and parses it, normalizes each event
+  (invalid ones are counted, logged and skipped), and cuts batches at ``batch_size`` events or
+  ``batch_interval`` seconds after the batch's first event, whichever comes first;
+- ``write``: applies each batch in one script call, retrying the *same* batch with backoff
+  while the store is unreachable, then updates metrics and tells the reader how many raw
+  messages are now safely written (RabbitMQ acks them).
+On shutdown everything already read is decoded and written before ``run`` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Final, Protocol
+
+import msgspec
+import orjson
+import redis
+
+from event_collector.consume import Backoff, RawBuffer
+from event_collector.events import Event
+from event_collector.metrics import CollectorMetrics
+from event_collector.normalize import InvalidEvent, normalize
+from event_collector.store import ApplyResult, EventStore
+
+log = logging.getLogger("taskpulse.collector.pipeline")
+
+INVALID_LOG_PER_INTERVAL: Final = 20
+STORE_ERRORS: Final = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OSError)
+
+
+class Source(Protocol):
+    unwrap: Callable[[bytes], bytes]
+
+    def done(self, messages: int) -> None: ...
+
+
+class Batch(msgspec.Struct):
+    events: list[Event]
+    messages: int  # raw messages fully contained in this batch (for acks)
+
+
+class PipelineStats(msgspec.Struct):
+    """Running totals, for the periodic log line and ``/health``."""
+
+    applied: int = 0
+    duplicates: int = 0
+    invalid: int = 0
+    batches: int = 0
+    last_write: float = 0.0
+    store_connected: bool = True
+    store_error: str = ""
+    last_lag: float = 0.0
+
+
+class Pipeline:
+    def __init__(
+        self,
+        store: EventStore,
+        source: Source,
+        buffer: RawBuffer,
+        metrics: CollectorMetrics,
+        *,
+        batch_size: int = 500,
+        batch_interval: float = 0.05,
+        reconnect_max: float = 10.0,
+    ) -> None:
+        self.store = store
+        self.source = source
+        self.buffer = buffer
+        self.metrics = metrics
+        self.batch_size = batch_size
+        self.batch_interval = batch_interval
+        self.reconnect_max = reconnect_max
+        self.stats = PipelineStats()
+        self._batches: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=2)
+        self._invalid_logged = 0
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """Finish: decode what is buffered, write it, then ``run`` returns."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        writer = asyncio.create_task(self._write_loop(), name="batch-writer")
+        try:
+            await self._decode_loop()
+        finally:
+            await self._batches.put(None)
+            await writer
+
+    # -- decode ------------------------------------------------------------------------------
+
+    async def _decode_loop(self) -> None:
+        events: list[Event] = []
+        messages = 0
+        deadline = 0.0
+        while True:
+            wait = max(0.0, deadline - time.monotonic()) if events else self.batch_interval
+            stopping = self._stopping.is_set()
+            raws = await self.buffer.get(0 if stopping else wait)
+            for raw in raws:
+                if not events:
+                    deadline = time.monotonic() + self.batch_interval
+                events.extend(self.decode(raw))
+                messages += 1
+                if len(events) >= self.batch_size:
+                    await self._emit(events, messages)
+                    events, messages = [], 0
+            if events and (stopping or time.monotonic() >= deadline):
+                await self._emit(events, messages)
+                events, messages = [], 0
+            elif messages and not events:
+                # only invalid messages: nothing to write, but they are acked in order
+                await self._emit([], messages)
+                messages = 0
+            if stopping and not raws:
+                return
+
+    async def _emit(self, events: list[Event], messages: int) -> None:
+        await self._batches.put(Batch(events, messages))
+        await asyncio.sleep(0)  # let the writer start on it while we decode the next one
+
+    def decode(self, raw: bytes) -> Iterable[Event]:
+        """One raw broker message -> its valid events (a ``task.multi`` body holds a list)."""
+        try:
+            body = orjson.loads(self.source.unwrap(raw))
+        except (orjson.JSONDecodeError, ValueError, KeyError, TypeError) as exc:
+            self._invalid("bad_json", exc)
+            return ()
+        items = body if isinstance(body, list) else (body,)
+        out = []
+        for item in items:
+            try:
+                out.append(normalize(item))
+            except InvalidEvent as exc:
+                self._invalid(exc.reason, exc)
+        return out
+
+    def _invalid(self, reason: str, exc: BaseException) -> None:
+        self.stats.invalid += 1
+        self.metrics.observe_invalid(reason)
+        if self._invalid_logged < INVALID_LOG_PER_INTERVAL:
+            self._invalid_logged += 1
+            log.warning("invalid event skipped: %s (%s)", reason, str(exc)[:200])
+
+    # -- write -------------------------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        while (batch := await self._batches.get()) is not None:
+            if batch.events:
+                await self._write(batch.events)
+            self.source.done(batch.messages)
+
+    async def _write(self, events: list[Event]) -> None:
+        result = await self._apply(events)
+        applied = result.applied
+        if len(applied) != len(events):
+            ids = {e.id for e in applied}
+            self.metrics.remember([e for e in events if e.id not in ids])
+        self.metrics.observe_applied(applied)
+        self.metrics.observe_duplicates(result.duplicates)
+        now = time.time()
+        self.stats.last_lag = max(0.0, now - max(e.timestamp for e in events))
+        self.metrics.observe_lag(self.stats.last_lag)
+        self.stats.applied += len(applied)
+        self.stats.duplicates += result.duplicates
+        self.stats.batches += 1
+        self.stats.last_write = now
+
+    async def _apply(self, events: list[Event]) -> ApplyResult:
+        backoff = Backoff(maximum=self.reconnect_max)
+        while True:
+            try:
+                result = await self.store.apply(events)
+            except STORE_ERRORS as exc:
+                delay = backoff.next()
+                self.stats.store_connected = False
+                self.stats.store_error = f"{type(exc).__name__}: {exc}"
+                log.warning("store unreachable (%s); retrying the batch of %d in %.1fs",
+                            self.stats.store_error, len(events), delay)
+                await asyncio.sleep(delay)
+                continue
+            if not self.stats.store_connected:
+                log.info("store reachable again; writing resumed")
+                self.stats.store_connected = True
+            return result
+
+    def take_summary(self) -> dict[str, int]:
+        """Reset the per-interval log budget (called with each stats line)."""
+        self._invalid_logged = 0
+        return {"applied": self.stats.applied, "duplicates": self.stats.duplicates,
+                "invalid": self.stats.invalid, "batches": self.stats.batches}

@@ -1,0 +1,241 @@
+"""The collector process: broker reader -> pipeline -> store, plus /metrics, /health and the
+periodic jobs (metric snapshot, queue lengths, retention sweep, heartbeat, a stats log line).
+
+Everything is created in ``Collector.__init__`` from one ``CollectorSettings`` and torn down in
+``run``'s ``finally``; nothing here runs at import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import msgspec
+import redis
+import redis.asyncio as aioredis
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from event_collector.config import CollectorSettings
+from event_collector.consume import AmqpQueueReader, RawBuffer, RedisFanoutReader
+from event_collector.keys import Keys
+from event_collector.metrics import CollectorMetrics
+from event_collector.pipeline import Pipeline
+from event_collector.queues import QueuePoller
+from event_collector.store import EventStore
+from event_collector.sweep import RetentionSweeper
+
+log = logging.getLogger("taskpulse.collector")
+
+HEARTBEAT_SECONDS: Final = 5.0
+METRICS_REFRESH_SECONDS: Final = 5.0
+
+
+class Collector:
+    """One running collector. ``await run(stop)`` until ``stop`` is set, then flush and exit.
+
+    Create it inside the running event loop (the reader thread hands messages to that loop).
+    """
+
+    def __init__(self, settings: CollectorSettings) -> None:
+        self.settings = settings
+        self.id = settings.collector_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.keys = Keys(settings.key_prefix)
+        self.redis = aioredis.Redis.from_url(
+            settings.redis_url, socket_timeout=10, socket_connect_timeout=5
+        )
+        self.registry = CollectorRegistry()
+        self.metrics = CollectorMetrics(self.registry, keys=self.keys)
+        self.store = EventStore(self.redis, self.keys, settings.retention)
+        self.reader: AmqpQueueReader | RedisFanoutReader = (
+            AmqpQueueReader(
+                settings.broker_url, settings.event_queue, settings.event_queue_max_length,
+                reconnect_max=settings.reconnect_max_seconds,
+            )
+            if settings.is_rabbitmq
+            else RedisFanoutReader(settings.broker_url, settings.reconnect_max_seconds)
+        )
+        self.started = time.time()
+        self.buffer = RawBuffer(asyncio.get_running_loop(), settings.buffer_max_messages)
+        self.pipeline = Pipeline(
+            self.store, self.reader, self.buffer, self.metrics,
+            batch_size=settings.batch_size, batch_interval=settings.batch_interval_ms / 1000,
+            reconnect_max=settings.reconnect_max_seconds,
+        )
+        self._last_summary: tuple[float, dict[str, int]] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        runner = await self._start_http()
+        log.info("collector %s starting: broker %s, store %s (prefix %r), metrics on %s:%d",
+                 self.id, _safe_url(s.broker_url), _safe_url(s.redis_url), s.key_prefix,
+                 s.metrics_host, s.metrics_port)
+        self.reader.start(self.buffer)
+        pipeline = asyncio.create_task(self.pipeline.run(), name="pipeline")
+        jobs = [asyncio.create_task(job, name=name) for name, job in self._jobs()]
+        try:
+            done, _ = await asyncio.wait(
+                [pipeline, asyncio.create_task(stop.wait())], return_when="FIRST_COMPLETED"
+            )
+            if pipeline in done:
+                pipeline.result()  # a crash of the hot path must not go unnoticed
+            log.info("stopping: writing what was already read")
+            self.pipeline.stop()
+            await pipeline
+        finally:
+            for job in jobs:
+                job.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)
+            self.reader.stop()
+            await runner.cleanup()
+            await self.close()
+            log.info("collector stopped: %d events applied, %d duplicates, %d invalid",
+                     self.pipeline.stats.applied, self.pipeline.stats.duplicates,
+                     self.pipeline.stats.invalid)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    # -- periodic jobs -----------------------------------------------------------------------
+
+    def _jobs(self) -> list[tuple[str, Awaitable[None]]]:
+        s = self.settings
+        poller = QueuePoller(self.redis, self.keys, s.broker_url, s.queue_names)
+        sweeper = RetentionSweeper(
+            self.redis, self.keys,
+            index_retention_seconds=max(
+                s.retention_task_ttl_success_seconds, s.retention_task_ttl_failure_seconds,
+                s.retention_task_ttl_other_seconds, s.retention_task_ttl_unfinished_seconds,
+            ),
+            stream_max_age_seconds=s.retention_stream_max_age_seconds,
+            stream_maxlen=s.retention_stream_max_length,
+            queues=s.queue_names,
+        )
+        return [
+            ("heartbeat", self._every(HEARTBEAT_SECONDS, self._heartbeat)),
+            ("metrics-refresh", self._every(
+                METRICS_REFRESH_SECONDS, lambda: self.metrics.refresh(self.redis))),
+            ("stats-log", self._every(s.stats_interval_seconds, self._log_stats)),
+            ("queue-poller", self._every(s.queue_poll_seconds, poller.run_once, poller.aclose)),
+            ("retention-sweep", self._every(s.sweep_interval_seconds, sweeper.run_once)),
+        ]
+
+    async def _every(
+        self, seconds: float, job: Callable[[], Awaitable[Any]],
+        cleanup: Callable[[], Awaitable[Any]] | None = None,
+    ) -> None:
+        """Run ``job`` every ``seconds``; a failure is logged and retried next time."""
+        failing = False
+        try:
+            while True:
+                try:
+                    await job()
+                    if failing:
+                        log.info("%s recovered", getattr(job, "__qualname__", job))
+                    failing = False
+                except (redis.RedisError, OSError) as exc:
+                    if not failing:
+                        log.warning("%s failed: %s: %s", getattr(job, "__qualname__", job),
+                                    type(exc).__name__, exc)
+                    failing = True
+                await asyncio.sleep(seconds)
+        finally:
+            if cleanup is not None:
+                with contextlib.suppress(Exception):
+                    await cleanup()
+
+    async def _heartbeat(self) -> None:
+        stats = self.pipeline.stats
+        key = self.keys.collector(self.id)
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hset(key, mapping={
+                    "id": self.id, "started": self.started, "heartbeat": time.time(),
+                    "applied": stats.applied, "duplicates": stats.duplicates,
+                    "invalid": stats.invalid, "buffered": len(self.buffer),
+                    "broker_connected": int(self.reader.status.connected),
+                })
+                pipe.expire(key, int(HEARTBEAT_SECONDS * 3))
+                await pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            if stats.store_connected:
+                log.warning("store unreachable (%s: %s)", type(exc).__name__, exc)
+            stats.store_connected = False
+            stats.store_error = f"{type(exc).__name__}: {exc}"
+            return
+        if not stats.store_connected:
+            log.info("store reachable again")
+        stats.store_connected = True
+
+    async def _log_stats(self) -> None:
+        before = self._last_summary
+        now = time.monotonic()
+        summary = self.pipeline.take_summary()
+        self._last_summary = (now, summary)
+        if before is None:
+            return
+        elapsed = max(1e-6, now - before[0])
+        delta = {k: summary[k] - before[1][k] for k in summary}
+        if any(delta.values()):
+            log.info(
+                "%d events applied (%.0f/s) in %d batches, %d duplicates, %d invalid;"
+                " buffered %d, lag %.3fs",
+                delta["applied"], delta["applied"] / elapsed, delta["batches"],
+                delta["duplicates"], delta["invalid"], len(self.buffer),
+                self.pipeline.stats.last_lag,
+            )
+
+    # -- HTTP --------------------------------------------------------------------------------
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        stats = self.pipeline.stats
+        broker = msgspec.to_builtins(self.reader.status)
+        ok = self.reader.status.connected and stats.store_connected
+        return ok, {
+            "status": "ok" if ok else "degraded",
+            "collector": self.id,
+            "broker": broker,
+            "store": {"connected": stats.store_connected, "last_error": stats.store_error},
+            "buffered": len(self.buffer),
+            "applied": stats.applied,
+            "duplicates": stats.duplicates,
+            "invalid": stats.invalid,
+            "last_write": stats.last_write or None,
+            "lag_seconds": stats.last_lag,
+        }
+
+    async def _start_http(self) -> web.AppRunner:
+        async def metrics(_: web.Request) -> web.Response:
+            body = generate_latest(self.registry)
+            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+        async def health(_: web.Request) -> web.Response:
+            ok, body = self.health()
+            return web.json_response(body, status=200 if ok else 503)
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/health", health)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.settings.metrics_host, self.settings.metrics_port)
+        await site.start()
+        return runner
+
+
+def _safe_url(url: str) -> str:
+    """A URL for logs: the password replaced."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
