@@ -6,10 +6,11 @@ Celery events say nothing about messages still waiting, so the broker is asked d
   default steps 0, 3, 6, 9). The length is their sum, read in one pipelined LLEN round trip.
 - RabbitMQ: a passive ``queue_declare`` returns message and consumer counts; the client blocks, so
   it runs in a thread.
-Optionally the workers are asked (Celery ``inspect``, in a thread) which queues they consume, for
-the per-queue worker and process counts. Results go to ``P queues``, ``P queues:consumers``,
-``P queues:workers``, ``P queues:processes`` and ``P queues:updated`` (keys.py), written in one
-transaction so readers never see half a poll.
+Optionally the workers are asked (Celery ``inspect``, in a thread, every
+``inspect_interval_seconds``) which queues they consume, for the per-queue worker and process
+counts; between inspections the stored counts are left as they were. Results go to
+``P queues``, ``P queues:consumers``, ``P queues:workers``, ``P queues:processes`` and
+``P queues:updated`` (keys.py), written in one transaction so readers never see half a poll.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class QueuePoller:
         priority_steps: Sequence[int] = PRIORITY_STEPS,
         inspect_workers: bool = True,
         inspect_timeout: float = 1.0,
+        inspect_interval_seconds: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         scheme = urlparse(broker_url).scheme
@@ -73,6 +75,8 @@ class QueuePoller:
         self._queues = list(queues)
         self._steps = list(priority_steps)
         self._inspect_timeout = inspect_timeout
+        self._inspect_interval = inspect_interval_seconds
+        self._inspected_at: float | None = None
         self._app = Celery(broker=broker_url, set_as_current=False) if inspect_workers else None
         self._clock = clock
 
@@ -89,11 +93,20 @@ class QueuePoller:
         else:
             lengths, consumers = await asyncio.to_thread(self._amqp_counts)
             report = QueueReport(lengths=lengths, consumers=consumers)
-        if self._app is not None:
+        if self._inspect_due():
+            self._inspected_at = self._clock()
             workers, processes = await asyncio.to_thread(self._inspect_workers)
             report = msgspec.structs.replace(report, workers=workers, processes=processes)
         await self._write(report)
         return report
+
+    def _inspect_due(self) -> bool:
+        # Each inspect is two broadcasts that wait ``inspect_timeout`` for replies, and which
+        # queues workers consume changes rarely: ask less often than lengths are polled.
+        if self._app is None:
+            return False
+        last = self._inspected_at
+        return last is None or self._clock() - last >= self._inspect_interval
 
     async def _redis_lengths(self, broker: Redis) -> dict[str, int]:
         async with broker.pipeline(transaction=False) as pipe:

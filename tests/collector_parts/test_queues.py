@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from event_collector.keys import Keys
 from event_collector.queues import QueuePoller, priority_lists
-from tests.services import RedisServer
+from tests.services import RedisServer, celery_worker, running
 
 pytestmark = pytest.mark.anyio
 
@@ -116,3 +116,36 @@ async def test_rabbitmq_reports_messages_and_consumers(store_redis: Redis, keys:
     assert report.consumers == {name: 1, f"{name}-missing": 0}
     assert report.lengths[name] in (2, 3)  # one message may be prefetched by the consumer
     assert await store_redis.hget(keys.queue_consumers, name) == b"1"
+
+
+@pytest.mark.slow
+async def test_workers_and_processes_per_queue_come_from_the_running_workers(
+    service_env: dict[str, str], tmp_path, clean_redis: RedisServer, store_redis: Redis,
+    keys: Keys,
+):
+    worker = celery_worker(service_env, tmp_path / "worker.log", queues="default,email",
+                           concurrency=2)
+    with running(worker):
+        poller = QueuePoller(store_redis, keys, clean_redis.url(0),
+                             ["default", "finance", "email"], inspect_timeout=1.0)
+        try:
+            report = await poller.run_once()
+        finally:
+            await poller.aclose()
+
+    assert report.workers == {"default": 1, "finance": 0, "email": 1}
+    assert report.processes == {"default": 2, "finance": 0, "email": 2}
+    assert await store_redis.hget(keys.queue_processes, "email") == b"2"
+
+
+async def test_workers_are_inspected_less_often_than_lengths_are_polled(
+    clean_redis: RedisServer, store_redis: Redis, keys: Keys
+):
+    poller = QueuePoller(store_redis, keys, clean_redis.url(0), ["default"],
+                         inspect_timeout=0.1, inspect_interval_seconds=3600)
+    try:
+        first, second = await poller.run_once(), await poller.run_once()
+    finally:
+        await poller.aclose()
+    assert (first.workers, second.workers) == ({"default": 0}, None)
+    assert await store_redis.hget(keys.queue_workers, "default") == b"0"  # kept from the first
