@@ -52,6 +52,18 @@ def _process_tree(pid: int) -> list[int]:
     return pids
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` (all its threads) and its descendants so far."""
+    ticks = 0
+    for proc in _process_tree(pid):
+        try:
+            fields = Path(f"/proc/{proc}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def load_note() -> str:
     one, five, fifteen = os.getloadavg()
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
