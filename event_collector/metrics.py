@@ -209,13 +209,17 @@ class CollectorMetrics:
         worker_retention_seconds: float = 3600.0,
         task_cache_size: int = 100_000,
         node_hostnames: bool = False,
+        generic_sent_hostname: bool = False,
         runtime_buckets: Sequence[float] = RUNTIME_BUCKETS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._keys = keys
         self._worker_retention = worker_retention_seconds
         self._node_hostnames = node_hostnames
+        self._generic_sent_hostname = generic_sent_hostname
         self._clock = clock
+        # Label sets whose counters exist already (bounded by the metrics' own cardinality).
+        self._touched: set[tuple[str, str, str]] = set()
         self.tasks = TaskInfoCache(task_cache_size)
         self.store_gauges = StoreGauges(node_hostnames)
         registry.register(self.store_gauges)
@@ -273,17 +277,31 @@ class CollectorMetrics:
             if counter is None or not event.uuid:
                 continue
             info = self.tasks.learn(event)
-            labels = (
-                info.name or UNKNOWN,
-                host_label(event.hostname, self._node_hostnames),
-                info.queue or UNKNOWN,
-            )
+            labels = (info.name or UNKNOWN, self._host(event), info.queue or UNKNOWN)
+            if event.type != "task-sent" and labels not in self._touched:
+                self._touch(labels)
             exemplar = {"task_id": event.uuid}
             if event.type == "task-failed":
                 counter.labels(*labels, exception_class(event.exception)).inc(exemplar=exemplar)
             else:
                 counter.labels(*labels).inc(exemplar=exemplar)
             self._observe_durations(event, info, labels, exemplar)
+
+    def _host(self, event: Event) -> str:
+        if event.type == "task-sent" and self._generic_sent_hostname:
+            # Producers (web pods) often have random hostnames: celery-exporter's option.
+            return "generic"
+        return host_label(event.hostname, self._node_hostnames)
+
+    def _touch(self, labels: tuple[str, str, str]) -> None:
+        """Create every worker-side counter at 0, as celery-exporter does, so that
+        ``rate(celery_task_failed_total)`` is 0 rather than absent before the first failure."""
+        self._touched.add(labels)
+        for type_, counter in self._counters.items():
+            if type_ == "task-failed":
+                counter.labels(*labels, "")
+            elif type_ != "task-sent":
+                counter.labels(*labels)
 
     def _observe_durations(
         self, event: Event, info: _TaskInfo, labels: tuple[str, str, str],

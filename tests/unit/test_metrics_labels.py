@@ -96,7 +96,8 @@ def test_counters_count_each_applied_event_exactly_once():
 def test_failed_counter_carries_exception_class_only():
     metrics, registry = new_metrics()
     metrics.observe_applied(one_task_lifecycle(failed=True))
-    failed = {labels for (name, labels) in samples(registry) if name == "celery_task_failed_total"}
+    failed = {labels for (name, labels), value in samples(registry).items()
+              if name == "celery_task_failed_total" and value > 0}
     assert failed == {frozenset({("name", "finance.check_pending_bills"), ("hostname", "box"),
                                  ("queue_name", "finance"), ("exception", "ValueError")})}
 
@@ -163,3 +164,21 @@ def test_hostname_label_is_the_host_part_of_the_node_name_like_celery_exporter()
     assert host_label("w1@box") == "box"
     assert host_label("w1@box", node_hostnames=True) == "w1@box"
     assert host_label("box") == "box"
+
+
+def test_first_worker_event_of_a_label_set_shows_the_other_counters_at_zero():
+    metrics, registry = new_metrics()
+    metrics.observe_applied(one_task_lifecycle()[:2])
+    labels = frozenset({("name", NAME), ("hostname", "box"), ("queue_name", "finance")})
+    values = samples(registry)
+    assert values[("celery_task_received_total", labels)] == 1.0
+    assert values[("celery_task_succeeded_total", labels)] == 0.0
+    assert values[("celery_task_failed_total", labels | {("exception", "")})] == 0.0
+
+
+def test_sent_counter_can_use_a_generic_hostname_for_random_producer_hosts():
+    registry = CollectorRegistry()
+    metrics = CollectorMetrics(registry, keys=Keys(), generic_sent_hostname=True)
+    metrics.observe_applied(one_task_lifecycle())
+    sent = {labels for (name, labels) in samples(registry) if name == "celery_task_sent_total"}
+    assert sent == {frozenset({("name", NAME), ("hostname", "generic"), ("queue_name", "finance")})}
