@@ -1,0 +1,42 @@
+"""Control actions (enqueue, revoke, retry, token changes) appended to the event stream.
+
+They go to ``P events`` in the collector's own format (field ``e`` = an encoded ``Event`` of type
+``taskpulse-audit``), so whoever reads the stream sees who did what, in order with the task events.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Sequence
+
+import redis.asyncio as aioredis
+
+from event_collector.events import AUDIT_EVENT, EVENT_ENCODER, Event
+from event_collector.keys import Keys
+
+
+def audit_event(
+    actor: str, action: str, task_id: str = "", name: str = "", detail: str = ""
+) -> Event:
+    return Event(
+        id=f"audit-{uuid.uuid4().hex}",
+        type=AUDIT_EVENT,
+        timestamp=time.time(),
+        hostname=f"producer-api@{socket.gethostname()}",
+        pid=os.getpid(),
+        uuid=task_id,
+        name=name,
+        actor=actor,
+        action=action,
+        detail=detail,
+    )
+
+
+async def append_audit(redis: aioredis.Redis, keys: Keys, events: Sequence[Event]) -> None:
+    async with redis.pipeline(transaction=False) as pipe:
+        for event in events:
+            pipe.xadd(keys.events, {"e": EVENT_ENCODER.encode(event)})
+        await pipe.execute()

@@ -1,0 +1,181 @@
+"""The task catalog (``catalog.json``, written by ``python -m worker catalog``; format in
+``worker/catalog.py``).
+
+The API never imports task code: this file is all it knows about tasks — names, queues,
+parameters (each with a JSON Schema) and the broker priority numbers. Arguments are bound to the
+parameters the way a Python call would bind them and each value is checked against its schema,
+so a bad call is refused with a 422 instead of failing on a worker.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+
+# The JSON Schema subset parameter schemas may use. Anything else makes the catalog fail to load,
+# so a schema the API cannot enforce is noticed at startup, not silently ignored.
+SCHEMA_KEYWORDS: Final = frozenset(
+    {"type", "enum", "const", "anyOf", "items", "minimum", "maximum", "minLength", "maxLength",
+     "title", "description", "default", "examples"}
+)
+_TYPES: Final[dict[str, tuple[type, ...]]] = {
+    "integer": (int,),
+    "number": (int, float),
+    "string": (str,),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+    "null": (type(None),),
+}
+
+
+class Parameter(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A task parameter, in positional order. ``default`` is given only when it is optional."""
+
+    name: str
+    required: bool = True
+    type: str = ""
+    schema: dict[str, Any] = {}
+    default: Any = None
+
+
+class TaskSpec(msgspec.Struct, frozen=True, omit_defaults=True):
+    name: str
+    queue: str
+    parameters: list[Parameter] = []
+    description: str = ""
+
+
+class Priorities(msgspec.Struct, frozen=True):
+    """Levels (API numbers 1..4 in this order), the default, and level -> number per broker."""
+
+    levels: list[str]
+    default: str
+    redis: dict[str, int]
+    amqp: dict[str, int]
+
+    def number(self, broker_kind: str, level: str) -> int:
+        return (self.redis if broker_kind == "redis" else self.amqp)[level]
+
+
+class Catalog(msgspec.Struct, frozen=True):
+    """Tasks that may be sent, known queues, and priorities."""
+
+    tasks: list[TaskSpec]
+    queues: list[str]
+    priorities: Priorities
+    version: int = 1
+
+    def task(self, name: str) -> TaskSpec | None:
+        return next((t for t in self.tasks if t.name == name), None)
+
+
+class ArgumentError(ValueError):
+    """Arguments that do not fit a task's parameters; ``field`` names the offending one."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def load_catalog(path: Path | str) -> Catalog:
+    """Read and check the catalog; a bad file stops the API at startup, not on a request."""
+    catalog = msgspec.json.decode(Path(path).read_bytes(), type=Catalog)
+    unknown = {t.queue for t in catalog.tasks} - set(catalog.queues)
+    if unknown:
+        raise ValueError(f"{path}: tasks routed to undeclared queues {sorted(unknown)}")
+    prio = catalog.priorities
+    for table in (prio.redis, prio.amqp):
+        if set(table) != set(prio.levels) or prio.default not in prio.levels:
+            raise ValueError(f"{path}: priorities must map exactly the levels {prio.levels}")
+    for task in catalog.tasks:
+        for param in task.parameters:
+            _check_schema_keywords(param.schema, f"{task.name}.{param.name}")
+    return catalog
+
+
+def _check_schema_keywords(schema: dict[str, Any], where: str) -> None:
+    extra = set(schema) - SCHEMA_KEYWORDS
+    if extra:
+        raise ValueError(f"catalog schema for {where} uses unsupported keywords {sorted(extra)}")
+    for sub in schema.get("anyOf", ()):
+        _check_schema_keywords(sub, where)
+    if isinstance(schema.get("items"), dict):
+        _check_schema_keywords(schema["items"], where)
+
+
+def check_arguments(spec: TaskSpec, args: list[Any], kwargs: dict[str, Any]) -> None:
+    """Bind ``args``/``kwargs`` to the parameters like a call would; raise ``ArgumentError``."""
+    params = spec.parameters
+    if len(args) > len(params):
+        raise ArgumentError(
+            f"{spec.name} takes at most {len(params)} positional arguments, got {len(args)}",
+            "args",
+        )
+    bound: dict[str, tuple[str, Any]] = {
+        p.name: (f"args[{i}]", v) for i, (p, v) in enumerate(zip(params, args, strict=False))
+    }
+    by_name = {p.name: p for p in params}
+    for key, value in kwargs.items():
+        if key not in by_name:
+            raise ArgumentError(f"{spec.name} has no parameter {key!r}", f"kwargs.{key}")
+        if key in bound:
+            raise ArgumentError(f"{spec.name} got {key!r} twice", f"kwargs.{key}")
+        bound[key] = (f"kwargs.{key}", value)
+    for param in params:
+        if param.name not in bound:
+            if param.required:
+                raise ArgumentError(f"{spec.name} needs {param.name!r}", f"kwargs.{param.name}")
+            continue
+        field, value = bound[param.name]
+        problem = schema_problem(param.schema, value)
+        if problem:
+            raise ArgumentError(f"{spec.name}: {param.name!r} {problem}", field)
+
+
+def schema_problem(schema: dict[str, Any], value: Any) -> str | None:
+    """Why ``value`` does not match ``schema`` (the subset above), or None if it does."""
+    if "anyOf" in schema and all(schema_problem(sub, value) for sub in schema["anyOf"]):
+        return f"matches none of {[s.get('type', s.get('enum')) for s in schema['anyOf']]}"
+    if "const" in schema and value != schema["const"]:
+        return f"must be {schema['const']!r}"
+    if "enum" in schema and value not in schema["enum"]:
+        return f"must be one of {schema['enum']}"
+    kind = schema.get("type")
+    if kind is not None and not _is_type(value, kind):
+        return f"must be {kind}, got {_json_type(value)}"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            return f"must be >= {schema['minimum']}"
+        if "maximum" in schema and value > schema["maximum"]:
+            return f"must be <= {schema['maximum']}"
+    if isinstance(value, str):
+        if len(value) < schema.get("minLength", 0):
+            return f"must be at least {schema['minLength']} characters"
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            return f"must be at most {schema['maxLength']} characters"
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            if problem := schema_problem(schema["items"], item):
+                return f"item {i} {problem}"
+    return None
+
+
+def _is_type(value: Any, kind: str | list[str]) -> bool:
+    kinds = [kind] if isinstance(kind, str) else kind
+    if isinstance(value, bool):
+        return "boolean" in kinds
+    if isinstance(value, float) and value.is_integer() and "integer" in kinds:
+        return False  # 1.0 is not an integer argument: the task would get a float
+    return any(isinstance(value, _TYPES.get(k, ())) for k in kinds)
+
+
+def _json_type(value: Any) -> str:
+    for name, types in _TYPES.items():
+        if name != "number" and isinstance(value, types) and not (
+            name == "integer" and isinstance(value, bool)
+        ):
+            return name
+    return "number" if isinstance(value, float) else type(value).__name__

@@ -1,0 +1,123 @@
+"""The OpenAPI 3.1 document, derived from the routes' ``@endpoint`` metadata and the msgspec
+Structs they name. Nothing here is written by hand per route, so the document cannot drift."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+import producer_api
+from producer_api.errors import ERROR_CODES
+from producer_api.http import Endpoint
+from producer_api.schemas import ErrorResponse
+
+_REF = "#/components/schemas/{name}"
+_PATH_PARAM = re.compile(r"{(\w+)}")
+
+
+def _endpoints(app: web.Application) -> list[tuple[str, str, Any, Endpoint]]:
+    found = []
+    for route in app.router.routes():
+        spec = getattr(route.handler, "endpoint", None)
+        if spec is None or route.method == "HEAD" or route.resource is None:
+            continue
+        found.append((route.resource.canonical, route.method.lower(), route.handler, spec))
+    return found
+
+
+def build_openapi(app: web.Application) -> dict[str, Any]:
+    endpoints = _endpoints(app)
+    types: list[Any] = [ErrorResponse]
+    for _, _, _, spec in endpoints:
+        types.extend(t for t in (spec.body, spec.query, spec.response) if t is not None)
+    types = list(dict.fromkeys(types))
+    schemas, components = msgspec.json.schema_components(types, ref_template=_REF)
+    by_type = dict(zip(types, schemas, strict=True))
+    paths: dict[str, dict[str, Any]] = {}
+    for path, method, handler, spec in endpoints:
+        paths.setdefault(path, {})[method] = _operation(path, handler, spec, by_type, components)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "taskpulse producer API",
+            "version": producer_api.__version__,
+            "description": "Enqueue Celery tasks by name and query the monitoring store.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def _operation(
+    path: str,
+    handler: Any, spec: Endpoint, by_type: dict[Any, Any], components: dict[str, Any]
+) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "operationId": handler.__name__,
+        "summary": spec.summary,
+        "tags": [spec.tag],
+        "responses": {str(spec.status): _success(spec, by_type)},
+    }
+    params = [
+        {"name": p, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+        for p in _PATH_PARAM.findall(path)
+    ]
+    if spec.query is not None:
+        params.extend(_query_params(components[spec.query.__name__]))
+    if params:
+        op["parameters"] = params
+    if spec.body is not None:
+        op["requestBody"] = {
+            "required": spec.body.__name__ != "RevokeRequest",
+            "content": {"application/json": {"schema": by_type[spec.body]}},
+        }
+    errors = set(spec.errors)
+    if spec.role is not None:
+        op["security"] = [{"bearer": []}]
+        op["description"] = f"Needs a token with role `{spec.role}` or above."
+        errors |= {401, 403}
+    for status in sorted(errors):
+        op["responses"][str(status)] = {
+            "description": ERROR_CODES[status],
+            "content": {"application/json": {"schema": by_type[ErrorResponse]}},
+        }
+    return op
+
+
+def _success(spec: Endpoint, by_type: dict[Any, Any]) -> dict[str, Any]:
+    if spec.response is not None:
+        schema = by_type[spec.response]
+    elif spec.content_type == "application/json":
+        schema = {"type": "object"}
+    else:
+        schema = {"type": "string"}
+    return {"description": spec.summary, "content": {spec.content_type: {"schema": schema}}}
+
+
+def _query_params(component: dict[str, Any]) -> list[dict[str, Any]]:
+    required = set(component.get("required", ()))
+    params = []
+    for name, schema in component.get("properties", {}).items():
+        params.append({
+            "name": name,
+            "in": "query",
+            "required": name in required,
+            "schema": _without_null(schema),
+        })
+    return params
+
+
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query string cannot say null: an absent parameter is how it says "no value"."""
+    variants = schema.get("anyOf")
+    if not variants:
+        return schema
+    rest = [v for v in variants if v.get("type") != "null"]
+    base = {k: v for k, v in schema.items() if k != "anyOf"}
+    return {**base, **rest[0]} if len(rest) == 1 else {**base, "anyOf": rest}

@@ -1,0 +1,120 @@
+"""Publishing to the broker without blocking the event loop.
+
+kombu is synchronous, so every broker call runs in a small thread pool. A Celery app object is
+used only as a message producer: it is configured with the broker URL and the queue layout, never
+with task code or a result backend (a backend would subscribe to every task's result).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from celery import Celery
+from kombu import Exchange, Queue
+
+from producer_api.catalog import Catalog
+
+
+class Message(msgspec.Struct, frozen=True):
+    """One task message, fully resolved (queue and broker priority number chosen)."""
+
+    id: str
+    name: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    queue: str
+    priority: int
+    countdown: float | None = None
+    eta: datetime | None = None
+    expires: float | None = None
+    parent_id: str | None = None
+    root_id: str | None = None
+
+
+def broker_kind(broker_url: str) -> str:
+    """``redis`` or ``amqp``: the two brokers read message priorities in opposite directions."""
+    scheme = broker_url.partition("://")[0].lower()
+    return "redis" if scheme in ("redis", "rediss", "redis+socket", "sentinel") else "amqp"
+
+
+def producer_app(broker_url: str, catalog: Catalog, timeout: float, pool_size: int) -> Celery:
+    kind = broker_kind(broker_url)
+    # Queues declared exactly as the worker declares them: on RabbitMQ a queue re-declared with
+    # other arguments is a channel error.
+    max_priority = max(catalog.priorities.amqp.values())
+    arguments = {"x-max-priority": max_priority} if kind == "amqp" else None
+    app = Celery("taskpulse-api", broker=broker_url, set_as_current=False)
+    app.conf.update(
+        task_queues=[
+            Queue(q, Exchange(q, type="direct"), routing_key=q, queue_arguments=arguments)
+            for q in catalog.queues
+        ],
+        # The collector learns name/args/queue from task-sent; without it a task is unknown
+        # until a worker receives it.
+        task_send_sent_event=True,
+        broker_pool_limit=pool_size,
+        broker_connection_timeout=timeout,
+        broker_connection_retry_on_startup=False,
+        # One quick retry, then fail: the caller gets a 503, not a request hanging for seconds.
+        task_publish_retry_policy={
+            "max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2,
+        },
+        broker_transport_options={"socket_timeout": timeout, "socket_connect_timeout": timeout},
+    )
+    return app
+
+
+class Publisher:
+    """Sends task messages and control commands from a thread pool."""
+
+    def __init__(self, app: Celery, threads: int, timeout: float) -> None:
+        self.app = app
+        self.timeout = timeout
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="publish")
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def send(self, messages: Sequence[Message]) -> None:
+        """Publish all ``messages`` over one pooled producer (a batch is one executor hop)."""
+        await self._run(self._send_all, messages)
+
+    def _send_all(self, messages: Sequence[Message]) -> None:
+        with self.app.producer_or_acquire() as producer:
+            for m in messages:
+                self.app.send_task(
+                    m.name, args=m.args, kwargs=m.kwargs, task_id=m.id, queue=m.queue,
+                    priority=m.priority, countdown=m.countdown, eta=m.eta, expires=m.expires,
+                    parent_id=m.parent_id, root_id=m.root_id, producer=producer,
+                    # JSON (not Python repr) in the events, so a retry can re-send the exact args.
+                    argsrepr=msgspec.json.encode(m.args).decode(),
+                    kwargsrepr=msgspec.json.encode(m.kwargs).decode(),
+                )
+
+    async def revoke(self, task_id: str, terminate: bool, signal: str) -> None:
+        await self._run(self._revoke, task_id, terminate, signal)
+
+    def _revoke(self, task_id: str, terminate: bool, signal: str) -> None:
+        self.app.control.revoke(task_id, terminate=terminate, signal=signal)
+
+    async def ping(self) -> bool:
+        """True when a fresh connection to the broker can be opened."""
+        try:
+            await asyncio.wait_for(self._run(self._ping), self.timeout * 2)
+        except Exception:  # any failure means "not reachable"; readyz reports it, never raises
+            return False
+        return True
+
+    def _ping(self) -> None:
+        with self.app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=self.timeout)
+            conn.default_channel  # noqa: B018 -- opening a channel is what proves the broker answers
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self.app.close()

@@ -1,0 +1,73 @@
+"""What the app holds while it runs, under typed keys, opened and closed in ``cleanup_ctx``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+
+from event_collector.keys import Keys
+from event_collector.read import EventReader
+from producer_api.auth import TokenStore
+from producer_api.catalog import Catalog
+from producer_api.config import ApiSettings
+from producer_api.enqueue import Enqueuer
+from producer_api.metrics import ApiMetrics
+from producer_api.publisher import Publisher, broker_kind, producer_app
+
+log = logging.getLogger("producer_api")
+
+SETTINGS = web.AppKey("settings", ApiSettings)
+CATALOG = web.AppKey("catalog", Catalog)
+KEYS = web.AppKey("keys", Keys)
+TOKENS = web.AppKey("tokens", TokenStore)
+METRICS = web.AppKey("metrics", ApiMetrics)
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+REDIS = web.AppKey("redis", aioredis.Redis)
+READER = web.AppKey("reader", EventReader)
+PUBLISHER = web.AppKey("publisher", Publisher)
+ENQUEUER = web.AppKey("enqueuer", Enqueuer)
+OPENAPI = web.AppKey("openapi", bytes)  # the encoded document, built once at startup
+DOCS_PAGE = web.AppKey("docs_page", bytes)
+
+
+def open_redis(settings: ApiSettings) -> aioredis.Redis:
+    # Short timeouts and one quick retry: a dead Redis turns into a 503 within seconds, and the
+    # pool reconnects by itself once Redis is back.
+    return aioredis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout_seconds,
+        socket_connect_timeout=settings.redis_timeout_seconds,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
+        health_check_interval=30,
+    )
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    client = open_redis(settings)
+    app[REDIS] = client
+    app[READER] = EventReader(client, app[KEYS])
+    yield
+    await client.aclose()
+
+
+async def publisher_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    celery_app = producer_app(
+        settings.broker_url, app[CATALOG], settings.broker_timeout_seconds,
+        settings.publish_threads,
+    )
+    publisher = Publisher(celery_app, settings.publish_threads, settings.broker_timeout_seconds)
+    app[PUBLISHER] = publisher
+    app[ENQUEUER] = Enqueuer(
+        app[REDIS], app[KEYS], app[CATALOG], publisher, broker_kind(settings.broker_url),
+        settings.idempotency_ttl_seconds,
+    )
+    yield
+    publisher.close()

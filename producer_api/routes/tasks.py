@@ -1,0 +1,176 @@
+"""Tasks: enqueue, list, count, show, timeline, revoke, retry."""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from event_collector.read import InvalidCursor, TaskQuery
+from event_collector.records import TaskCount, TaskPage
+from producer_api.audit import append_audit, audit_event
+from producer_api.errors import Conflict, NotFound, Unprocessable
+from producer_api.http import endpoint, json_response, parse_query, read_body
+from producer_api.middleware import ACTOR
+from producer_api.resources import ENQUEUER, KEYS, METRICS, PUBLISHER, READER, REDIS
+from producer_api.schemas import (
+    BatchRequest,
+    BatchResponse,
+    EnqueueRequest,
+    EnqueueResponse,
+    RevokeRequest,
+    RevokeResponse,
+    TaskCountQuery,
+    TaskDetail,
+    TaskEvents,
+    TaskListQuery,
+)
+
+routes = web.RouteTableDef()
+RETRYABLE_STATES = frozenset({"FAILURE", "REVOKED", "REJECTED"})
+
+
+def _actor(request: web.Request) -> str:
+    return request[ACTOR].name
+
+
+def _count_enqueued(request: web.Request, responses: list[EnqueueResponse]) -> None:
+    counter = request.app[METRICS].enqueued
+    for r in responses:
+        if not r.duplicate:
+            counter.labels(r.name, r.queue).inc()
+
+
+@routes.post("/tasks")
+@endpoint("Enqueue one task by name", "operator", body=EnqueueRequest,
+          response=EnqueueResponse, status=202, errors=(400, 413, 422, 503))
+async def enqueue_task(request: web.Request) -> web.Response:
+    req = await read_body(request, EnqueueRequest)
+    if req.idempotency_key is None and (header := request.headers.get("Idempotency-Key")):
+        req = msgspec.structs.replace(req, idempotency_key=header[:200])
+    enqueuer = request.app[ENQUEUER]
+    [response] = await enqueuer.enqueue([enqueuer.resolve(req)], _actor(request))
+    _count_enqueued(request, [response])
+    return json_response(response, status=202, headers={"Location": response.url})
+
+
+@routes.post("/tasks/batch")
+@endpoint("Enqueue many tasks in one request (all checked before any is sent)", "operator",
+          body=BatchRequest, response=BatchResponse, status=202, errors=(400, 413, 422, 503))
+async def enqueue_batch(request: web.Request) -> web.Response:
+    batch = await read_body(request, BatchRequest)
+    enqueuer = request.app[ENQUEUER]
+    resolved = [enqueuer.resolve(req, f"tasks[{i}].") for i, req in enumerate(batch.tasks)]
+    responses = await enqueuer.enqueue(resolved, _actor(request))
+    _count_enqueued(request, responses)
+    return json_response(BatchResponse(tasks=responses), status=202)
+
+
+def _task_query(q: TaskListQuery | TaskCountQuery) -> TaskQuery:
+    return msgspec.convert(msgspec.structs.asdict(q), TaskQuery)
+
+
+@routes.get("/tasks")
+@endpoint("List tasks, newest first, with filters and cursor paging", "viewer",
+          query=TaskListQuery, response=TaskPage, errors=(422, 503))
+async def list_tasks(request: web.Request) -> web.Response:
+    query = parse_query(request, TaskListQuery)
+    try:
+        page = await request.app[READER].list_tasks(_task_query(query))
+    except InvalidCursor:
+        raise Unprocessable("invalid cursor", {"field": "cursor", "in": "query"}) from None
+    return json_response(page)
+
+
+@routes.get("/tasks/count")
+@endpoint("Count tasks matching the filters", "viewer", query=TaskCountQuery,
+          response=TaskCount, errors=(422, 503))
+async def count_tasks(request: web.Request) -> web.Response:
+    query = parse_query(request, TaskCountQuery)
+    return json_response(await request.app[READER].count_tasks(_task_query(query)))
+
+
+@routes.get("/tasks/{task_id}")
+@endpoint("One task: record, progress, timeline, children", "viewer", response=TaskDetail,
+          errors=(404, 503))
+async def show_task(request: web.Request) -> web.Response:
+    task_id = request.match_info["task_id"]
+    found = await request.app[READER].task_detail(task_id)
+    if found is None:
+        raise NotFound(f"no task {task_id!r}", {"id": task_id})
+    record, timeline, children = found
+    detail = TaskDetail(**msgspec.structs.asdict(record), timeline=timeline, children=children)
+    return json_response(detail)
+
+
+@routes.get("/tasks/{task_id}/events")
+@endpoint("A task's events, oldest first", "viewer", response=TaskEvents, errors=(404, 503))
+async def task_events(request: web.Request) -> web.Response:
+    task_id = request.match_info["task_id"]
+    reader = request.app[READER]
+    events = await reader.timeline(task_id)
+    if not events and await reader.get_task(task_id) is None:
+        raise NotFound(f"no task {task_id!r}", {"id": task_id})
+    return json_response(TaskEvents(task_id=task_id, events=events))
+
+
+@routes.post("/tasks/{task_id}/revoke")
+@endpoint("Revoke a task (terminate: also kill it if running)", "admin", body=RevokeRequest,
+          response=RevokeResponse, status=202, errors=(400, 404, 413, 422, 503))
+async def revoke_task(request: web.Request) -> web.Response:
+    task_id = request.match_info["task_id"]
+    req = await read_body(request, RevokeRequest, optional=True)
+    record = await request.app[READER].get_task(task_id)
+    if record is None:
+        raise NotFound(f"no task {task_id!r}", {"id": task_id})
+    await request.app[PUBLISHER].revoke(task_id, req.terminate, req.signal)
+    detail = msgspec.json.encode(req).decode()
+    event = audit_event(_actor(request), "revoke", task_id, record.name or "", detail)
+    await append_audit(request.app[REDIS], request.app[KEYS], [event])
+    return json_response(RevokeResponse(id=task_id, terminate=req.terminate), status=202)
+
+
+@routes.post("/tasks/{task_id}/retry")
+@endpoint("Re-send a failed task with its arguments; the new task's parent is the old one",
+          "operator", response=EnqueueResponse, status=202, errors=(404, 409, 503))
+async def retry_task(request: web.Request) -> web.Response:
+    task_id = request.match_info["task_id"]
+    record = await request.app[READER].get_task(task_id)
+    if record is None:
+        raise NotFound(f"no task {task_id!r}", {"id": task_id})
+    if record.state not in RETRYABLE_STATES or not record.name:
+        raise Conflict(
+            f"task is {record.state}; only {', '.join(sorted(RETRYABLE_STATES))} tasks retry",
+            {"state": record.state},
+        )
+    req = EnqueueRequest(
+        name=record.name, args=_decode_args(record.args, list),
+        kwargs=_decode_args(record.kwargs, dict), queue=record.queue,
+    )
+    enqueuer = request.app[ENQUEUER]
+    resolved = enqueuer.resolve(req, parent_id=task_id, root_id=record.root_id or task_id)
+    [response] = await enqueuer.enqueue([resolved], _actor(request), action="retry")
+    _count_enqueued(request, [response])
+    return json_response(response, status=202, headers={"Location": response.url})
+
+
+def _decode_args(text: str | None, kind: type) -> Any:
+    """Arguments as recorded: JSON for tasks sent through the API, Python repr for others."""
+    if not text:
+        return kind()
+    try:
+        value = msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            raise Conflict("the task's arguments were not recorded in a re-sendable form",
+                           {"args": text}) from None
+    if isinstance(value, tuple):
+        value = list(value)
+    if not isinstance(value, kind):
+        raise Conflict("the task's arguments were not recorded in a re-sendable form",
+                       {"args": text})
+    return value

@@ -1,0 +1,79 @@
+"""Workflows: send a chain/group/chord of catalog tasks; show any workflow as a tree."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import msgspec
+import redis
+from aiohttp import web
+from kombu.exceptions import OperationalError
+
+from event_collector.workflows import WorkflowReader, WorkflowTree
+from producer_api.audit import append_audit, audit_event
+from producer_api.errors import NotFound, Unavailable
+from producer_api.http import endpoint, json_response, read_body
+from producer_api.middleware import ACTOR
+from producer_api.resources import CATALOG, ENQUEUER, KEYS, REDIS, SETTINGS
+from producer_api.workflow_canvas import WorkflowPublisher, workflow_app
+from producer_api.workflow_schemas import WorkflowRequest, WorkflowResponse
+
+routes = web.RouteTableDef()
+WORKFLOWS = web.AppKey("workflows", WorkflowPublisher)
+TREES = web.AppKey("trees", WorkflowReader)
+
+
+async def ctx(app: web.Application) -> AsyncIterator[None]:
+    """Runs after the API's own contexts: it needs their Redis pool and enqueuer."""
+    settings = app[SETTINGS]
+    celery_app = workflow_app(
+        settings.broker_url, settings.result_backend, app[CATALOG],
+        settings.broker_timeout_seconds, settings.publish_threads,
+    )  # fmt: skip
+    app[WORKFLOWS] = WorkflowPublisher(celery_app, app[ENQUEUER])
+    app[TREES] = WorkflowReader(app[REDIS], app[KEYS])
+    yield
+    app[WORKFLOWS].close()
+
+
+@routes.post("/workflows")
+@endpoint(
+    "Send a chain, group or chord of catalog tasks",
+    "operator",
+    body=WorkflowRequest,
+    response=WorkflowResponse,
+    status=202,
+    errors=(400, 413, 422, 503),
+    tag="workflows",
+)
+async def send_workflow(request: web.Request) -> web.Response:
+    req = await read_body(request, WorkflowRequest)
+    publisher = request.app[WORKFLOWS]
+    planned = publisher.plan(req)
+    try:
+        await publisher.send(planned)
+    except (OperationalError, redis.RedisError, OSError) as exc:
+        raise Unavailable("the broker or result backend is unreachable", str(exc)) from exc
+    response = planned.response
+    await append_audit(
+        request.app[REDIS], request.app[KEYS],
+        [audit_event(request[ACTOR].name, "workflow", response.root_id, response.kind,
+                     msgspec.json.encode(response).decode())],
+    )  # fmt: skip
+    return json_response(response, status=202, headers={"Location": response.url})
+
+
+@routes.get("/tasks/{id}/tree")
+@endpoint(
+    "A task's whole workflow as a tree, with a roll-up state",
+    "viewer",
+    response=WorkflowTree,
+    errors=(404, 503),
+    tag="workflows",
+)
+async def task_tree(request: web.Request) -> web.Response:
+    task_id = request.match_info["id"]
+    tree = await request.app[TREES].tree(task_id)
+    if tree is None:
+        raise NotFound(f"no task or workflow {task_id!r} is known")
+    return json_response(tree)
