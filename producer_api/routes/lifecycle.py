@@ -24,7 +24,7 @@ async def ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-@routes.patch("/tasks/{id}")
+@routes.patch("/tasks/{task_id}")
 @endpoint(
     "Annotate a task (note, labels); its state is never editable",
     "operator",
@@ -33,7 +33,7 @@ async def ctx(app: web.Application) -> AsyncIterator[None]:
     errors=(400, 404, 422, 503),
 )
 async def annotate_task(request: web.Request) -> web.Response:
-    task_id = request.match_info["id"]
+    task_id = request.match_info["task_id"]
     patch = await read_body(request, TaskPatch)
     detail = {k: v for k, v in (("note", patch.note), ("labels", patch.labels)) if v is not None}
     audit = audit_event(request[ACTOR].name, "annotate", task_id, "", _json(detail))
@@ -43,7 +43,7 @@ async def annotate_task(request: web.Request) -> web.Response:
     return json_response(await _annotations(request, task_id))
 
 
-@routes.delete("/tasks/{id}")
+@routes.delete("/tasks/{task_id}")
 @endpoint(
     "Forget a finished task's record and index entries (an audit event stays)",
     "admin",
@@ -51,7 +51,7 @@ async def annotate_task(request: web.Request) -> web.Response:
     errors=(404, 409, 503),
 )
 async def forget_task(request: web.Request) -> web.Response:
-    task_id = request.match_info["id"]
+    task_id = request.match_info["task_id"]
     # What was forgotten stays readable in the audit trail.
     name, state = await request.app[REDIS].hmget(request.app[KEYS].task(task_id), "name", "state")
     detail = {"state": state.decode() if state else None}

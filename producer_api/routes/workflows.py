@@ -27,7 +27,7 @@ async def ctx(app: web.Application) -> AsyncIterator[None]:
     """Runs after the API's own contexts: it needs their Redis pool and enqueuer."""
     settings = app[SETTINGS]
     celery_app = workflow_app(
-        settings.broker_url, settings.result_backend, app[CATALOG],
+        settings.broker_url, settings.result_backend or settings.broker_url, app[CATALOG],
         settings.broker_timeout_seconds, settings.publish_threads,
     )  # fmt: skip
     app[WORKFLOWS] = WorkflowPublisher(celery_app, app[ENQUEUER])
@@ -63,7 +63,7 @@ async def send_workflow(request: web.Request) -> web.Response:
     return json_response(response, status=202, headers={"Location": response.url})
 
 
-@routes.get("/tasks/{id}/tree")
+@routes.get("/tasks/{task_id}/tree")
 @endpoint(
     "A task's whole workflow as a tree, with a roll-up state",
     "viewer",
@@ -72,7 +72,7 @@ async def send_workflow(request: web.Request) -> web.Response:
     tag="workflows",
 )
 async def task_tree(request: web.Request) -> web.Response:
-    task_id = request.match_info["id"]
+    task_id = request.match_info["task_id"]
     tree = await request.app[TREES].tree(task_id)
     if tree is None:
         raise NotFound(f"no task or workflow {task_id!r} is known")

@@ -1,0 +1,109 @@
+"""Beat with its schedule in Redis, editable at runtime: celery-redbeat, seeded once.
+
+    celery -A worker beat -S worker.dynamic_schedule:SeededRedBeatScheduler
+
+Why redbeat: it keeps each entry (definition + last run) in Redis and a sorted set of due times,
+so the API can add, change, pause and remove entries while beat runs, and its lock lets any
+number of beats run with one active and the others on standby (each waits on the lock and takes
+over when the active one stops renewing it — killed beats included, after the lock timeout).
+An entry's last run is written *before* its task is sent, so a takeover never re-sends a run.
+
+Redbeat's own start-up re-installs the static ``beat_schedule`` over whatever is in Redis, which
+would undo runtime edits (a paused entry resumed, a removed one back) at every restart. Here the
+static schedule (``worker.schedule``) only *seeds*: each static entry is written once, the first
+time a beat sees it, and from then on Redis is the schedule.
+
+Settings (read once when beat creates the scheduler, the beat process's composition root):
+``TASKPULSE_REDIS_URL`` (the monitoring store; the API edits the schedule there),
+``TASKPULSE_KEY_PREFIX`` (entries live under ``redbeat:<prefix>``, see ``Keys.beat_prefix``),
+``TASKPULSE_BEAT_MAX_INTERVAL`` (seconds between ticks at most, default 5) and
+``TASKPULSE_BEAT_LOCK_TIMEOUT`` (seconds a killed beat's lock outlives it, default 30).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+from celery import Celery
+from celery.utils.log import get_logger
+from redbeat import RedBeatScheduler
+from redbeat.schedulers import get_redis
+
+from event_collector.keys import Keys
+
+logger = get_logger("celery.beat")
+
+
+class BeatSettings(msgspec.Struct, frozen=True, kw_only=True):
+    redis_url: str = "redis://localhost:6379/1"
+    key_prefix: str = "tp:"
+    max_interval: float = 5.0
+    # Must outlast the longest gap between ticks (max_interval) plus sending the due tasks.
+    lock_timeout: int = 30
+
+    def __post_init__(self) -> None:
+        if self.lock_timeout <= self.max_interval:
+            raise ValueError(
+                f"TASKPULSE_BEAT_LOCK_TIMEOUT ({self.lock_timeout}) must exceed"
+                f" TASKPULSE_BEAT_MAX_INTERVAL ({self.max_interval}): the lock would lapse"
+            )
+
+
+def beat_settings_from_env(env: Mapping[str, str]) -> BeatSettings:
+    defaults = BeatSettings()
+    return BeatSettings(
+        redis_url=env.get("TASKPULSE_REDIS_URL") or defaults.redis_url,
+        key_prefix=env.get("TASKPULSE_KEY_PREFIX") or defaults.key_prefix,
+        max_interval=float(env.get("TASKPULSE_BEAT_MAX_INTERVAL") or defaults.max_interval),
+        lock_timeout=int(env.get("TASKPULSE_BEAT_LOCK_TIMEOUT") or defaults.lock_timeout),
+    )
+
+
+def redbeat_config(redis_url: str, key_prefix: str) -> dict[str, Any]:
+    """The Celery settings through which redbeat finds its entries (the API uses them too)."""
+    return {
+        "redbeat_redis_url": redis_url,
+        "redbeat_key_prefix": Keys(prefix=key_prefix).beat_prefix,
+        # Not the broker's transport options: redbeat would pass priority settings to redis-py.
+        "redbeat_redis_options": {},
+    }
+
+
+def seeded_key(app: Celery) -> str:
+    """Set of static entry names already written once (so a removed one stays removed)."""
+    return app.redbeat_conf.key_prefix + ":seeded"
+
+
+class SeededRedBeatScheduler(RedBeatScheduler):
+    """Redbeat whose static schedule seeds Redis once instead of overwriting it each start."""
+
+    def __init__(self, app: Celery, **kwargs: Any) -> None:
+        settings = beat_settings_from_env(os.environ)
+        app.conf.update(
+            redbeat_config(settings.redis_url, settings.key_prefix),
+            redbeat_lock_timeout=settings.lock_timeout,
+        )
+        kwargs["max_interval"] = kwargs.get("max_interval") or settings.max_interval
+        super().__init__(app, **kwargs)
+
+    def setup_schedule(self) -> None:
+        client = get_redis(self.app)
+        static: dict[str, Any] = dict(self.app.redbeat_conf.schedule or {})
+        self.install_default_entries(static)
+        done = seeded_key(self.app)
+        for name, definition in static.items():
+            if client.sismember(done, name):
+                continue  # seeded by an earlier start; the API may have changed it since
+            entry = self._maybe_entry(name, definition)
+            if not client.exists(entry.key):
+                entry.save()
+                logger.info("beat: seeded schedule entry %r (%s) from the static schedule",
+                            name, entry.task)  # fmt: skip
+            client.sadd(done, name)
+        lock_key = self.app.redbeat_conf.lock_key  # self.lock_key is not set yet
+        if client.exists(lock_key):
+            logger.info("beat: another beat holds %s; standing by until it is released or "
+                        "lapses", lock_key)  # fmt: skip
