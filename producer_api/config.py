@@ -15,6 +15,10 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     # The monitoring store the collector writes (read here; the API appends audit events only).
     redis_url: str = "redis://127.0.0.1:6379/1"
     key_prefix: str = "tp:"
+    # Chords count their header's results there; "" = the broker URL, as the worker does.
+    result_backend: str = ""
+    # Beat's timezone, so the schedules API computes the same next run as beat.
+    timezone: str = "Asia/Shanghai"
     host: str = "0.0.0.0"
     port: int = 8080
     tokens_file: str = "tokens.json"
@@ -36,6 +40,8 @@ ENV_VARS: dict[str, str] = {
     "TASKPULSE_BROKER_URL": "broker_url",
     "TASKPULSE_REDIS_URL": "redis_url",
     "TASKPULSE_KEY_PREFIX": "key_prefix",
+    "TASKPULSE_RESULT_BACKEND": "result_backend",
+    "TASKPULSE_TIMEZONE": "timezone",
     "TASKPULSE_API_HOST": "host",
     "TASKPULSE_API_PORT": "port",
     "TASKPULSE_API_TOKENS_FILE": "tokens_file",

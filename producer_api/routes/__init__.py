@@ -4,8 +4,21 @@ Prometheus look for them."""
 
 from __future__ import annotations
 
-from producer_api.routes import catalog, events, health, stats, tasks, tokens
+from producer_api.routes import (
+    catalog,
+    events,
+    health,
+    lifecycle,
+    schedules,
+    stats,
+    tasks,
+    tokens,
+    workflows,
+)
 
 API_PREFIX = "/api/v1"
-API_TABLES = (tasks.routes, stats.routes, events.routes, catalog.routes, tokens.routes)
+API_TABLES = (tasks.routes, stats.routes, events.routes, catalog.routes, tokens.routes,
+              workflows.routes, schedules.routes, lifecycle.routes)
+# Contexts of the workflow/schedule/lifecycle routes: they run after the API's own.
+EXTRA_CTX = (workflows.ctx, schedules.ctx, lifecycle.ctx)
 ROOT_TABLES = (health.routes,)
