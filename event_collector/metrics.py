@@ -25,7 +25,7 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -220,6 +220,7 @@ class CollectorMetrics:
         self._clock = clock
         # Label sets whose counters exist already (bounded by the metrics' own cardinality).
         self._touched: set[tuple[str, str, str]] = set()
+        self._children: dict[tuple[str, tuple[str, str, str]], Any] = {}
         self.tasks = TaskInfoCache(task_cache_size)
         self.store_gauges = StoreGauges(node_hostnames)
         registry.register(self.store_gauges)
@@ -271,21 +272,35 @@ class CollectorMetrics:
 
     def observe_applied(self, events: Sequence[Event]) -> None:
         """Count events this collector applied first (never duplicates)."""
+        per_type: dict[str, int] = {}
         for event in events:
-            self.events.labels(event.type).inc()
-            counter = self._counters.get(event.type)
-            if counter is None or not event.uuid:
-                continue
-            info = self.tasks.learn(event)
-            labels = (info.name or UNKNOWN, self._host(event), info.queue or UNKNOWN)
-            if event.type != "task-sent" and labels not in self._touched:
-                self._touch(labels)
-            exemplar = {"task_id": event.uuid}
-            if event.type == "task-failed":
-                counter.labels(*labels, exception_class(event.exception)).inc(exemplar=exemplar)
-            else:
-                counter.labels(*labels).inc(exemplar=exemplar)
-            self._observe_durations(event, info, labels, exemplar)
+            per_type[event.type] = per_type.get(event.type, 0) + 1
+            if event.type in self._counters and event.uuid:
+                self._observe_task_event(event)
+        for type_, count in per_type.items():
+            self.events.labels(type_).inc(count)
+
+    def _observe_task_event(self, event: Event) -> None:
+        info = self.tasks.learn(event)
+        labels = (info.name or UNKNOWN, self._host(event), info.queue or UNKNOWN)
+        if event.type == "task-failed":
+            # Exemplars (OpenMetrics) link a failure to one task id; labels never carry ids.
+            self._counters["task-failed"].labels(
+                *labels, exception_class(event.exception)
+            ).inc(exemplar={"task_id": event.uuid})
+        else:
+            # The hot path: label children are cached, prometheus_client's labels() is slow.
+            child = self._children.get((event.type, labels))
+            if child is None:
+                child = self._counter_child(event.type, labels)
+            child.inc()
+        self._observe_durations(event, info, labels)
+
+    def _counter_child(self, type_: str, labels: tuple[str, str, str]) -> Any:
+        if type_ != "task-sent" and labels not in self._touched:
+            self._touch(labels)
+        child = self._children[(type_, labels)] = self._counters[type_].labels(*labels)
+        return child
 
     def _host(self, event: Event) -> str:
         if event.type == "task-sent" and self._generic_sent_hostname:
@@ -304,9 +319,9 @@ class CollectorMetrics:
                 counter.labels(*labels)
 
     def _observe_durations(
-        self, event: Event, info: _TaskInfo, labels: tuple[str, str, str],
-        exemplar: dict[str, str],
+        self, event: Event, info: _TaskInfo, labels: tuple[str, str, str]
     ) -> None:
+        exemplar = {"task_id": event.uuid}
         if event.type == "task-succeeded" and event.runtime is not None:
             self.runtime.labels(*labels).observe(event.runtime, exemplar=exemplar)
         elif event.type == "task-failed" and event.runtime is not None:

@@ -130,11 +130,16 @@ def test_duplicates_and_invalid_events_are_counted_separately():
 
 def test_task_ids_appear_as_exemplars_in_openmetrics_not_as_labels():
     metrics, registry = new_metrics()
-    metrics.observe_applied(one_task_lifecycle("4f1c-task"))
+    metrics.observe_applied(one_task_lifecycle("4f1c-ok") + one_task_lifecycle("9e2d-bad", True))
     text = generate_openmetrics(registry).decode()
-    assert 'celery_task_succeeded_total{hostname="box",name="finance.check_pending_bills",' \
-           'queue_name="finance"} 1.0 # {task_id="4f1c-task"}' in text
-    assert "4f1c-task" not in generate_latest(registry).decode()
+    labels = f'hostname="box",le="2.5",name="{NAME}",queue_name="finance"'
+    bucket = f"celery_task_runtime_bucket{{{labels}}}"
+    assert f'{bucket} 1.0 # {{task_id="4f1c-ok"}} 2.0' in text
+    failed = [line for line in text.splitlines()
+              if line.startswith("celery_task_failed_total{") and 'exception="ValueError"' in line]
+    assert len(failed) == 1
+    assert '} 1.0 # {task_id="9e2d-bad"} 1.0' in failed[0]
+    assert "4f1c-ok" not in generate_latest(registry).decode()
 
 
 def test_task_cache_stays_bounded():
