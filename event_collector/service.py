@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -24,11 +24,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from event_collector.config import CollectorSettings
 from event_collector.consume import AmqpQueueReader, RawBuffer, RedisFanoutReader
+from event_collector.events import Event
 from event_collector.keys import Keys
 from event_collector.metrics import CollectorMetrics
 from event_collector.pipeline import Pipeline
 from event_collector.queues import QueuePoller
-from event_collector.store import EventStore
+from event_collector.reconcile import Reconciler
+from event_collector.store import ApplyResult, EventStore
 from event_collector.sweep import RetentionSweeper
 
 log = logging.getLogger("taskpulse.collector")
@@ -119,7 +121,7 @@ class Collector:
             stream_maxlen=s.retention_stream_max_length,
             queues=s.queue_names,
         )
-        return [
+        jobs = [
             ("heartbeat", self._every(HEARTBEAT_SECONDS, self._heartbeat)),
             ("metrics-refresh", self._every(
                 METRICS_REFRESH_SECONDS, lambda: self.metrics.refresh(self.redis))),
@@ -127,6 +129,30 @@ class Collector:
             ("queue-poller", self._every(s.queue_poll_seconds, poller.run_once, poller.aclose)),
             ("retention-sweep", self._every(s.sweep_interval_seconds, sweeper.run_once)),
         ]
+        if s.result_backend.startswith(("redis://", "rediss://", "unix://")):
+            backend = aioredis.Redis.from_url(s.result_backend, socket_connect_timeout=5)
+            reconciler = Reconciler(
+                self.redis, backend, self.keys, self._apply_reconciled,
+                stuck_after_seconds=s.stuck_after_seconds,
+            )
+
+            async def reconcile() -> None:
+                report = await reconciler.run_once()
+                self.metrics.observe_stuck(report.still_stuck)
+
+            jobs.append(("reconcile", self._every(
+                s.reconcile_interval_seconds, reconcile, backend.aclose)))
+        else:
+            log.info("no Redis result backend configured (TASKPULSE_RESULT_BACKEND):"
+                     " tasks whose final event was lost stay unreconciled")
+        return jobs
+
+    async def _apply_reconciled(self, events: Sequence[Event]) -> ApplyResult:
+        """Reconciled outcomes count like events this collector applied first."""
+        result = await self.store.apply(events)
+        self.metrics.observe_applied(result.applied)
+        self.metrics.observe_duplicates(result.duplicates)
+        return result
 
     async def _every(
         self, seconds: float, job: Callable[[], Awaitable[Any]],

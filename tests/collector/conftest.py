@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from event_collector.keys import Keys
-from tests.services import RedisServer
+from tests.services import RedisServer, ServiceProcess, free_port
 
 STORE_DB = 1
 
@@ -48,3 +53,45 @@ def store_client(clean_redis: RedisServer) -> Iterator[redis.Redis]:
 def run(coro: Any) -> Any:
     """Run one coroutine to completion (tests stay plain functions; no async plugin needed)."""
     return asyncio.run(coro)
+
+
+def start_collector(
+    env: dict[str, str], log_path: Path, *args: str, ready: str = "subscribed to"
+) -> ServiceProcess:
+    """``python -m event_collector`` as a subprocess, waited on until it is subscribed."""
+    proc = ServiceProcess([sys.executable, "-m", "event_collector", *args], env, log_path)
+    if ready:
+        proc.wait_for_log(ready, timeout=30)
+    return proc
+
+
+def collector_env(env: dict[str, str], **extra: str) -> dict[str, str]:
+    """``env`` plus a free metrics port and fast flushing, for one collector subprocess."""
+    return {
+        **env,
+        "TASKPULSE_METRICS_HOST": "127.0.0.1",
+        "TASKPULSE_METRICS_PORT": str(free_port()),
+        "TASKPULSE_BATCH_INTERVAL_MS": "20",
+        "TASKPULSE_STATS_INTERVAL_SECONDS": "1",
+        "TASKPULSE_RECONNECT_MAX_SECONDS": "1",
+        **extra,
+    }
+
+
+def http_get(env: dict[str, str], path: str) -> tuple[int, str]:
+    url = f"http://127.0.0.1:{env['TASKPULSE_METRICS_PORT']}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def metric_sum(metrics_text: str, metric: str, **labels: str) -> float:
+    """Sum of the samples of ``metric`` whose labels include ``labels``."""
+    total = 0.0
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if sample.name == metric and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total

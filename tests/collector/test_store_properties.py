@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from typing import Any
 
 import redis
+import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +18,8 @@ from event_collector.store import EventStore
 from tests.collector.conftest import STORE_DB, run, snapshot
 
 KEYS = Keys()
+# The fixtures hold one redis-server; each example empties the db itself.
+FIXTURES_OK = [HealthCheck.function_scoped_fixture]
 OUTCOMES = ("success", "failure", "revoked", "running", "retrying", "rejected")
 FINAL_STATE = {
     "success": "SUCCESS", "failure": "FAILURE", "revoked": "REVOKED", "running": "STARTED",
@@ -77,12 +81,10 @@ def redelivery(draw: st.DrawFn, events: list[Event]) -> list[list[Event]]:
     mixed = draw(st.permutations([*order, *extra]))
     cuts = sorted(draw(st.sets(st.integers(1, max(1, len(mixed) - 1)), max_size=4)))
     bounds = [0, *cuts, len(mixed)]
-    return [mixed[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if a < b]
+    return [mixed[a:b] for a, b in itertools.pairwise(bounds) if a < b]
 
 
 def apply_batches(url: str, batches: list[list[Event]]) -> None:
-    import redis.asyncio as aioredis
-
     async def go() -> None:
         client = aioredis.Redis.from_url(url)
         store = EventStore(client, KEYS)
@@ -93,7 +95,7 @@ def apply_batches(url: str, batches: list[list[Event]]) -> None:
     run(go())
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=FIXTURES_OK)
 @given(data=st.data())
 def test_any_order_and_duplication_gives_the_identical_projection(
     store_client: redis.Redis, redis_server: Any, data: st.DataObject
@@ -109,7 +111,7 @@ def test_any_order_and_duplication_gives_the_identical_projection(
     assert snapshot(store_client, KEYS) == expected
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, suppress_health_check=FIXTURES_OK)
 @given(data=st.data())
 def test_projection_matches_the_lifecycle_in_any_order(
     store_client: redis.Redis, redis_server: Any, data: st.DataObject
