@@ -284,6 +284,8 @@ class CollectorMetrics:
         info = self.tasks.learn(event)
         labels = (info.name or UNKNOWN, self._host(event), info.queue or UNKNOWN)
         if event.type == "task-failed":
+            if labels not in self._touched:
+                self._touch(labels)
             # Exemplars (OpenMetrics) link a failure to one task id; labels never carry ids.
             self._counters["task-failed"].labels(
                 *labels, exception_class(event.exception)

@@ -187,3 +187,11 @@ def test_sent_counter_can_use_a_generic_hostname_for_random_producer_hosts():
     metrics.observe_applied(one_task_lifecycle())
     sent = {labels for (name, labels) in samples(registry) if name == "celery_task_sent_total"}
     assert sent == {frozenset({("name", NAME), ("hostname", "generic"), ("queue_name", "finance")})}
+
+
+def test_a_failure_as_first_event_also_shows_the_success_counter_at_zero():
+    metrics, registry = new_metrics()
+    metrics.observe_applied([task_event("failed", "t1", 1.0, hostname="w1@box",
+                                        exception="KeyError('k')")])
+    unknown = frozenset({("name", "unknown"), ("hostname", "box"), ("queue_name", "unknown")})
+    assert samples(registry)[("celery_task_succeeded_total", unknown)] == 0.0
