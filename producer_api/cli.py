@@ -396,6 +396,9 @@ def _send_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Imported here: those commands build on this module's Api and output helpers.
+    from producer_api.cli_workflows import add_commands, add_task_commands
+
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--api-url", default=argparse.SUPPRESS,
                         help=f"API base URL (TASKPULSE_API_URL, default {DEFAULT_URL})")
@@ -448,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task-id")
     p.add_argument("--last-event-id", help="resume after this stream id")
     p.set_defaults(func=cmd_tasks_watch)
+    add_task_commands(tsub, common)
 
     for name, func, text in (
         ("workers", cmd_workers, "workers and whether they are alive"),
@@ -481,6 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id")
     p.add_argument("--file", help=file_help)
     p.set_defaults(func=cmd_tokens_revoke)
+    add_commands(sub, common)
     return parser
 
 
