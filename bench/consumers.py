@@ -71,6 +71,7 @@ class TaskpulseConsumer:
             "TASKPULSE_BROKER_URL": broker.url(0),
             "TASKPULSE_REDIS_URL": store.url(0),
             "TASKPULSE_KEY_PREFIX": prefix,
+            "TASKPULSE_METRICS_HOST": "127.0.0.1",
             "TASKPULSE_METRICS_PORT": str(free_port()),
             "PYTHONUNBUFFERED": "1",
         }

@@ -1,0 +1,60 @@
+"""The bench scripts still run end to end in their tiniest mode, so they cannot rot.
+
+No timing is asserted here: on a shared 2-core machine timings are noise. Each script must exit 0
+and print its verdict table; Flower is measured only when its bench venv already exists (creating
+it needs the package index).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from bench.harness import flower_available
+from tests.services import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def run_script(*argv: str, timeout: float = 240) -> str:
+    done = subprocess.run(
+        [sys.executable, *argv], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def test_collector_bench_prints_its_verdict_table() -> None:
+    flower = [] if flower_available() else ["--skip-flower"]
+    out = run_script("bench/collector_vs_flower.py", "--sizes", "100,200", "--burst-tasks", "200",
+                     "--lag-tasks", "50", "--lag-rate", "100", *flower)
+    assert "== collector: taskpulse vs Flower" in out
+    assert "sustained events/s" in out
+    assert "burst 200 tasks: events lost" in out
+    assert "lag final state visible p99 ms" in out
+
+
+def test_api_bench_prints_its_verdict_table() -> None:
+    out = run_script("bench/api_vs_celery.py", "--enqueue", "200", "--batch-size", "20",
+                     "--tasks", "200", "--queries", "20")
+    assert "== API: taskpulse vs raw Celery" in out
+    assert "enqueue one/request: tasks per CPU-s" in out
+    assert "GET /tasks/{id} p99 ms @ 200" in out
+
+
+def test_publisher_reports_what_it_published(tmp_path) -> None:
+    from tests.services import RedisServer
+
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        out = run_script("bench/publisher.py", "--url", server.url(0), "--tasks", "10",
+                         "--rate", "0", "--multi-size", "4")
+    finally:
+        server.stop()
+    # 10 tasks: 10 task-sent messages + 3 task.multi per group of 4 (groups 4, 4, 2) = 19
+    assert '"events": 40' in out
+    assert '"messages": 19' in out
