@@ -88,7 +88,10 @@ def _head(raw: Mapping[str, Any]) -> tuple[str, float, str, int, int]:
         raise InvalidEvent("missing_type")
     if type_ not in KNOWN_EVENT_TYPES:
         raise InvalidEvent("unknown_type", type_[:64])
-    timestamp = _opt_float(raw, "timestamp")
+    try:
+        timestamp = _opt_float(raw, "timestamp")
+    except InvalidEvent:
+        timestamp = None
     if timestamp is None or not 0 < timestamp < 1e11:
         raise InvalidEvent("bad_timestamp")
     hostname = raw.get("hostname") or ""
