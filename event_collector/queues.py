@@ -19,12 +19,14 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from typing import Final
+from typing import Final, TypeVar
 from urllib.parse import urlparse
 
 import msgspec
+from amqp.exceptions import AMQPError
 from celery import Celery
 from kombu import Connection
+from kombu.exceptions import KombuError
 from redis.asyncio import Redis
 
 from event_collector.keys import Keys
@@ -32,6 +34,7 @@ from event_collector.keys import Keys
 # kombu.transport.redis.Channel.sep and PRIORITY_STEPS.
 PRIORITY_SEPARATOR: Final = "\x06\x16"
 PRIORITY_STEPS: Final = (0, 3, 6, 9)
+_T = TypeVar("_T")
 REDIS_SCHEMES: Final = frozenset({"redis", "rediss"})
 AMQP_SCHEMES: Final = frozenset({"amqp", "amqps", "pyamqp"})
 
@@ -91,11 +94,11 @@ class QueuePoller:
         if self._broker_redis is not None:
             report = QueueReport(lengths=await self._redis_lengths(self._broker_redis))
         else:
-            lengths, consumers = await asyncio.to_thread(self._amqp_counts)
+            lengths, consumers = await _in_thread(self._amqp_counts)
             report = QueueReport(lengths=lengths, consumers=consumers)
         if self._inspect_due():
             self._inspected_at = self._clock()
-            workers, processes = await asyncio.to_thread(self._inspect_workers)
+            workers, processes = await _in_thread(self._inspect_workers)
             report = msgspec.structs.replace(report, workers=workers, processes=processes)
         await self._write(report)
         return report
@@ -163,6 +166,15 @@ class QueuePoller:
                 _replace_hash(pipe, k.queue_processes, report.processes)
             pipe.set(k.queues_updated, repr(self._clock()))
             await pipe.execute()
+
+
+async def _in_thread(call: Callable[[], _T]) -> _T:
+    """Run a blocking kombu call in a thread; its many broker error types become one
+    ``ConnectionError`` (an ``OSError``), which the caller's retry loop understands."""
+    try:
+        return await asyncio.to_thread(call)
+    except (KombuError, AMQPError) as exc:
+        raise ConnectionError(f"broker: {type(exc).__name__}: {exc}") from exc
 
 
 def _replace_hash(pipe, key: str, values: Mapping[str, int]) -> None:

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from event_collector.keys import Keys
 from event_collector.queues import QueuePoller, priority_lists
-from tests.services import RedisServer, celery_worker, running
+from tests.services import RedisServer, celery_worker, free_port, running
 
 pytestmark = pytest.mark.anyio
 
@@ -149,3 +149,12 @@ async def test_workers_are_inspected_less_often_than_lengths_are_polled(
         await poller.aclose()
     assert (first.workers, second.workers) == ({"default": 0}, None)
     assert await store_redis.hget(keys.queue_workers, "default") == b"0"  # kept from the first
+
+
+async def test_unreachable_rabbitmq_raises_an_os_error(store_redis: Redis, keys: Keys):
+    """The collector's job loop retries on OSError; any other exception would end the poller."""
+    url = f"amqp://guest:guest@127.0.0.1:{free_port()}//"
+    poller = QueuePoller(store_redis, keys, url, ["default"], inspect_workers=False)
+    with pytest.raises(OSError):  # noqa: PT011 - the type is the contract here
+        await poller.run_once()
+    await poller.aclose()
