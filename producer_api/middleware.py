@@ -10,7 +10,7 @@ from aiohttp import web
 from kombu.exceptions import OperationalError
 
 from producer_api.auth import role_allows
-from producer_api.errors import ApiError, Forbidden, Unauthorized
+from producer_api.errors import ERROR_CODES, ApiError, Forbidden, Unauthorized
 from producer_api.http import Handler, endpoint_of, json_response
 from producer_api.resources import METRICS, TOKENS
 from producer_api.schemas import ErrorBody, ErrorResponse
@@ -53,7 +53,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = exc.reason.lower().replace(" ", "_")
+        code = ERROR_CODES.get(exc.status) or exc.reason.lower().replace(" ", "_")
         message = exc.text if exc.text and exc.text != f"{exc.status}: {exc.reason}" else exc.reason
         return error_response(exc.status, code, message)
     except _UNAVAILABLE as exc:

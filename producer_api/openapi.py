@@ -81,6 +81,7 @@ def _operation(
     if spec.role is not None:
         op["security"] = [{"bearer": []}]
         op["description"] = f"Needs a token with role `{spec.role}` or above."
+        op["x-taskpulse-role"] = spec.role
         errors |= {401, 403}
     for status in sorted(errors):
         op["responses"][str(status)] = {
