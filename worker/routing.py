@@ -58,13 +58,14 @@ def priority_value(broker_kind: str, level: str) -> int:
     return PRIORITIES[broker_kind][level]
 
 
-def declare_queues(broker_kind: str) -> tuple[Queue, ...]:
-    """One direct exchange per queue; on RabbitMQ each is a priority queue."""
+def declare_queue(name: str, broker_kind: str) -> Queue:
+    """A queue on its own direct exchange; on RabbitMQ a priority queue."""
     arguments = {"x-max-priority": AMQP_MAX_PRIORITY} if broker_kind == "amqp" else None
-    return tuple(
-        Queue(name, Exchange(name, type="direct"), routing_key=name, queue_arguments=arguments)
-        for name in QUEUES
-    )
+    return Queue(name, Exchange(name, type="direct"), routing_key=name, queue_arguments=arguments)
+
+
+def declare_queues(broker_kind: str) -> tuple[Queue, ...]:
+    return tuple(declare_queue(name, broker_kind) for name in QUEUES)
 
 
 class TaskRouter:

@@ -1,0 +1,58 @@
+"""On RabbitMQ the catalog's ``amqp`` priorities really reorder delivery (x-max-priority queue).
+
+Uses a throw-away queue declared exactly like the worker's, so the shared broker's real
+``default``/``finance``/… queues are never touched.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from kombu import Connection, Queue
+
+from worker.routing import PRIORITIES, declare_queue
+
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
+
+pytestmark = pytest.mark.rabbitmq
+
+
+def rabbitmq_answers() -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", 5672)) == 0
+
+
+@pytest.fixture
+def priority_queue() -> Iterator[tuple[Connection, Queue]]:
+    if not rabbitmq_answers():
+        pytest.skip("no RabbitMQ on 127.0.0.1:5672")
+    # Publisher confirms: publish() returns once the broker has queued the message.
+    with Connection(AMQP_URL, connect_timeout=3,
+                    transport_options={"confirm_publish": True}) as conn:
+        queue = declare_queue(f"taskpulse-test-{uuid.uuid4().hex[:8]}", "amqp")(conn.channel())
+        queue.declare()
+        yield conn, queue
+        queue.delete()
+        queue.exchange.delete()
+
+
+def test_critical_message_published_last_is_delivered_first(
+    priority_queue: tuple[Connection, Queue],
+) -> None:
+    conn, queue = priority_queue
+    amqp = PRIORITIES["amqp"]
+    producer = conn.Producer()
+    for label in ["low-0", "low-1", "normal", "critical", "high"]:
+        level = label.partition("-")[0]
+        producer.publish({"label": label}, exchange=queue.exchange, routing_key=queue.routing_key,
+                         priority=amqp[level], declare=[queue])
+
+    order = []
+    while (message := queue.get(no_ack=True)) is not None:
+        order.append(message.payload["label"])
+
+    assert order == ["critical", "high", "normal", "low-0", "low-1"]
