@@ -1,0 +1,137 @@
+"""One real stack for the workflow / schedule / record-lifecycle tests: a private redis-server
+(db 0 broker + results, db 1 store), a Celery worker, the collector and the API as subprocesses,
+with a token per role. Beats are started by the tests that need them.
+
+Package-scoped so every test here shares one startup; tests use their own ids and names.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import requests
+
+from producer_api.auth import TokenStore
+from tests.services import (
+    RedisServer,
+    ServiceProcess,
+    celery_worker,
+    free_port,
+    taskpulse_env,
+    wait_until,
+)
+
+ROLES = ("viewer", "operator", "admin")
+FINAL = frozenset({"SUCCESS", "FAILURE", "REVOKED", "REJECTED"})
+
+
+@dataclass
+class Stack:
+    redis: RedisServer
+    env: dict[str, str]
+    data_dir: Path
+    workdir: Path
+    base_url: str
+    tokens: dict[str, str]
+
+    def call(self, method: str, path: str, role: str = "admin", **kwargs: Any) -> requests.Response:
+        headers = {"Authorization": f"Bearer {self.tokens[role]}"}
+        return requests.request(
+            method, f"{self.base_url}/api/v1{path}", headers=headers, timeout=10, **kwargs
+        )
+
+    def store(self) -> redis.Redis:
+        return self.redis.client(1)
+
+    def wait_task(self, task_id: str, states: frozenset[str] = FINAL) -> dict[str, Any]:
+        def done() -> dict[str, Any] | None:
+            r = self.call("GET", f"/tasks/{task_id}", "viewer")
+            return r.json() if r.status_code == 200 and r.json().get("state") in states else None
+
+        return wait_until(done, timeout=30, interval=0.2, what=f"task {task_id} in {set(states)}")
+
+    def demo_runs(self, message: str) -> list[float]:
+        """Start times of ``demo.test_task`` runs with ``message`` (the worker's own record)."""
+        db = self.data_dir / "taskpulse.db"
+        if not db.exists():
+            return []
+        with sqlite3.connect(db) as conn:
+            rows = conn.execute(
+                "SELECT started_at FROM demo_runs WHERE message = ? ORDER BY started_at", (message,)
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def beat(self, label: str) -> ServiceProcess:
+        """``celery -A worker beat`` with the Redis-backed scheduler (what ``make run`` uses)."""
+        argv = [
+            sys.executable, "-m", "celery", "-A", "worker", "beat", "-l", "INFO",
+            "-S", "worker.dynamic_schedule:SeededRedBeatScheduler",
+        ]  # fmt: skip
+        return ServiceProcess(argv, self.env, self.workdir / f"beat-{label}.log")
+
+
+def _start_api(env: dict[str, str], workdir: Path) -> tuple[ServiceProcess, str]:
+    port = free_port()
+    api_env = {**env, "TASKPULSE_API_PORT": str(port), "TASKPULSE_API_HOST": "127.0.0.1"}
+    proc = ServiceProcess([sys.executable, "-m", "producer_api"], api_env, workdir / "api.log")
+    base = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if proc.process.poll() is not None:
+            raise RuntimeError(f"API exited early:\n{proc.log()[-3000:]}")
+        try:
+            return requests.get(base + "/healthz", timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    wait_until(healthy, timeout=30, what="producer API /healthz")
+    return proc, base
+
+
+def _start_collector(env: dict[str, str], workdir: Path) -> ServiceProcess:
+    collector_env = {
+        **env,
+        "TASKPULSE_METRICS_HOST": "127.0.0.1",
+        "TASKPULSE_METRICS_PORT": str(free_port()),
+        "TASKPULSE_BATCH_INTERVAL_MS": "20",
+    }
+    argv = [sys.executable, "-m", "event_collector"]
+    proc = ServiceProcess(argv, collector_env, workdir / "collector.log")
+    proc.wait_for_log("subscribed to", timeout=30)
+    return proc
+
+
+@pytest.fixture(scope="package")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp("workflows")
+    server = RedisServer(workdir)
+    server.start()
+    data_dir = workdir / "data"
+    data_dir.mkdir()
+    tokens_file = workdir / "tokens.json"
+    store = TokenStore(tokens_file)
+    tokens = {role: store.create(f"test-{role}", role)[1] for role in ROLES}
+    env = taskpulse_env(
+        server, data_dir,
+        TASKPULSE_API_TOKENS_FILE=str(tokens_file),
+        # Beats tick at least every second; a killed beat's lock lapses after 4 s.
+        TASKPULSE_BEAT_MAX_INTERVAL="1", TASKPULSE_BEAT_LOCK_TIMEOUT="4",
+    )  # fmt: skip
+    procs: list[ServiceProcess] = []
+    try:
+        procs.append(_start_collector(env, workdir))
+        procs.append(celery_worker(env, workdir / "worker.log", concurrency=3))
+        api, base = _start_api(env, workdir)
+        procs.append(api)
+        yield Stack(server, env, data_dir, workdir, base, tokens)
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+        server.stop()
