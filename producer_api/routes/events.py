@@ -92,7 +92,7 @@ async def _pump(
     # XREAD blocks on a pooled connection, so it must return before that socket's timeout.
     block_ms = max(100, int(settings.redis_timeout_seconds * 500))
     last_write = time.monotonic()
-    while True:
+    while not _client_gone(request):
         batch = await reader.read_events(last_id, count=_BATCH, block_ms=block_ms)
         for entry_id, event in batch:
             last_id = entry_id
@@ -102,6 +102,12 @@ async def _pump(
         if not batch and time.monotonic() - last_write >= settings.sse_heartbeat_seconds:
             await response.write(b": heartbeat\n\n")
             last_write = time.monotonic()
+
+
+def _client_gone(request: web.Request) -> bool:
+    """Checked after every read, so a closed stream frees its Redis connection within a block."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def _sse(entry_id: str, event: Event) -> bytes:
