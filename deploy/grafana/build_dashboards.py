@@ -27,10 +27,21 @@ CELERY = 'job="$job"'
 CELERY_Q = 'job="$job", queue_name=~"$queue_name"'
 CELERY_T = 'job="$job", name=~"$task"'
 STATES = ("sent", "received", "started", "succeeded", "failed", "retried", "revoked")
-FINISHED = '__name__=~"celery_task_(succeeded|failed)_total"'
 
 
 # --- building blocks ------------------------------------------------------------------------------
+
+
+def finished(selector: str, by: str = "", fn: str = "rate", window: str = RATE) -> str:
+    """Succeeded + failed per group, present when either side has series.
+
+    Not ``{__name__=~"celery_task_(succeeded|failed)_total"}``: rate() drops the metric name, and
+    the collector's zero-initialised failed series (no ``exception``) then collide with succeeded.
+    """
+    group = f"sum by ({by}) " if by else "sum "
+    ok = f"{group}({fn}(celery_task_succeeded_total{{{selector}}}[{window}]))"
+    failed = f"{group}({fn}(celery_task_failed_total{{{selector}}}[{window}]))"
+    return f"(({ok} or {failed} * 0) + ({failed} or {ok} * 0))"
 
 
 def target(expr: str, legend: str = "", *, instant: bool = False, table: bool = False) -> dict:
@@ -161,20 +172,20 @@ def dashboard(uid: str, title: str, description: str, variables: list[dict],
 
 
 def overview() -> dict:
-    finished = f"sum(rate({{{FINISHED}, {CELERY_Q}}}[{RATE}]))"
+    done = finished(CELERY_Q)
     failed = f"sum(rate(celery_task_failed_total{{{CELERY_Q}}}[{RATE}]))"
     panels = [
         stat("Workers up", f"sum(max by (hostname) (celery_worker_up{{{CELERY}}}))"),
         stat("Tasks running", f"sum(max by (hostname) (celery_worker_tasks_active{{{CELERY}}}))"),
-        stat("Tasks finished / s", finished, "reqps"),
-        stat("Failure rate", f"{failed} / {finished}", "percentunit"),
+        stat("Tasks finished / s", done, "reqps"),
+        stat("Failure rate", f"{failed} / {done}", "percentunit"),
         graph("Task throughput by state", [
             target(f"sum(rate(celery_task_{state}_total{{{CELERY_Q}}}[{RATE}]))", state)
             for state in STATES
         ], "reqps", width=24),
         graph("Failure rate by task", [target(
             f"sum by (name) (rate(celery_task_failed_total{{{CELERY_Q}}}[{RATE}]))"
-            f" / sum by (name) (rate({{{FINISHED}, {CELERY_Q}}}[{RATE}]))", "{{name}}",
+            f" / {finished(CELERY_Q, 'name')}", "{{name}}",
         )], "percentunit"),
         graph("Runtime (succeeded tasks)", quantiles("celery_task_runtime", CELERY_Q), "s"),
         graph("Queue wait (sent to started)",
@@ -193,14 +204,14 @@ def overview() -> dict:
 
 
 def per_task() -> dict:
-    finished = f"sum by (name) (increase({{{FINISHED}, {CELERY_T}}}[$__range]))"
+    done = finished(CELERY_T, "name", "increase", "$__range")
     panels = [
-        stat("Runs finished (time range)", f"sum({finished})"),
+        stat("Runs finished (time range)", f"sum({done})"),
         stat("Failed (time range)",
              f"sum(increase(celery_task_failed_total{{{CELERY_T}}}[$__range]))"),
         stat("Success rate (time range)",
              f"sum(increase(celery_task_succeeded_total{{{CELERY_T}}}[$__range]))"
-             f" / sum({finished})", "percentunit"),
+             f" / sum({done})", "percentunit"),
         stat("Stuck now", f"sum(max by (name, queue_name) (taskpulse_tasks_stuck{{{CELERY_T}}}))"
              " or vector(0)",
              description="Tasks past the stuck threshold the result backend could not finish."),
@@ -225,7 +236,7 @@ def per_task() -> dict:
 
 
 def workers_queues() -> dict:
-    by_host = f"sum by (hostname) (rate({{{FINISHED}, {CELERY}}}[{RATE}]))"
+    by_host = finished(CELERY, "hostname")
     panels = [
         stat("Workers up", f"sum(max by (hostname) (celery_worker_up{{{CELERY}}}))"),
         stat("Workers down", f"count(max by (hostname) (celery_worker_up{{{CELERY}}}) == 0)"
