@@ -30,7 +30,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from zoneinfo import ZoneInfo
+from typing import TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
@@ -42,6 +43,12 @@ class TimeLimit(msgspec.Struct, frozen=True):
 
     soft: float
     hard: float
+
+    def __post_init__(self) -> None:
+        # Celery's prefork pool arms the hard timer only when the soft one fires, so a soft
+        # limit above the hard one would silently postpone the hard one.
+        if not 0 < self.soft <= self.hard:
+            raise ValueError(f"need 0 < soft ({self.soft}) <= hard ({self.hard}) time limit")
 
 
 class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -69,7 +76,11 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
                 f"TASKPULSE_DEFAULT_PRIORITY must be one of {', '.join(PRIORITY_LEVELS)}, "
                 f"not {self.default_priority!r}"
             )
-        ZoneInfo(self.timezone)  # fail at start-up, not at the first scheduled run
+        try:  # fail at start-up, not at the first scheduled run
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            message = f"TASKPULSE_TIMEZONE {self.timezone!r} is not a known timezone"
+            raise ValueError(message) from None
 
     @property
     def zone(self) -> ZoneInfo:
@@ -105,38 +116,66 @@ def parse_time_limits(spec: str) -> dict[str, TimeLimit]:
         soft, slash, hard = values.partition("/")
         if not (sep and slash and name):
             raise ValueError(f"TASKPULSE_TASK_TIME_LIMITS item {item!r} is not name=soft/hard")
-        limits[name.strip()] = TimeLimit(soft=float(soft), hard=float(hard))
+        try:
+            limits[name.strip()] = TimeLimit(soft=float(soft), hard=float(hard))
+        except ValueError as exc:
+            raise ValueError(f"TASKPULSE_TASK_TIME_LIMITS item {item!r}: {exc}") from None
     return limits
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> WorkerSettings:
     """Build the settings from ``env`` (default ``os.environ``); unset variables keep defaults."""
-    env = os.environ if env is None else env
+    read = _Env(os.environ if env is None else env)
     defaults = WorkerSettings()
-
-    def get(name: str, default: object) -> str:
-        return env.get(f"TASKPULSE_{name}", str(default))
-
-    broker = get("BROKER_URL", defaults.broker_url)
+    broker = read.text("BROKER_URL", defaults.broker_url)
     return WorkerSettings(
         broker_url=broker,
-        result_backend=get("RESULT_BACKEND", broker),
-        timezone=get("TIMEZONE", defaults.timezone),
-        data_dir=Path(get("DATA_DIR", defaults.data_dir)),
-        smtp_host=get("SMTP_HOST", defaults.smtp_host),
-        smtp_port=int(get("SMTP_PORT", defaults.smtp_port)),
-        smtp_sender=get("SMTP_SENDER", defaults.smtp_sender),
-        smtp_timeout=float(get("SMTP_TIMEOUT", defaults.smtp_timeout)),
-        time_limit=TimeLimit(
-            soft=float(get("SOFT_TIME_LIMIT", defaults.time_limit.soft)),
-            hard=float(get("TIME_LIMIT", defaults.time_limit.hard)),
-        ),
-        task_time_limits=parse_time_limits(get("TASK_TIME_LIMITS", "")),
-        default_priority=get("DEFAULT_PRIORITY", defaults.default_priority),
-        prefetch_multiplier=int(get("PREFETCH_MULTIPLIER", defaults.prefetch_multiplier)),
-        result_expires=int(get("RESULT_EXPIRES", defaults.result_expires)),
-        max_retries=int(get("MAX_RETRIES", defaults.max_retries)),
-        retry_backoff=int(get("RETRY_BACKOFF", defaults.retry_backoff)),
-        retry_backoff_max=int(get("RETRY_BACKOFF_MAX", defaults.retry_backoff_max)),
-        cache_redis_url=get("CACHE_REDIS_URL", ""),
+        result_backend=read.text("RESULT_BACKEND", broker),
+        timezone=read.text("TIMEZONE", defaults.timezone),
+        data_dir=Path(read.text("DATA_DIR", str(defaults.data_dir))),
+        smtp_host=read.text("SMTP_HOST", defaults.smtp_host),
+        smtp_port=read.number("SMTP_PORT", int, defaults.smtp_port),
+        smtp_sender=read.text("SMTP_SENDER", defaults.smtp_sender),
+        smtp_timeout=read.number("SMTP_TIMEOUT", float, defaults.smtp_timeout),
+        time_limit=_global_time_limit(read, defaults.time_limit),
+        task_time_limits=parse_time_limits(read.text("TASK_TIME_LIMITS", "")),
+        default_priority=read.text("DEFAULT_PRIORITY", defaults.default_priority),
+        prefetch_multiplier=read.number("PREFETCH_MULTIPLIER", int,
+                                        defaults.prefetch_multiplier),
+        result_expires=read.number("RESULT_EXPIRES", int, defaults.result_expires),
+        max_retries=read.number("MAX_RETRIES", int, defaults.max_retries),
+        retry_backoff=read.number("RETRY_BACKOFF", int, defaults.retry_backoff),
+        retry_backoff_max=read.number("RETRY_BACKOFF_MAX", int, defaults.retry_backoff_max),
+        cache_redis_url=read.text("CACHE_REDIS_URL", ""),
     )
+
+
+def _global_time_limit(read: _Env, default: TimeLimit) -> TimeLimit:
+    soft = read.number("SOFT_TIME_LIMIT", float, default.soft)
+    hard = read.number("TIME_LIMIT", float, default.hard)
+    try:
+        return TimeLimit(soft=soft, hard=hard)
+    except ValueError as exc:
+        raise ValueError(f"TASKPULSE_SOFT_TIME_LIMIT / TASKPULSE_TIME_LIMIT: {exc}") from None
+
+
+_N = TypeVar("_N", int, float)
+
+
+class _Env:
+    """Typed reads of ``TASKPULSE_*`` variables; a bad value names its variable."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def text(self, name: str, default: str) -> str:
+        return self.env.get(f"TASKPULSE_{name}", default)
+
+    def number(self, name: str, kind: type[_N], default: _N) -> _N:
+        raw = self.env.get(f"TASKPULSE_{name}")
+        if raw is None or raw == "":
+            return default
+        try:
+            return kind(raw)
+        except ValueError:
+            raise ValueError(f"TASKPULSE_{name} must be a number, got {raw!r}") from None

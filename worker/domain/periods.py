@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Final
 from zoneinfo import ZoneInfo
 
@@ -61,10 +61,6 @@ def period_starting(kind: str, start: str, zone: ZoneInfo) -> tuple[datetime, da
     if kind not in lengths:
         raise InvalidArguments(f"report kind must be one of {REPORT_KINDS}, got {kind!r}")
     return begin, begin + lengths[kind]
-
-
-def local_day(ts: float, zone: ZoneInfo) -> date:
-    return datetime.fromtimestamp(ts, zone).date()
 
 
 def _add_month(moment: datetime) -> datetime:

@@ -27,8 +27,14 @@ class TaskpulseTask(Task):
 
     @contextmanager
     def store(self) -> Iterator[sqlite3.Connection]:
-        with open_store(self.settings.db_path) as conn:
-            yield conn
+        try:
+            with open_store(self.settings.db_path) as conn:
+                yield conn
+        except sqlite3.OperationalError as exc:
+            # Another process held the write lock past the busy timeout: worth a retry.
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise TransientError(f"SQLite store busy: {exc}") from exc
+            raise
 
 
 def retry_options(settings: WorkerSettings) -> dict[str, Any]:
