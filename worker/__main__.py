@@ -45,13 +45,16 @@ def parser() -> argparse.ArgumentParser:
         help="delete old audit-log entries",
         description="Delete audit-log entries older than --days and/or beyond the newest --keep.",
     )
-    audit.add_argument("--days", type=int, default=365,
-                       help="delete entries older than this many days; 0 = no age limit "
-                       "(default: 365)")
-    audit.add_argument("--keep", type=int, default=None,
-                       help="also delete all but the newest KEEP entries")
-    audit.add_argument("--dry-run", action="store_true",
-                       help="only report what would be deleted")
+    audit.add_argument(
+        "--days",
+        type=int,
+        default=365,
+        help="delete entries older than this many days; 0 = no age limit (default: 365)",
+    )
+    audit.add_argument(
+        "--keep", type=int, default=None, help="also delete all but the newest KEEP entries"
+    )
+    audit.add_argument("--dry-run", action="store_true", help="only report what would be deleted")
     audit.set_defaults(command=cmd_audit_cleanup)
     catalog = sub.add_parser("catalog", help="print the task catalog as JSON (for the API)")
     catalog.set_defaults(command=cmd_catalog)
@@ -64,10 +67,14 @@ def cmd_seed_demo(settings: WorkerSettings, args: argparse.Namespace) -> int:
     if summary.skipped:
         print(f"store {settings.db_path} already has users; left it as it is")
     else:
-        print(f"seeded {settings.db_path}: " + ", ".join(
-            f"{count} {name}" for name, count in msgspec.to_builtins(summary).items()
-            if name != "skipped"
-        ))
+        print(
+            f"seeded {settings.db_path}: "
+            + ", ".join(
+                f"{count} {name}"
+                for name, count in msgspec.to_builtins(summary).items()
+                if name != "skipped"
+            )
+        )
     return 0
 
 
@@ -83,8 +90,10 @@ def cmd_audit_cleanup(settings: WorkerSettings, args: argparse.Namespace) -> int
     span = ""
     if result.matched:
         span = f", created {_when(result.oldest)} … {_when(result.newest)}"
-    print(f"{verb} {result.matched} audit-log entries ({' or '.join(rules)}{span}); "
-          f"{result.remaining} remain")
+    print(
+        f"{verb} {result.matched} audit-log entries ({' or '.join(rules)}{span}); "
+        f"{result.remaining} remain"
+    )
     return 0
 
 

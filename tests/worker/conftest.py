@@ -39,9 +39,7 @@ class Inbox:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(
-        self, server: object, session: Session, envelope: Envelope
-    ) -> str:
+    async def handle_DATA(self, server: object, session: Session, envelope: Envelope) -> str:
         self.messages.append(envelope)
         return "250 Message accepted"
 
@@ -120,7 +118,6 @@ def db(settings: WorkerSettings) -> Iterator[sqlite3.Connection]:
     conn = connect(settings.db_path)
     yield conn
     conn.close()
-
 
 
 RunTask = Callable[..., AsyncResult]

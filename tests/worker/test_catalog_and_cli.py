@@ -20,21 +20,36 @@ from worker.errors import InvalidArguments
 from worker.tasks import task_names
 
 FIXED_NAMES = {
-    "finance.check_pending_bills", "finance.send_bill_reminders",
-    "finance.calculate_monthly_revenue", "reports.generate_hourly_report",
-    "reports.generate_daily_report", "reports.generate_weekly_report",
-    "reports.generate_monthly_report", "notifications.send_notification_email",
-    "notifications.cleanup_old_notifications", "exports.export_data",
-    "maintenance.backup_database", "maintenance.cleanup_cache",
-    "maintenance.cleanup_expired_data", "maintenance.cleanup_audit_logs",
-    "demo.test_task", "demo.long_running_task",
+    "finance.check_pending_bills",
+    "finance.send_bill_reminders",
+    "finance.calculate_monthly_revenue",
+    "reports.generate_hourly_report",
+    "reports.generate_daily_report",
+    "reports.generate_weekly_report",
+    "reports.generate_monthly_report",
+    "notifications.send_notification_email",
+    "notifications.cleanup_old_notifications",
+    "exports.export_data",
+    "maintenance.backup_database",
+    "maintenance.cleanup_cache",
+    "maintenance.cleanup_expired_data",
+    "maintenance.cleanup_audit_logs",
+    "demo.test_task",
+    "demo.long_running_task",
 }
 
 
 def run_cli(*argv: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TASKPULSE_DATA_DIR": str(data_dir)}
-    return subprocess.run([sys.executable, "-m", "worker", *argv], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "worker", *argv],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_committed_catalog_is_what_the_code_generates(tmp_path: Path) -> None:
@@ -56,9 +71,13 @@ def test_catalog_describes_parameters_from_signatures() -> None:
     export = {p["name"]: p for p in tasks["exports.export_data"]["parameters"]}
 
     assert [p for p in email if email[p]["required"]] == ["to", "subject", "body"]
-    assert email["user_id"] == {"name": "user_id", "type": "int | None", "required": False,
-                                "default": None,
-                                "schema": {"anyOf": [{"type": "integer"}, {"type": "null"}]}}
+    assert email["user_id"] == {
+        "name": "user_id",
+        "type": "int | None",
+        "required": False,
+        "default": None,
+        "schema": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+    }
     assert export["fmt"]["schema"] == {"enum": ["csv", "json"]}
     assert tasks["demo.long_running_task"]["description"].startswith("Work through")
     assert catalog["queues"] == ["default", "finance", "reports", "email"]

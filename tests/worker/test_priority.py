@@ -23,10 +23,13 @@ def single_slot(
 
     It has its own Redis database, so it never competes with the package's shared worker.
     """
-    env = taskpulse_env(redis_server, tmp_path_factory.mktemp("priority-data"),
-                        TASKPULSE_BROKER_URL=redis_server.url(3),
-                        TASKPULSE_RESULT_BACKEND=redis_server.url(3),
-                        TASKPULSE_PREFETCH_MULTIPLIER="1")
+    env = taskpulse_env(
+        redis_server,
+        tmp_path_factory.mktemp("priority-data"),
+        TASKPULSE_BROKER_URL=redis_server.url(3),
+        TASKPULSE_RESULT_BACKEND=redis_server.url(3),
+        TASKPULSE_PREFETCH_MULTIPLIER="1",
+    )
     redis_server.client(3).flushdb()
     settings = load_settings(env)
     log = tmp_path_factory.mktemp("priority-log") / "worker.log"
@@ -39,15 +42,19 @@ def test_critical_task_sent_after_low_ones_runs_before_them(
     single_slot: tuple[TaskpulseCelery, WorkerSettings],
 ) -> None:
     app, settings = single_slot
-    blocker = app.send_task("demo.test_task", kwargs={"message": "blocker", "sleep_seconds": 1.5},
-                            priority=REDIS["low"])
+    blocker = app.send_task(
+        "demo.test_task", kwargs={"message": "blocker", "sleep_seconds": 1.5}, priority=REDIS["low"]
+    )
     wait_until(lambda: blocker.state == "STARTED", timeout=15, what="blocker to start")
-    lows = [app.send_task("demo.test_task", kwargs={"message": f"low-{n}"},
-                          priority=REDIS["low"]) for n in range(3)]
+    lows = [
+        app.send_task("demo.test_task", kwargs={"message": f"low-{n}"}, priority=REDIS["low"])
+        for n in range(3)
+    ]
     unprioritised = app.send_task("demo.test_task", kwargs={"message": "unprioritised"})
     high = app.send_task("demo.test_task", kwargs={"message": "high"}, priority=REDIS["high"])
-    critical = app.send_task("demo.test_task", kwargs={"message": "critical"},
-                             priority=REDIS["critical"])
+    critical = app.send_task(
+        "demo.test_task", kwargs={"message": "critical"}, priority=REDIS["critical"]
+    )
     assert blocker.state == "STARTED", "everything must be queued while the worker is busy"
 
     for result in [blocker, *lows, unprioritised, high, critical]:

@@ -31,8 +31,9 @@ def priority_queue() -> Iterator[tuple[Connection, Queue]]:
     if not rabbitmq_answers():
         pytest.skip("no RabbitMQ on 127.0.0.1:5672")
     # Publisher confirms: publish() returns once the broker has queued the message.
-    with Connection(AMQP_URL, connect_timeout=3,
-                    transport_options={"confirm_publish": True}) as conn:
+    with Connection(
+        AMQP_URL, connect_timeout=3, transport_options={"confirm_publish": True}
+    ) as conn:
         queue = declare_queue(f"taskpulse-test-{uuid.uuid4().hex[:8]}", "amqp")(conn.channel())
         queue.declare()
         yield conn, queue
@@ -48,8 +49,13 @@ def test_critical_message_published_last_is_delivered_first(
     producer = conn.Producer()
     for label in ["low-0", "low-1", "normal", "critical", "high"]:
         level = label.partition("-")[0]
-        producer.publish({"label": label}, exchange=queue.exchange, routing_key=queue.routing_key,
-                         priority=amqp[level], declare=[queue])
+        producer.publish(
+            {"label": label},
+            exchange=queue.exchange,
+            routing_key=queue.routing_key,
+            priority=amqp[level],
+            declare=[queue],
+        )
 
     order = []
     while (message := queue.get(no_ack=True)) is not None:

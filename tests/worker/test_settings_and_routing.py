@@ -24,13 +24,15 @@ def test_defaults_without_environment() -> None:
 
 
 def test_environment_overrides_and_per_task_time_limits() -> None:
-    settings = load_settings({
-        "TASKPULSE_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//",
-        "TASKPULSE_RESULT_BACKEND": "redis://127.0.0.1:6380/2",
-        "TASKPULSE_TIMEZONE": "Europe/Berlin",
-        "TASKPULSE_TASK_TIME_LIMITS": "demo.long_running_task=60/90",
-        "TASKPULSE_DEFAULT_PRIORITY": "low",
-    })
+    settings = load_settings(
+        {
+            "TASKPULSE_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//",
+            "TASKPULSE_RESULT_BACKEND": "redis://127.0.0.1:6380/2",
+            "TASKPULSE_TIMEZONE": "Europe/Berlin",
+            "TASKPULSE_TASK_TIME_LIMITS": "demo.long_running_task=60/90",
+            "TASKPULSE_DEFAULT_PRIORITY": "low",
+        }
+    )
 
     app = create_app(settings)
 
@@ -72,16 +74,23 @@ def test_celery_config_turns_on_events_late_acks_and_limits() -> None:
 
 
 def test_every_task_routes_to_its_fixed_queue() -> None:
-    queues = {task["name"]: task["queue"] for task in build_catalog(create_app(WorkerSettings()))
-              ["tasks"]}
+    queues = {
+        task["name"]: task["queue"] for task in build_catalog(create_app(WorkerSettings()))["tasks"]
+    }
 
     assert {name for name, queue in queues.items() if queue == "finance"} == {
-        "finance.check_pending_bills", "finance.send_bill_reminders",
-        "finance.calculate_monthly_revenue"}
+        "finance.check_pending_bills",
+        "finance.send_bill_reminders",
+        "finance.calculate_monthly_revenue",
+    }
     assert {name for name, queue in queues.items() if queue == "email"} == {
-        "notifications.send_notification_email"}
-    assert all(queue == "reports" for name, queue in queues.items()
-               if name.startswith(("reports.", "exports.")))
+        "notifications.send_notification_email"
+    }
+    assert all(
+        queue == "reports"
+        for name, queue in queues.items()
+        if name.startswith(("reports.", "exports."))
+    )
     assert queue_for("notifications.cleanup_old_notifications") == "default"
     assert queue_for("maintenance.backup_database") == "default"
 

@@ -121,13 +121,19 @@ def test_report_that_cannot_be_written_leaves_no_row(
     result = run_task("reports.generate_daily_report", kwargs={"period_start": "2019-01-01"})
 
     assert result.state == "FAILURE"
-    assert db.execute(
-        "SELECT COUNT(*) FROM reports WHERE period_start LIKE '2019-01-01%'"
-    ).fetchone()[0] == 0
-    assert db.execute(
-        "SELECT COUNT(*) FROM audit_logs WHERE action = 'report.generated'"
-        " AND detail LIKE '%2019-01-01%'"
-    ).fetchone()[0] == 0
+    assert (
+        db.execute("SELECT COUNT(*) FROM reports WHERE period_start LIKE '2019-01-01%'").fetchone()[
+            0
+        ]
+        == 0
+    )
+    assert (
+        db.execute(
+            "SELECT COUNT(*) FROM audit_logs WHERE action = 'report.generated'"
+            " AND detail LIKE '%2019-01-01%'"
+        ).fetchone()[0]
+        == 0
+    )
 
 
 def test_cleanup_old_notifications_deletes_only_older_than_the_cutoff(
@@ -246,8 +252,11 @@ def test_cleanup_audit_logs_dry_run_counts_and_real_run_deletes(
         ("finance.check_pending_bills", {}, "finance"),
         ("reports.generate_hourly_report", {}, "reports"),
         ("exports.export_data", {"kind": "revenue"}, "reports"),
-        ("notifications.send_notification_email",
-         {"to": "route@example.com", "subject": "s", "body": "b"}, "email"),
+        (
+            "notifications.send_notification_email",
+            {"to": "route@example.com", "subject": "s", "body": "b"},
+            "email",
+        ),
         ("demo.test_task", {}, "default"),
     ],
 )

@@ -54,5 +54,12 @@ def cleanup_audit_logs(
         if not dry_run:
             # The record of the cleanup is the newest entry, so it survives its own rule.
             audit(conn, "audit_logs.cleaned", deleted=matched, days=days, keep=keep)
-    return AuditCleanup(dry_run=dry_run, matched=matched, remaining=remaining, days=days,
-                        keep=keep, oldest=oldest, newest=newest)
+    return AuditCleanup(
+        dry_run=dry_run,
+        matched=matched,
+        remaining=remaining,
+        days=days,
+        keep=keep,
+        oldest=oldest,
+        newest=newest,
+    )

@@ -54,8 +54,11 @@ def period_starting(kind: str, start: str, zone: ZoneInfo) -> tuple[datetime, da
         raise InvalidArguments(f"period_start must be an ISO date/time, got {start!r}") from None
     begin = begin.replace(tzinfo=zone) if begin.tzinfo is None else begin.astimezone(zone)
     # The period that *ends* right after ``begin`` + its length starts at ``begin``.
-    lengths = {"hourly": timedelta(hours=1), "daily": timedelta(days=1),
-               "weekly": timedelta(days=7)}
+    lengths = {
+        "hourly": timedelta(hours=1),
+        "daily": timedelta(days=1),
+        "weekly": timedelta(days=7),
+    }
     if kind == "monthly":
         return begin, _add_month(begin)
     if kind not in lengths:

@@ -57,14 +57,25 @@ def _seed_bills(
     conn: sqlite3.Connection, user_id: int, today: date, now: float, rng: random.Random
 ) -> int:
     """Per user: one overdue, one due soon, one due later and two paid (this and last month)."""
-    plans = [(-5, "pending", None), (1, "pending", None), (20, "pending", None),
-             (-3, "paid", now - 2 * DAY), (-35, "paid", now - 32 * DAY)]
+    plans = [
+        (-5, "pending", None),
+        (1, "pending", None),
+        (20, "pending", None),
+        (-3, "paid", now - 2 * DAY),
+        (-35, "paid", now - 32 * DAY),
+    ]
     for offset, status, paid_at in plans:
         conn.execute(
             "INSERT INTO bills (user_id, amount_cents, due_date, status, created_at, paid_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (user_id, rng.randrange(1_000, 50_000), (today + timedelta(days=offset)).isoformat(),
-             status, now - (abs(offset) + 10) * DAY, paid_at),
+            (
+                user_id,
+                rng.randrange(1_000, 50_000),
+                (today + timedelta(days=offset)).isoformat(),
+                status,
+                now - (abs(offset) + 10) * DAY,
+                paid_at,
+            ),
         )
     return len(plans)
 

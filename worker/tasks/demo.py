@@ -45,8 +45,7 @@ def test_task(
     time.sleep(sleep_seconds)
     with self.store() as conn, transaction(conn):
         conn.execute(
-            "INSERT INTO demo_runs (task_id, message, started_at, finished_at)"
-            " VALUES (?, ?, ?, ?)",
+            "INSERT INTO demo_runs (task_id, message, started_at, finished_at) VALUES (?, ?, ?, ?)",
             (self.request.id, message, started, time.time()),
         )
     return {"message": message, "attempts": attempt, "retries": self.request.retries}

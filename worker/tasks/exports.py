@@ -37,8 +37,13 @@ def export_data(
                 json.dump([dict(zip(columns, row, strict=True)) for row in rows], handle, indent=1)
         with transaction(conn):
             audit(conn, "data.exported", kind=kind, fmt=fmt, rows=len(rows), path=str(path))
-    return {"path": str(path), "kind": kind, "fmt": fmt, "rows": len(rows),
-            "exported_at": time.time()}
+    return {
+        "path": str(path),
+        "kind": kind,
+        "fmt": fmt,
+        "rows": len(rows),
+        "exported_at": time.time(),
+    }
 
 
 TASKS = (export_data,)

@@ -26,8 +26,11 @@ def check_pending_bills(self: TaskpulseTask) -> dict[str, int]:
         )
         if marked:
             audit(conn, "bills.marked_overdue", count=marked, day=today)
-    return {"marked_overdue": marked, "pending": counts.get("pending", 0),
-            "overdue": counts.get("overdue", 0)}
+    return {
+        "marked_overdue": marked,
+        "pending": counts.get("pending", 0),
+        "overdue": counts.get("overdue", 0),
+    }
 
 
 def send_bill_reminders(self: TaskpulseTask, days_ahead: int = 3) -> dict[str, Any]:
@@ -58,8 +61,14 @@ def send_bill_reminders(self: TaskpulseTask, days_ahead: int = 3) -> dict[str, A
             conn.execute(
                 "INSERT INTO notifications (user_id, channel, recipient, subject, body, status,"
                 " created_at, sent_at) VALUES (?, 'in_app', ?, ?, ?, 'sent', ?, ?)",
-                (bill["user_id"], bill["email"], f"Bill #{bill['id']} is due {bill['due_date']}",
-                 f"Please pay {bill['amount_cents'] / 100:.2f} by {bill['due_date']}.", now, now),
+                (
+                    bill["user_id"],
+                    bill["email"],
+                    f"Bill #{bill['id']} is due {bill['due_date']}",
+                    f"Please pay {bill['amount_cents'] / 100:.2f} by {bill['due_date']}.",
+                    now,
+                    now,
+                ),
             )
             reminded.append(bill["id"])
         if reminded:

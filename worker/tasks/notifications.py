@@ -52,8 +52,9 @@ def send_notification_email(
 def _deliver(task: TaskpulseTask, message: EmailMessage) -> dict[str, Any]:
     settings = task.settings
     try:
-        with smtplib.SMTP(settings.smtp_host, settings.smtp_port,
-                          timeout=settings.smtp_timeout) as smtp:
+        with smtplib.SMTP(
+            settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout
+        ) as smtp:
             return dict(smtp.send_message(message))
     except smtplib.SMTPRecipientsRefused as exc:
         return dict(exc.recipients)
@@ -72,9 +73,7 @@ def cleanup_old_notifications(self: TaskpulseTask, days: int = 30) -> dict[str, 
     require(days >= 1, f"days must be at least 1, got {days}")
     cutoff = time.time() - days * 86400
     with self.store() as conn, transaction(conn):
-        deleted = conn.execute(
-            "DELETE FROM notifications WHERE created_at < ?", (cutoff,)
-        ).rowcount
+        deleted = conn.execute("DELETE FROM notifications WHERE created_at < ?", (cutoff,)).rowcount
         audit(conn, "notifications.cleaned", deleted=deleted, days=days)
     return {"deleted": deleted, "days": days}
 

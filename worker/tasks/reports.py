@@ -29,9 +29,7 @@ def generate_weekly_report(self: TaskpulseTask, period_start: str | None = None)
     return _generate(self, "weekly", period_start)
 
 
-def generate_monthly_report(
-    self: TaskpulseTask, period_start: str | None = None
-) -> dict[str, Any]:
+def generate_monthly_report(self: TaskpulseTask, period_start: str | None = None) -> dict[str, Any]:
     """Report on last calendar month (or the month starting at ``period_start``)."""
     return _generate(self, "monthly", period_start)
 
@@ -45,8 +43,13 @@ def _generate(task: TaskpulseTask, kind: str, period_start: str | None) -> dict[
     path = task.settings.data_dir / "reports" / kind / f"{kind}-{start:%Y%m%dT%H%M}.json"
     with task.store() as conn:
         figures = _figures(conn, start, end)
-        report = {"kind": kind, "period_start": start.isoformat(),
-                  "period_end": end.isoformat(), "generated_at": time.time(), **figures}
+        report = {
+            "kind": kind,
+            "period_start": start.isoformat(),
+            "period_end": end.isoformat(),
+            "generated_at": time.time(),
+            **figures,
+        }
         # The row and the file land together: if writing the file fails, the row rolls back.
         with transaction(conn):
             conn.execute(
@@ -68,14 +71,20 @@ def _figures(conn: sqlite3.Connection, start: datetime, end: datetime) -> dict[s
     ).fetchone()[0]
     paid, revenue = conn.execute(
         "SELECT COUNT(*), COALESCE(SUM(amount_cents), 0) FROM bills"
-        " WHERE status = 'paid' AND paid_at >= ? AND paid_at < ?", window
+        " WHERE status = 'paid' AND paid_at >= ? AND paid_at < ?",
+        window,
     ).fetchone()
     notifications = conn.execute(
         "SELECT COUNT(*) FROM notifications WHERE sent_at >= ? AND sent_at < ?", window
     ).fetchone()[0]
     overdue = conn.execute("SELECT COUNT(*) FROM bills WHERE status = 'overdue'").fetchone()[0]
-    return {"bills_created": bills_created, "bills_paid": paid, "revenue_cents": revenue,
-            "notifications_sent": notifications, "bills_overdue_now": overdue}
+    return {
+        "bills_created": bills_created,
+        "bills_paid": paid,
+        "revenue_cents": revenue,
+        "notifications_sent": notifications,
+        "bills_overdue_now": overdue,
+    }
 
 
 TASKS = (
