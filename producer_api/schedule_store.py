@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import msgspec
@@ -67,6 +67,11 @@ def _timing(entry: RedBeatSchedulerEntry) -> dict[str, Any]:
     return {"interval": Interval(every=sched.run_every.total_seconds())}
 
 
+def _whole_second(when: datetime | None) -> datetime | None:
+    # Redbeat's estimate lands a few microseconds off the crontab slot (01:59:59.99 for 02:00).
+    return datetime.fromtimestamp(round(when.timestamp()), when.tzinfo) if when else None
+
+
 def _view(entry: RedBeatSchedulerEntry) -> Schedule:
     return Schedule(
         name=entry.name,
@@ -76,7 +81,7 @@ def _view(entry: RedBeatSchedulerEntry) -> Schedule:
         args=list(entry.args or ()),
         kwargs=dict(entry.kwargs or {}),
         last_run_at=entry.last_run_at,
-        next_run_at=entry.due_at if entry.enabled else None,
+        next_run_at=_whole_second(entry.due_at) if entry.enabled else None,
         total_run_count=entry.total_run_count,
         **_timing(entry),
     )

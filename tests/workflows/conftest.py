@@ -63,9 +63,13 @@ class Stack:
         if not db.exists():
             return []
         with sqlite3.connect(db) as conn:
-            rows = conn.execute(
-                "SELECT started_at FROM demo_runs WHERE message = ? ORDER BY started_at", (message,)
-            ).fetchall()
+            try:
+                rows = conn.execute(
+                    "SELECT started_at FROM demo_runs WHERE message = ? ORDER BY started_at",
+                    (message,),
+                ).fetchall()
+            except sqlite3.OperationalError:  # the worker has not created its schema yet
+                return []
         return [r[0] for r in rows]
 
     def beat(self, label: str) -> ServiceProcess:
