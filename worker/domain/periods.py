@@ -53,13 +53,14 @@ def period_starting(kind: str, start: str, zone: ZoneInfo) -> tuple[datetime, da
     except ValueError:
         raise InvalidArguments(f"period_start must be an ISO date/time, got {start!r}") from None
     begin = begin.replace(tzinfo=zone) if begin.tzinfo is None else begin.astimezone(zone)
-    # The period that *ends* right after ``begin`` + its length starts at ``begin``.
     lengths = {
         "hourly": timedelta(hours=1),
         "daily": timedelta(days=1),
         "weekly": timedelta(days=7),
     }
     if kind == "monthly":
+        if (begin.day, begin.hour, begin.minute) != (1, 0, 0):
+            raise InvalidArguments(f"a monthly period starts on the 1st at 00:00, not {start!r}")
         return begin, _add_month(begin)
     if kind not in lengths:
         raise InvalidArguments(f"report kind must be one of {REPORT_KINDS}, got {kind!r}")

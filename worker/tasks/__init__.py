@@ -33,7 +33,7 @@ def register_tasks(app: Celery, settings: WorkerSettings) -> None:
     for module in DOMAINS:
         for fn in module.TASKS:
             name = f"{domain_of(module)}.{fn.__name__}"
-            options = {**retry_options(settings), **getattr(fn, "task_options", {})}
+            options = retry_options(settings)
             limit = settings.task_time_limits.get(name)
             if limit is not None:
                 options.update(soft_time_limit=limit.soft, time_limit=limit.hard)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -46,16 +46,6 @@ def retry_options(settings: WorkerSettings) -> dict[str, Any]:
         "retry_jitter": True,
         "max_retries": settings.max_retries,
     }
-
-
-def task_options(**options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Per-task Celery options (e.g. a longer time limit), read by ``register_tasks``."""
-
-    def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
-        fn.task_options = options  # type: ignore[attr-defined]
-        return fn
-
-    return mark
 
 
 def require(condition: bool, message: str) -> None:
