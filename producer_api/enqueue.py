@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 
 import msgspec
 import redis.asyncio as aioredis
+import redis.exceptions
 from kombu.exceptions import OperationalError
 
 from event_collector.keys import Keys
@@ -16,6 +18,7 @@ from producer_api.errors import Unavailable, Unprocessable
 from producer_api.publisher import Message, Publisher
 from producer_api.schemas import EnqueueRequest, EnqueueResponse
 
+log = logging.getLogger("producer_api")
 TASK_URL = "/api/v1/tasks/{}"
 _RESPONSE_DECODER = msgspec.json.Decoder(EnqueueResponse)
 
@@ -94,14 +97,18 @@ class Enqueuer:
         except OperationalError as exc:
             await self._release_keys(fresh)
             raise Unavailable("the broker is unreachable; nothing was enqueued", str(exc)) from exc
-        await append_audit(
-            self.redis, self.keys,
-            [
-                audit_event(actor, action, i.message.id, i.message.name,
-                            msgspec.json.encode(i.response).decode())
-                for i in fresh
-            ],
-        )
+        audits = [
+            audit_event(actor, action, i.message.id, i.message.name,
+                        msgspec.json.encode(i.response).decode())
+            for i in fresh
+        ]
+        try:
+            await append_audit(self.redis, self.keys, audits)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            # The tasks are on the broker already: failing the request now would invite a
+            # client retry, i.e. duplicates. Losing the audit entry is the lesser harm.
+            log.warning("tasks %s enqueued but their audit events were lost: %s",
+                        [a.uuid for a in audits], exc)
         return [
             item.response if prior is None else msgspec.structs.replace(prior, duplicate=True)
             for item, prior in zip(items, claimed, strict=True)

@@ -12,6 +12,7 @@ from aiohttp import web
 import producer_api
 from producer_api.errors import ERROR_CODES
 from producer_api.http import Endpoint
+from producer_api.resources import CATALOG
 from producer_api.schemas import ErrorResponse
 
 _REF = "#/components/schemas/{name}"
@@ -36,6 +37,7 @@ def build_openapi(app: web.Application) -> dict[str, Any]:
     types = list(dict.fromkeys(types))
     schemas, components = msgspec.json.schema_components(types, ref_template=_REF)
     by_type = dict(zip(types, schemas, strict=True))
+    _pin_catalog_names(components, app)
     paths: dict[str, dict[str, Any]] = {}
     for path, method, handler, spec in endpoints:
         paths.setdefault(path, {})[method] = _operation(path, handler, spec, by_type, components)
@@ -52,6 +54,18 @@ def build_openapi(app: web.Application) -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
+
+
+def _pin_catalog_names(components: dict[str, Any], app: web.Application) -> None:
+    """Task names and queues are only known from the catalog: document them as enums."""
+    request = components.get("EnqueueRequest")
+    if request is None or CATALOG not in app:
+        return
+    catalog = app[CATALOG]
+    props = request["properties"]
+    props["name"] = {**props["name"], "enum": [t.name for t in catalog.tasks]}
+    props["queue"] = {"anyOf": [{"enum": list(catalog.queues)}, {"type": "null"}],
+                      "default": None}
 
 
 def _operation(
