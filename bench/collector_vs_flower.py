@@ -51,11 +51,16 @@ def sustained(
     try:
         for size in sizes:
             started = 0.0  # set at the first PUBLISH: pre-encoding is not the consumer's time
+            next_note = time.perf_counter() + 10
             for messages in _chunks(source, size, chunk, PREENCODE_MAX_TASKS):
                 started = started or time.perf_counter()
                 while published - consumer.count() > window:
                     time.sleep(consumer.poll_interval)
                 published += publish(client, messages).events
+                if time.perf_counter() > next_note:
+                    progress(f"{consumer.name}: {published:,} events published toward "
+                             f"{size * 4:,}, {harness.load_note()}")
+                    next_note = time.perf_counter() + 10
             drain = harness.wait_for_count(
                 consumer.count, published, started, label=f"{consumer.name} sustained {size:,}",
                 interval=consumer.poll_interval, max_seconds=3600,
@@ -104,19 +109,20 @@ def burst(
         progress(f"{consumer.name} burst: publishing {tasks * 4:,} events at {rate:,.0f}/s")
         started = time.perf_counter()
         report = publish(broker.client(), messages, rate)
-        peak = consumer.rss()
+        peak = [consumer.rss()]
         drain = harness.wait_for_count(
             consumer.count, report.events, started, idle_seconds=10,
             label=f"{consumer.name} burst", interval=max(consumer.poll_interval, 0.25),
+            on_poll=lambda: peak.append(consumer.rss()),
         )
-        peak = max(peak, consumer.rss())
         log = (broker.workdir / "redis.log").read_text(errors="replace")
         return {
             "consumer": consumer.name, "published": report.events,
             "publish_rate": report.rate, "unheard_messages": report.unheard_messages,
             "processed": drain.final, "lost": report.events - drain.final,
             "lost_pct": 100 * (report.events - drain.final) / report.events,
-            "drain_seconds": drain.seconds, "rss_after_mb": peak,
+            "drain_seconds": drain.seconds, "rss_peak_mb": max(peak),
+            "rss_after_mb": peak[-1],
             "disconnected_for_output_buffer": log.count("output buffer limits"),
             "load": harness.load_note(),
         }
@@ -150,6 +156,8 @@ def rows_for(results: dict, args: argparse.Namespace) -> list[Row]:
                     None if not b_ours else b_ours["lost"] == 0, better="lower"))
     rows.append(Row("burst: % lost", b_ours and b_ours["lost_pct"], b_peer and b_peer["lost_pct"],
                     "0%", None if not b_ours else b_ours["lost"] == 0, unit="%", better="lower"))
+    rows.append(Row("burst: peak RSS MiB while draining", b_ours and b_ours["rss_peak_mb"],
+                    b_peer and b_peer["rss_peak_mb"], "(bounded buffer)", None, better="lower"))
     sizes = [int(s) for s in args.sizes.split(",")]
     rss_ours = [checkpoint(ours, s, "rss_mb") for s in sizes]
     for size, value in zip(sizes, rss_ours, strict=True):
@@ -177,7 +185,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--full", action="store_true", help="full sizes: " + str(FULL))
     parser.add_argument("--sizes", help="comma-separated task counts for the sustained run")
     parser.add_argument("--tasks", type=int, help="shorthand: sizes up to N and a burst of N")
-    parser.add_argument("--burst-tasks", type=int)
+    parser.add_argument("--burst-tasks", type=int, help="0 skips the burst phase")
     parser.add_argument("--burst-rate", type=float, default=29_000, help="events/s")
     parser.add_argument("--window", type=int, default=20_000,
                         help="closed-loop backlog cap in events (keeps output buffers < 32 MB)")
@@ -210,8 +218,10 @@ def _ladder(top: int) -> list[int]:
 def run_side(name: str, make, workdir: Path, args: argparse.Namespace, sizes: list[int]) -> dict:
     progress(f"{name}: sustained run to {sizes[-1]:,} tasks ({harness.load_note()})")
     side = {"sustained": sustained(make, workdir / name, sizes, args.window, args.chunk)}
-    side["burst"] = burst(make, workdir / name, args.burst_tasks, args.burst_rate)
-    progress(f"{name}: burst lost {side['burst']['lost']:,} of {side['burst']['published']:,}")
+    if args.burst_tasks:
+        side["burst"] = burst(make, workdir / name, args.burst_tasks, args.burst_rate)
+        progress(f"{name}: burst lost {side['burst']['lost']:,} of "
+                 f"{side['burst']['published']:,}")
     return side
 
 

@@ -101,14 +101,18 @@ def wait_for_count(
     max_seconds: float = 600.0,
     label: str = "",
     interval: float = 0.1,
+    on_poll: Callable[[], object] | None = None,
 ) -> Drain:
-    """Poll ``count`` until it reaches ``target`` or stops moving for ``idle_seconds``."""
+    """Poll ``count`` until it reaches ``target`` or stops moving for ``idle_seconds``;
+    ``on_poll`` runs at every poll (e.g. to sample memory while the backlog drains)."""
     last, last_change = -1, time.perf_counter()
     drain = Drain(final=0, seconds=0.0)
     next_progress = time.perf_counter() + 5
     while True:
         now = time.perf_counter()
         value = count()
+        if on_poll is not None:
+            on_poll()
         drain.samples.append((now - started, value))
         if value != last:
             last, last_change = value, now
