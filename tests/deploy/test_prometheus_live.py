@@ -66,6 +66,12 @@ GRAFANA_VALUES = {
 NOT_SERVED_HERE = {
     "redis_memory_used_bytes": "comes from redis_exporter (compose service), not installed here",
 }
+# Queries known to be empty on real data because of a defect elsewhere. The test fails once they
+# return data, so the entry cannot outlive the fix.
+KNOWN_EMPTY = {
+    "taskpulse_task_failed_runtime_seconds": "Celery's task-failed event carries no runtime and"
+    " the collector does not derive it from task-started yet, so the histogram is never observed",
+}
 # Celery sends task-rejected only when a task raises celery.exceptions.Reject; no task does.
 NEVER_HAPPENS_HERE = {"celery_task_rejected_total"}
 FAILING_RUNS = 3
@@ -75,6 +81,7 @@ FAILING_RUNS = 3
 class Stack:
     prometheus_url: str
     collector_urls: list[str]
+    api_url: str
 
 
 def http_get(url: str, timeout: float = 5.0) -> bytes:
@@ -151,6 +158,8 @@ def run_workload(env: dict[str, str]) -> str:
     wait_until(lambda: revoked.state == "PROGRESS", timeout=30, what="long task running")
     app.control.revoke(revoked.id, terminate=True)
     stuck = send("demo.long_running_task", kwargs={"total": 400, "step_seconds": 0.5})
+    with app.connection_for_write() as conn:  # one event the collector must count as invalid
+        app.events.Dispatcher(conn, hostname="live-test@host", enabled=True).send("task-bogus")
     for result in finished:
         result.get(timeout=60, propagate=False)
     return stuck.id
@@ -184,7 +193,8 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
         )
         services.callback(prometheus.stop)
         live = Stack(f"http://127.0.0.1:{prom_port}",
-                     [f"http://127.0.0.1:{port}" for port in collector_ports])
+                     [f"http://127.0.0.1:{port}" for port in collector_ports],
+                     f"http://127.0.0.1:{api_port}")
         wait_until(lambda: answers(f"{live.prometheus_url}/-/ready"), timeout=30,
                    what="prometheus ready")
         wait_until(lambda: answers(f"http://127.0.0.1:{api_port}/healthz"), timeout=30,
@@ -209,6 +219,7 @@ def wait_for_scrapes(stack: Stack) -> None:
         "sum(celery_task_revoked_total) > 0",
         "sum(taskpulse_tasks_stuck) > 0",
         "count_over_time(celery_task_runtime_count[1m]) > 5",
+        "sum(taskpulse_events_invalid_total) > 0",
     ]
     for expr in needed:
         wait_until(lambda e=expr: query(stack, e), timeout=60, interval=0.5, what=expr)
@@ -230,13 +241,18 @@ def alert_rules() -> list[dict]:
 
 
 def test_every_dashboard_query_returns_data(stack: Stack) -> None:
-    empty = []
+    empty, fixed = [], []
     for board, title, expr in dashboard_queries():
         if any(metric in expr for metric in NOT_SERVED_HERE):
             continue
-        if not query(stack, fill_grafana_variables(expr, GRAFANA_VALUES)):
+        has_data = bool(query(stack, fill_grafana_variables(expr, GRAFANA_VALUES)))
+        if any(metric in expr for metric in KNOWN_EMPTY):
+            if has_data:
+                fixed.append(f"{board} / {title}")
+        elif not has_data:
             empty.append(f"{board} / {title}: {expr}")
     assert not empty, "queries without data:\n" + "\n".join(empty)
+    assert not fixed, f"now served, remove from KNOWN_EMPTY: {fixed}"
 
 
 def test_every_alert_signal_returns_data_with_the_labels_its_text_uses(stack: Stack) -> None:
@@ -291,3 +307,18 @@ def test_celery_exporter_dashboards_find_every_metric_and_label(stack: Stack) ->
         elif missing := set(item["labels"]) - series[0]["metric"].keys():
             problems.append(f"{metric}: lacks labels {sorted(missing)}")
     assert not problems, "\n".join(problems)
+
+
+def test_every_exported_metric_is_in_the_metrics_reference(stack: Stack) -> None:
+    reference = (DEPLOY.parent / "docs" / "metrics.md").read_text()
+    for url in (stack.collector_urls[0], stack.api_url):
+        exposed = http_get(f"{url}/metrics").decode()
+        families = set(re.findall(r"^# TYPE (\w+) (?:counter|gauge|histogram)", exposed, re.M))
+        # prometheus_client's own process/platform collectors are not ours to document.
+        ours = {f for f in families if f.startswith(("celery_", "taskpulse_"))}
+        assert ours, url
+        # Text format names a counter family `x_total`, plus a `x_created` gauge-like family.
+        names = {re.sub(r"_created$", "_total", f) for f in ours}
+        missing = {n for n in names if f"`{n}`" not in reference
+                   and f"`{n.removesuffix('_total')}`" not in reference}
+        assert not missing, f"{url}: undocumented {sorted(missing)}"
