@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import msgspec
 from celery import Celery
-from celery.schedules import crontab, schedule
+from celery.schedules import ParseException, crontab, schedule
 from redbeat import RedBeatSchedulerEntry
 from redbeat.schedulers import get_redis
 
@@ -51,12 +51,15 @@ def _crontab(spec: Crontab, app: Celery) -> crontab:
     for field in _CRONTAB_FIELDS:
         try:
             crontab(**{field: getattr(spec, field)})
-        except (ValueError, TypeError, IndexError) as exc:
+        except (ValueError, TypeError, IndexError, ParseException) as exc:
             raise Unprocessable(
                 f"invalid crontab {field} {getattr(spec, field)!r}: {exc}",
                 {"field": f"crontab.{field}"},
             ) from None
-    return crontab(**msgspec.structs.asdict(spec), app=app)
+    try:
+        return crontab(**msgspec.structs.asdict(spec), app=app)
+    except ValueError as exc:  # fields valid alone but never together, e.g. 31 February
+        raise Unprocessable(f"invalid crontab: {exc}", {"field": "crontab.day_of_month"}) from None
 
 
 def _timing(entry: RedBeatSchedulerEntry) -> dict[str, Any]:

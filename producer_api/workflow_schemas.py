@@ -79,7 +79,7 @@ class WorkflowResponse(msgspec.Struct, frozen=True):
 
 
 class Interval(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    every: Annotated[float, msgspec.Meta(gt=0, le=366 * 86400)]
+    every: Annotated[float, msgspec.Meta(ge=1, le=366 * 86400)]  # seconds
 
 
 class Crontab(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):

@@ -155,3 +155,11 @@ def test_viewers_read_schedules_but_only_admins_change_them(stack: Stack) -> Non
     assert stack.call("GET", "/schedules", "viewer").status_code == 200
     body = schedule_body(f"nope-{uuid.uuid4().hex[:6]}", "x")
     assert stack.call("POST", "/schedules", "operator", json=body).status_code == 403
+
+
+def test_a_crontab_that_never_fires_is_refused(stack: Stack) -> None:
+    never = {"minute": "0", "hour": "0", "day_of_month": "31", "month_of_year": "2"}
+    body = {"name": "feb-31", "task": "demo.test_task", "crontab": never}
+    r = stack.call("POST", "/schedules", "admin", json=body)
+    assert r.status_code == 422
+    assert r.json()["error"]["details"]["field"] == "crontab.day_of_month"

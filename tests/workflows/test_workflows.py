@@ -110,3 +110,9 @@ def test_viewer_may_not_send_workflows(stack: Stack) -> None:
 
 def test_tree_of_an_unknown_id_is_404(stack: Stack) -> None:
     assert stack.call("GET", "/tasks/nope/tree", "viewer").status_code == 404
+
+
+def test_absurdly_nested_workflows_are_refused_not_crashed_on(stack: Stack) -> None:
+    deep = '{"chain": [' * 5000 + '{"name": "demo.test_task"}' + "]}" * 5000
+    r = stack.call("POST", "/workflows", "operator", data=deep)
+    assert r.status_code == 422
