@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 import time
 import urllib.error
@@ -82,6 +83,7 @@ class Stack:
     prometheus_url: str
     collector_urls: list[str]
     api_url: str
+    worker: ServiceProcess
 
 
 def http_get(url: str, timeout: float = 5.0) -> bytes:
@@ -194,7 +196,7 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
         services.callback(prometheus.stop)
         live = Stack(f"http://127.0.0.1:{prom_port}",
                      [f"http://127.0.0.1:{port}" for port in collector_ports],
-                     f"http://127.0.0.1:{api_port}")
+                     f"http://127.0.0.1:{api_port}", worker)
         wait_until(lambda: answers(f"{live.prometheus_url}/-/ready"), timeout=30,
                    what="prometheus ready")
         wait_until(lambda: answers(f"http://127.0.0.1:{api_port}/healthz"), timeout=30,
@@ -259,10 +261,10 @@ def test_every_alert_signal_returns_data_with_the_labels_its_text_uses(stack: St
     problems = []
     for rule in alert_rules():
         labels = set(re.findall(r"\$labels\.(\w+)", json.dumps(rule["annotations"])))
-        for signal in signals(rule["expr"]):
-            result = query(stack, signal)
+        for part in signals(rule["expr"]):
+            result = query(stack, part)
             if not result:
-                problems.append(f"{rule['alert']}: no data for {signal}")
+                problems.append(f"{rule['alert']}: no data for {part}")
             elif missing := labels - result[0]["metric"].keys():
                 problems.append(f"{rule['alert']}: series lack {sorted(missing)}")
     assert not problems, "\n".join(problems)
@@ -322,3 +324,12 @@ def test_every_exported_metric_is_in_the_metrics_reference(stack: Stack) -> None
         missing = {n for n in names if f"`{n}`" not in reference
                    and f"`{n.removesuffix('_total')}`" not in reference}
         assert not missing, f"{url}: undocumented {sorted(missing)}"
+
+
+# Keep last: it kills the module's worker.
+def test_a_crashed_worker_stays_visible_as_down_so_the_alert_goes_pending(stack: Stack) -> None:
+    stack.worker.stop(signal.SIGKILL)  # a crash: no worker-offline event, heartbeats just stop
+    down = f'max by (job, hostname) (celery_worker_up{{job="{COLLECTOR_JOB}"}}) == 0'
+    wait_until(lambda: query(stack, down), timeout=30, interval=0.5, what="worker_up == 0")
+    pending = 'ALERTS{alertname="CeleryWorkerDown", alertstate="pending"}'
+    wait_until(lambda: query(stack, pending), timeout=15, interval=0.5, what=pending)
