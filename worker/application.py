@@ -70,6 +70,9 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
         "task_default_priority": default_priority,
         "task_queue_max_priority": AMQP_MAX_PRIORITY if kind == "amqp" else None,
         "beat_schedule": beat_schedule(),
+        # Beat keeps the schedule in Redis (seeded once from beat_schedule), editable at runtime
+        # through the API, with one active beat at a time: see worker.dynamic_schedule.
+        "beat_scheduler": "worker.dynamic_schedule:SeededRedBeatScheduler",
     }
 
 
