@@ -73,11 +73,8 @@ class Stack:
         return [r[0] for r in rows]
 
     def beat(self, label: str) -> ServiceProcess:
-        """``celery -A worker beat`` with the Redis-backed scheduler (what ``make run`` uses)."""
-        argv = [
-            sys.executable, "-m", "celery", "-A", "worker", "beat", "-l", "INFO",
-            "-S", "worker.dynamic_schedule:SeededRedBeatScheduler",
-        ]  # fmt: skip
+        """``celery -A worker beat``, as deployed: the app's default scheduler is the Redis one."""
+        argv = [sys.executable, "-m", "celery", "-A", "worker", "beat", "-l", "INFO"]
         return ServiceProcess(argv, self.env, self.workdir / f"beat-{label}.log")
 
 
