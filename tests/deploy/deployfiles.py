@@ -110,6 +110,10 @@ def entry_point_problem(argv: list[str]) -> str | None:
 def _celery_problem(argv: list[str]) -> str | None:
     if argv[1:3] != ["-A", "worker"]:
         return f"celery must load the app with -A worker: {argv}"
+    from celery import Celery
+
+    if not isinstance(getattr(importlib.import_module("worker"), "app", None), Celery):
+        return "-A worker finds no Celery app at worker.app"
     command = argv[3]
     if command == "worker":
         if "-E" not in argv:

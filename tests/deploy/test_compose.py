@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -112,3 +114,21 @@ def test_grafana_provisioning_files_are_mounted_from_the_repo() -> None:
     mounts = [Path(v.split(":")[0]) for v in SERVICES["grafana"]["volumes"]]
     assert Path("./grafana/provisioning") in mounts
     assert (DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml").is_file()
+
+
+@pytest.mark.skipif(shutil.which("amtool") is None, reason="amtool (prometheus-alertmanager)")
+def test_alertmanager_config_passes_amtool() -> None:
+    result = subprocess.run(["amtool", "check-config", str(DEPLOY / "alertmanager" /
+                                                          "alertmanager.yml")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alertmanager_inhibits_only_alerts_that_exist() -> None:
+    alerts = {rule["alert"] for group in load_yaml(DEPLOY / "prometheus" / "alerts.yml")["groups"]
+              for rule in group["rules"]}
+    config = load_yaml(DEPLOY / "alertmanager" / "alertmanager.yml")
+    for inhibit in config["inhibit_rules"]:
+        for matcher in inhibit["source_matchers"] + inhibit["target_matchers"]:
+            names = re.fullmatch(r'alertname=~?"([^"]+)"', matcher).group(1).split("|")
+            assert set(names) <= alerts, matcher
