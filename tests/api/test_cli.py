@@ -1,0 +1,101 @@
+"""The ``taskpulse`` command against the running API (in-process ``main``, real HTTP)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from producer_api.cli import EXIT_UNREACHABLE, main
+from tests.api.conftest import ApiClient, apply_events, task_event
+from tests.services import free_port
+
+
+@pytest.fixture
+def cli(api: ApiClient, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
+    monkeypatch.setenv("TASKPULSE_API_URL", api.base_url)
+    monkeypatch.setenv("TASKPULSE_TOKEN", api.tokens["admin"])
+    monkeypatch.delenv("TASKPULSE_API_TOKENS_FILE", raising=False)
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_send_then_list_shows_a_table_and_json(cli, api_redis, store) -> None:
+    code, out, _ = cli("tasks", "send", "demo.test_task", "--kwargs", '{"message": "x"}',
+                       "--priority", "high", "--json")
+    assert code == 0
+    task_id = json.loads(out)["id"]
+    apply_events(api_redis, [task_event("sent", task_id, 1.0, name="demo.test_task")])
+    code, out, _ = cli("tasks", "list")
+    assert code == 0
+    header, row = out.splitlines()[:2]
+    assert header.split()[:3] == ["ID", "NAME", "STATE"]
+    assert row.startswith(task_id)
+    code, out, _ = cli("tasks", "list", "--json")
+    assert json.loads(out)["items"][0]["id"] == task_id
+
+
+def test_bad_kwargs_json_is_a_usage_error(cli) -> None:
+    code, _, err = cli("tasks", "send", "demo.test_task", "--kwargs", "{nope")
+    assert code == 2
+    assert "--kwargs is not valid JSON" in err
+
+
+def test_validation_errors_name_the_field(cli) -> None:
+    code, _, err = cli("tasks", "send", "demo.test_task", "--kwargs", '{"message": 1}')
+    assert code == 1
+    assert "HTTP 422" in err
+    assert "[kwargs.message]" in err
+
+
+def test_missing_token_says_how_to_fix_it(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TASKPULSE_TOKEN")
+    code, _, err = cli("stats")
+    assert code == 1
+    assert "HTTP 401" in err
+    assert "TASKPULSE_TOKEN" in err
+
+
+def test_wrong_role_is_explained(cli, api: ApiClient) -> None:
+    code, _, err = cli("--token", api.tokens["viewer"], "tasks", "revoke", "some-id")
+    assert code == 1
+    assert "HTTP 403" in err
+    assert "role" in err
+
+
+def test_unreachable_api_is_a_clear_connection_error(cli) -> None:
+    code, _, err = cli("--api-url", f"http://127.0.0.1:{free_port()}", "stats")
+    assert code == EXIT_UNREACHABLE
+    assert "cannot reach the taskpulse API" in err
+    assert "TASKPULSE_API_URL" in err
+
+
+def test_tokens_create_over_the_api_shows_the_secret_once(cli, api: ApiClient) -> None:
+    code, out, _ = cli("tokens", "create", "--role", "viewer", "--name", "cli-made", "--json")
+    assert code == 0
+    created = json.loads(out)
+    assert api.get("/api/v1/stats", token=created["token"]).status_code == 200
+    code, out, _ = cli("tokens", "list")
+    assert "cli-made" in out
+    assert created["token"] not in out
+
+
+def test_tokens_create_with_a_file_needs_no_running_api(cli, tmp_path) -> None:
+    path = tmp_path / "tokens.json"
+    code, out, _ = cli("tokens", "create", "--role", "admin", "--name", "boot", "--file",
+                       str(path), "--json")
+    assert code == 0
+    assert json.loads(out)["token"].startswith("tp_")
+    assert json.loads(path.read_text())["tokens"][0]["name"] == "boot"
+
+
+def test_stats_workers_queues_history_print_tables(cli, store) -> None:
+    for command in (["stats"], ["workers"], ["queues"], ["history", "--granularity", "minute"]):
+        code, out, err = cli(*command)
+        assert code == 0, (command, err)
+        assert out.strip(), command
