@@ -17,7 +17,7 @@ import msgspec
 from celery import Celery
 from celery.schedules import ParseException, crontab, schedule
 from redbeat import RedBeatSchedulerEntry
-from redbeat.schedulers import get_redis
+from redbeat.schedulers import ensure_conf, get_redis
 
 from event_collector.keys import Keys
 from producer_api.catalog import ArgumentError, Catalog, check_arguments
@@ -43,6 +43,7 @@ def schedule_app(redis_url: str, key_prefix: str, timezone: str, timeout: float)
         redbeat_key_prefix=Keys(prefix=key_prefix).beat_prefix,
         redbeat_redis_options={"socket_timeout": timeout, "socket_connect_timeout": timeout},
     )
+    ensure_conf(app)  # redbeat's key helpers read app.redbeat_conf, set up here
     return app
 
 

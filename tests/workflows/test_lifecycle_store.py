@@ -1,10 +1,12 @@
-"""``lifecycle.lua`` against projections written by the collector's own Lua (real redis-server)."""
+"""Store-level pieces on a real redis-server: ``lifecycle.lua`` against projections written by
+the collector's own Lua, and the schedule store on an empty Redis."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 
 from event_collector.events import AUDIT_EVENT, Event
@@ -13,6 +15,10 @@ from event_collector.lifecycle import Annotation, ForgetOutcome, TaskLifecycle
 from event_collector.normalize import event_id
 from event_collector.store import EventStore
 from event_collector.workflows import WorkflowReader
+from producer_api.catalog import load_catalog
+from producer_api.config import PACKAGED_CATALOG
+from producer_api.errors import NotFound
+from producer_api.schedule_store import ScheduleStore, schedule_app
 from tests.services import RedisServer
 
 KEYS = Keys()
@@ -114,3 +120,16 @@ def test_annotate_writes_note_and_labels_without_touching_state(clean_redis: Red
     assert record[b"labels"] == b'{"k":"v"}'
     assert record[b"state"] == b"SUCCESS"
     assert missing is False
+
+
+def test_a_fresh_schedule_store_reads_before_anything_was_written(
+    clean_redis: RedisServer,
+) -> None:
+    app = schedule_app(clean_redis.url(1), "tp:", "Asia/Shanghai", 2.0)
+    store = ScheduleStore(app, load_catalog(PACKAGED_CATALOG))
+    try:
+        assert asyncio.run(store.list()) == []
+        with pytest.raises(NotFound):
+            asyncio.run(store.get("nothing-yet"))
+    finally:
+        store.close()
