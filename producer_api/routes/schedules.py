@@ -29,8 +29,9 @@ async def ctx(app: web.Application) -> AsyncIterator[None]:
     app[SCHEDULES].close()
 
 
-async def _audit(request: web.Request, action: str, name: str, detail: object) -> None:
-    event = audit_event(request[ACTOR].name, action, "", name, msgspec.json.encode(detail).decode())
+async def _audit(request: web.Request, action: str, name: str, change: object) -> None:
+    detail = msgspec.json.encode({"schedule": name, "change": change}).decode()
+    event = audit_event(request[ACTOR].name, action, detail=detail)
     await append_audit(request.app[REDIS], request.app[KEYS], [event])
 
 
@@ -91,5 +92,5 @@ async def patch_schedule(request: web.Request) -> web.Response:
 async def delete_schedule(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     await request.app[SCHEDULES].delete(name)
-    await _audit(request, "schedule-delete", name, {"name": name})
+    await _audit(request, "schedule-delete", name, None)
     return web.Response(status=204)

@@ -60,7 +60,7 @@ async def send_workflow(request: web.Request) -> web.Response:
     response = planned.response
     await append_audit(
         request.app[REDIS], request.app[KEYS],
-        [audit_event(request[ACTOR].name, "workflow", response.root_id, response.kind,
+        [audit_event(request[ACTOR].name, "workflow", response.root_id, "",
                      msgspec.json.encode(response).decode())],
     )  # fmt: skip
     return json_response(response, status=202, headers={"Location": response.url})
