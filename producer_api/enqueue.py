@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Sequence
 
 import msgspec
 import redis.asyncio as aioredis
-import redis.exceptions
 from kombu.exceptions import OperationalError
 
 from event_collector.keys import Keys
-from producer_api.audit import append_audit, audit_event
+from producer_api.audit import audit_event
 from producer_api.catalog import ArgumentError, Catalog, check_arguments
 from producer_api.errors import Unavailable, Unprocessable
 from producer_api.publisher import Message, Publisher
 from producer_api.schemas import EnqueueRequest, EnqueueResponse
 
-log = logging.getLogger("producer_api")
 TASK_URL = "/api/v1/tasks/{}"
 _RESPONSE_DECODER = msgspec.json.Decoder(EnqueueResponse)
 
@@ -92,23 +89,20 @@ class Enqueuer:
         """Publish ``items`` (skipping repeated idempotency keys), in order; audit each."""
         claimed = await self._claim_keys(items)
         fresh = [item for item, prior in zip(items, claimed, strict=True) if prior is None]
-        try:
-            await self.publisher.send([item.message for item in fresh])
-        except OperationalError as exc:
-            await self._release_keys(fresh)
-            raise Unavailable("the broker is unreachable; nothing was enqueued", str(exc)) from exc
         audits = [
             audit_event(actor, action, i.message.id, i.message.name,
                         msgspec.json.encode(i.response).decode())
             for i in fresh
         ]
         try:
-            await append_audit(self.redis, self.keys, audits)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-            # The tasks are on the broker already: failing the request now would invite a
-            # client retry, i.e. duplicates. Losing the audit entry is the lesser harm.
-            log.warning("tasks %s enqueued but their audit events were lost: %s",
-                        [a.uuid for a in audits], exc)
+            if fresh:
+                await self.publisher.send([item.message for item in fresh], audits)
+        except OperationalError as exc:
+            await self._release_keys(fresh)
+            raise Unavailable(
+                "the broker is unreachable; the task was not enqueued (in a batch: from the "
+                "first task that failed on)", str(exc),
+            ) from exc
         return [
             item.response if prior is None else msgspec.structs.replace(prior, duplicate=True)
             for item, prior in zip(items, claimed, strict=True)

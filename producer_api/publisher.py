@@ -8,16 +8,24 @@ with task code or a result backend (a backend would subscribe to every task's re
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
 import msgspec
+import redis
+import redis.exceptions
 from celery import Celery
 from kombu import Exchange, Queue
+from kombu.exceptions import OperationalError
 
+from event_collector.events import EVENT_ENCODER, Event
+from event_collector.keys import Keys
 from producer_api.catalog import Catalog
+
+log = logging.getLogger("producer_api")
 
 
 class Message(msgspec.Struct, frozen=True):
@@ -69,32 +77,103 @@ def producer_app(broker_url: str, catalog: Catalog, timeout: float, pool_size: i
     return app
 
 
-class Publisher:
-    """Sends task messages and control commands from a thread pool."""
+class _Request(msgspec.Struct):
+    """One caller's messages and their audit events, waiting for the next flush."""
 
-    def __init__(self, app: Celery, threads: int, timeout: float) -> None:
+    messages: Sequence[Message]
+    audits: Sequence[Event]
+    done: asyncio.Future[None]
+
+
+class Publisher:
+    """Sends task messages and control commands from a thread pool.
+
+    Concurrent ``send`` calls are coalesced: while one flush runs in a thread, new requests
+    queue up and the next flush publishes all of them over one pooled producer and writes all
+    their audit events in one pipeline. Under load that amortises the thread hop and the Redis
+    round trip over many requests; an idle API still sends each request at once.
+    """
+
+    def __init__(
+        self, app: Celery, threads: int, timeout: float, audit_redis: redis.Redis, keys: Keys
+    ) -> None:
         self.app = app
         self.timeout = timeout
+        self.audit_redis = audit_redis
+        self.keys = keys
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="publish")
+        self._pending: list[_Request] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    async def send(self, messages: Sequence[Message]) -> None:
-        """Publish all ``messages`` over one pooled producer (a batch is one executor hop)."""
-        await self._run(self._send_all, messages)
+    async def send(self, messages: Sequence[Message], audits: Sequence[Event] = ()) -> None:
+        """Publish ``messages`` in order, then record ``audits``; raises OperationalError if
+        the broker refused them (audit write failures are logged, never raised: the tasks
+        are out by then)."""
+        done = asyncio.get_running_loop().create_future()
+        self._pending.append(_Request(messages, audits, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_pending())
+        await done
 
-    def _send_all(self, messages: Sequence[Message]) -> None:
+    async def _flush_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                errors = await self._run(self._publish_batch, batch)
+            except Exception as exc:  # a bug, not the broker: fail these callers, keep serving
+                log.exception("publishing failed")
+                errors = [exc] * len(batch)
+            for request, error in zip(batch, errors, strict=True):
+                if request.done.done():
+                    continue
+                if error is None:
+                    request.done.set_result(None)
+                else:
+                    request.done.set_exception(error)
+
+    def _publish_batch(self, batch: Sequence[_Request]) -> list[BaseException | None]:
+        errors: list[BaseException | None] = []
+        broker_down: BaseException | None = None
         with self.app.producer_or_acquire() as producer:
-            for m in messages:
-                self.app.send_task(
-                    m.name, args=m.args, kwargs=m.kwargs, task_id=m.id, queue=m.queue,
-                    priority=m.priority, countdown=m.countdown, eta=m.eta, expires=m.expires,
-                    parent_id=m.parent_id, root_id=m.root_id, producer=producer,
-                    # JSON (not Python repr) in the events, so a retry can re-send the exact args.
-                    argsrepr=msgspec.json.encode(m.args).decode(),
-                    kwargsrepr=msgspec.json.encode(m.kwargs).decode(),
-                )
+            for request in batch:
+                if broker_down is None:
+                    try:
+                        for m in request.messages:
+                            self._publish(producer, m)
+                    except OperationalError as exc:
+                        broker_down = exc  # the rest would only wait out the same retries
+                        errors.append(exc)
+                        continue
+                errors.append(broker_down)
+        self._write_audits([a for r, e in zip(batch, errors, strict=True) if e is None
+                            for a in r.audits])
+        return errors
+
+    def _publish(self, producer: Any, m: Message) -> None:
+        self.app.send_task(
+            m.name, args=m.args, kwargs=m.kwargs, task_id=m.id, queue=m.queue,
+            priority=m.priority, countdown=m.countdown, eta=m.eta, expires=m.expires,
+            parent_id=m.parent_id, root_id=m.root_id, producer=producer,
+            # JSON (not Python repr) in the events, so a retry can re-send the exact args.
+            argsrepr=msgspec.json.encode(m.args).decode(),
+            kwargsrepr=msgspec.json.encode(m.kwargs).decode(),
+        )
+
+    def _write_audits(self, audits: Sequence[Event]) -> None:
+        if not audits:
+            return
+        try:
+            with self.audit_redis.pipeline(transaction=False) as pipe:
+                for event in audits:
+                    pipe.xadd(self.keys.events, {"e": EVENT_ENCODER.encode(event)})
+                pipe.execute()
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            # The tasks are on the broker already: failing the request now would invite a
+            # client retry, i.e. duplicates. Losing the audit entry is the lesser harm.
+            log.warning("%d audit events lost (store unreachable): %s", len(audits), exc)
 
     async def revoke(self, task_id: str, terminate: bool, signal: str) -> None:
         await self._run(self._revoke, task_id, terminate, signal)
@@ -118,3 +197,4 @@ class Publisher:
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
         self.app.close()
+        self.audit_redis.close()

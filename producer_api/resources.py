@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
+import redis
 import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -63,7 +64,14 @@ async def publisher_ctx(app: web.Application) -> AsyncIterator[None]:
         settings.broker_url, app[CATALOG], settings.broker_timeout_seconds,
         settings.publish_threads,
     )
-    publisher = Publisher(celery_app, settings.publish_threads, settings.broker_timeout_seconds)
+    # Audit events of enqueues are written from the publishing thread, so they need a
+    # synchronous client of their own.
+    audit_redis = redis.Redis.from_url(
+        settings.redis_url, socket_timeout=settings.redis_timeout_seconds,
+        socket_connect_timeout=settings.redis_timeout_seconds,
+    )
+    publisher = Publisher(celery_app, settings.publish_threads, settings.broker_timeout_seconds,
+                          audit_redis, app[KEYS])
     app[PUBLISHER] = publisher
     app[ENQUEUER] = Enqueuer(
         app[REDIS], app[KEYS], app[CATALOG], publisher, broker_kind(settings.broker_url),
