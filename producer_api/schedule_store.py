@@ -9,6 +9,7 @@ in a small thread pool. A running beat picks a change up at its next tick.
 from __future__ import annotations
 
 import asyncio
+import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -17,6 +18,7 @@ import msgspec
 from celery import Celery
 from celery.schedules import ParseException, crontab, schedule
 from redbeat import RedBeatSchedulerEntry
+from redbeat.decoder import RedBeatJSONEncoder
 from redbeat.schedulers import ensure_conf, get_redis
 
 from event_collector.keys import Keys
@@ -164,9 +166,9 @@ class ScheduleStore:
         task = changes.get("task", entry.task)
         args = changes.get("args", list(entry.args or ()))
         kwargs = changes.get("kwargs", dict(entry.kwargs or {}))
-        queue = self._check(
-            task, args, kwargs, changes.get("queue", (entry.options or {}).get("queue"))
-        )
+        # A new task without a queue goes to its own default queue, not the old task's.
+        kept_queue = None if "task" in changes else (entry.options or {}).get("queue")
+        queue = self._check(task, args, kwargs, changes.get("queue", kept_queue))
         if "interval" in changes or "crontab" in changes:
             entry.schedule = self._schedule(changes.get("interval"), changes.get("crontab"))
         resumed = changes.get("enabled") is True and not entry.enabled
@@ -175,7 +177,9 @@ class ScheduleStore:
         entry.enabled = changes.get("enabled", entry.enabled)
         if resumed:
             # Runs it missed while paused are skipped: the next run is one period from now.
-            entry.reschedule(self.app.now())
+            entry.last_run_at = self.app.now()
+            meta = {"last_run_at": entry.last_run_at, "total_run_count": entry.total_run_count}
+            get_redis(self.app).hset(entry.key, "meta", json.dumps(meta, cls=RedBeatJSONEncoder))
         return _view(entry.save())
 
     def _delete(self, name: str) -> None:

@@ -68,6 +68,12 @@ def test_a_schedule_added_through_the_api_fires_on_the_worker_and_stops_when_pau
     settled = len(stack.demo_runs(message))
     time.sleep(3 * INTERVAL)
     assert len(stack.demo_runs(message)) == settled
+
+    # Resuming skips the missed runs: the next one is a whole interval away, counts are kept.
+    resumed = stack.call("PATCH", f"/schedules/{name}", "admin", json={"enabled": True}).json()
+    next_run = datetime.fromisoformat(resumed["next_run_at"]).timestamp()
+    assert next_run >= time.time() + INTERVAL - 1.5
+    assert resumed["total_run_count"] >= shown["total_run_count"]
     stack.call("DELETE", f"/schedules/{name}", "admin")
 
 
@@ -163,3 +169,14 @@ def test_a_crontab_that_never_fires_is_refused(stack: Stack) -> None:
     r = stack.call("POST", "/schedules", "admin", json=body)
     assert r.status_code == 422
     assert r.json()["error"]["details"]["field"] == "crontab.day_of_month"
+
+
+def test_changing_the_task_moves_the_schedule_to_that_task_s_queue(stack: Stack) -> None:
+    name = f"move-{uuid.uuid4().hex[:6]}"
+    stack.call("POST", "/schedules", "admin", json=schedule_body(name, "x", enabled=False))
+    changed = stack.call("PATCH", f"/schedules/{name}", "admin",
+                         json={"task": "finance.check_pending_bills", "kwargs": {}})  # fmt: skip
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["queue"] == "finance"
+    assert changed.json()["enabled"] is False
+    stack.call("DELETE", f"/schedules/{name}", "admin")
