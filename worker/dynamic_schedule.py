@@ -1,6 +1,7 @@
 """Beat with its schedule in Redis, editable at runtime: celery-redbeat, seeded once.
 
-    celery -A worker beat -S worker.dynamic_schedule:SeededRedBeatScheduler
+    celery -A worker beat      (the app's ``beat_scheduler`` names this module's scheduler;
+                                ``-S worker.dynamic_schedule:SeededRedBeatScheduler`` is the same)
 
 Why redbeat: it keeps each entry (definition + last run) in Redis and a sorted set of due times,
 so the API can add, change, pause and remove entries while beat runs, and its lock lets any
