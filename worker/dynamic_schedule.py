@@ -64,7 +64,10 @@ def beat_settings_from_env(env: Mapping[str, str]) -> BeatSettings:
 
 
 def redbeat_config(redis_url: str, key_prefix: str) -> dict[str, Any]:
-    """The Celery settings through which redbeat finds its entries (the API uses them too)."""
+    """The Celery settings through which redbeat finds its entries.
+
+    ``producer_api.schedule_store.schedule_app`` sets the same (the API cannot import ``worker``).
+    """
     return {
         "redbeat_redis_url": redis_url,
         "redbeat_key_prefix": Keys(prefix=key_prefix).beat_prefix,
