@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -26,6 +27,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+async def _freeze_gc(app: web.Application) -> None:
+    """Move everything loaded at startup (Celery, kombu, the catalog...) out of the collector's
+    sight: full collections then scan only request garbage, which keeps latency tails short."""
+    gc.collect()
+    gc.freeze()
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(
@@ -34,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         settings = settings_from_env(os.environ, host=args.host, port=args.port)
         app = create_app(settings)
+        app.on_startup.append(_freeze_gc)
     except (ValueError, OSError) as exc:
         sys.exit(f"taskpulse-api: {exc}")
     logging.getLogger("producer_api").info(
