@@ -307,20 +307,24 @@ class EventReader:
 
     async def queues(self) -> list[QueueInfo]:
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(self.keys.queues)
-            pipe.hgetall(self.keys.queue_consumers)
+            for key in (self.keys.queues, self.keys.queue_consumers, self.keys.queue_workers,
+                        self.keys.queue_processes):
+                pipe.hgetall(key)
             pipe.get(self.keys.queues_updated)
-            lengths, consumers, updated = await pipe.execute()
-        lengths, consumers = _hash_to_dict(lengths), _hash_to_dict(consumers)
+            *hashes, updated = await pipe.execute()
+        lengths, consumers, workers, processes = (_hash_to_dict(h) for h in hashes)
         stamp = float(updated) if updated is not None else None
+
+        def number(table: dict[str, str], name: str) -> int | None:
+            return int(table[name]) if name in table else None
+
+        names = sorted(lengths.keys() | consumers.keys() | workers.keys() | processes.keys())
         return [
             QueueInfo(
-                name=name,
-                length=int(lengths[name]) if name in lengths else None,
-                consumers=int(consumers[name]) if name in consumers else None,
-                updated=stamp,
+                name=name, length=number(lengths, name), consumers=number(consumers, name),
+                workers=number(workers, name), processes=number(processes, name), updated=stamp,
             )
-            for name in sorted(lengths.keys() | consumers.keys())
+            for name in names
         ]
 
     # ----------------------------------------------------------------- the stream

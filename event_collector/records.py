@@ -141,4 +141,6 @@ class QueueInfo(msgspec.Struct, frozen=True, omit_defaults=True):
     name: str
     length: int | None = None
     consumers: int | None = None
+    workers: int | None = None
+    processes: int | None = None
     updated: float | None = None

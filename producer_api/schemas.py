@@ -24,6 +24,7 @@ TaskName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Seconds = Annotated[float, msgspec.Meta(ge=0, le=365 * 86400)]
 Timestamp = Annotated[float, msgspec.Meta(ge=0, le=1e11)]
+DateTime = Annotated[datetime, msgspec.Meta(extra_json_schema={"format": "date-time"})]
 MAX_BATCH = 1000
 
 
@@ -49,7 +50,7 @@ class EnqueueRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # A level name, or its number 1-4 (low..critical); the catalog's default when absent.
     priority: Priority | Annotated[int, msgspec.Meta(ge=1, le=4)] | None = None
     countdown: Seconds | None = None
-    eta: datetime | None = None
+    eta: DateTime | None = None
     expires: Seconds | None = None
     idempotency_key: IdempotencyKey | None = None
 

@@ -130,9 +130,11 @@ def test_workers_alive_by_recent_heartbeat(api: ApiClient, api_redis, store) -> 
 
 def test_queues_lists_every_catalog_queue(api: ApiClient, store) -> None:
     store.hset("tp:queues", mapping={"default": 4})
+    store.hset("tp:queues:workers", mapping={"default": 2})
     queues = {q["name"]: q for q in api.get("/api/v1/queues").json()}
     assert set(queues) >= {"default", "finance", "reports", "email"}
-    assert queues["default"]["length"] == 4
+    assert (queues["default"]["length"], queues["default"]["workers"]) == (4, 2)
+    assert "length" not in queues["email"]
 
 
 def test_retry_resends_a_failed_task_with_its_args_and_parent(
