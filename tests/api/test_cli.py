@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import select
+import subprocess
+import sys
+import time
 
 import pytest
 
 from producer_api.cli import EXIT_UNREACHABLE, main
 from tests.api.conftest import ApiClient, apply_events, task_event
-from tests.services import free_port
+from tests.services import free_port, wait_until
 
 
 @pytest.fixture
@@ -99,3 +104,26 @@ def test_stats_workers_queues_history_print_tables(cli, store) -> None:
         code, out, err = cli(*command)
         assert code == 0, (command, err)
         assert out.strip(), command
+
+
+def test_watch_tails_live_events_of_one_task(api: ApiClient, api_redis, store, tmp_path) -> None:
+    env = {**os.environ, "TASKPULSE_API_URL": api.base_url, "TASKPULSE_TOKEN": api.tokens["viewer"],
+           "PYTHONUNBUFFERED": "1"}
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "producer_api.cli", "tasks", "watch", "--task-id", "w-1", "--json"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    try:
+        # The stream starts at "now": keep sending until the watcher is connected and prints.
+        def printed() -> str:
+            apply_events(api_redis, [task_event("started", "w-1", time.time())])
+            ready, _, _ = select.select([watcher.stdout], [], [], 0.3)
+            return watcher.stdout.readline() if ready else ""
+
+        line = wait_until(printed, timeout=15, what="a watched event")
+    finally:
+        watcher.terminate()
+        watcher.wait(timeout=10)
+    event = json.loads(line)
+    assert (event["type"], event["uuid"]) == ("task-started", "w-1")
+    assert event["stream_id"]
