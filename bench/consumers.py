@@ -25,6 +25,7 @@ class Consumer(Protocol):
 
     def count(self) -> int: ...
     def rss(self) -> float: ...
+    def cpu(self) -> float: ...
     def store_bytes(self) -> int | None: ...
     def stop(self) -> None: ...
 
@@ -50,6 +51,9 @@ class FlowerConsumer:
     def rss(self) -> float:
         return harness.rss_mb(self.flower.pid)
 
+    def cpu(self) -> float:
+        return harness.cpu_seconds(self.flower.pid)
+
     def store_bytes(self) -> int | None:
         return None  # everything lives in the process heap, which rss() measures
 
@@ -66,6 +70,7 @@ class TaskpulseConsumer:
     ) -> None:
         self.keys = Keys(prefix)
         self.store = store.client(0)
+        self.store_pid = store.process.pid if store.process else 0
         env = {
             **os.environ,
             "TASKPULSE_BROKER_URL": broker.url(0),
@@ -87,6 +92,10 @@ class TaskpulseConsumer:
 
     def rss(self) -> float:
         return harness.rss_mb(self.proc.process.pid)
+
+    def cpu(self) -> float:
+        """The collector's CPU plus its store's: the Lua projections run inside redis-server."""
+        return harness.cpu_seconds(self.proc.process.pid) + harness.cpu_seconds(self.store_pid)
 
     def store_bytes(self) -> int | None:
         return harness.used_memory(self.store) - self.baseline_bytes
