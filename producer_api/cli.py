@@ -425,8 +425,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = tsub.add_parser("show", parents=[common], help="one task with its timeline")
     p.add_argument("id")
     p.set_defaults(func=cmd_tasks_show)
-    p = tsub.add_parser("send", parents=[common], help="enqueue a task by name")
-    p.add_argument("name")
+    p = tsub.add_parser(
+        "send", parents=[common], help="enqueue a task by name",
+        epilog="example: taskpulse tasks send notifications.send_notification_email "
+        "--kwargs '{\"to\": \"a@example.com\", \"subject\": \"hi\", \"body\": \"...\"}' "
+        "--priority high --wait",
+    )
+    p.add_argument("name", help="task name from the catalog (GET /api/v1/catalog)")
     p.add_argument("--args", default="[]", help="positional arguments, JSON array")
     p.add_argument("--kwargs", default="{}", help="keyword arguments, JSON object")
     p.add_argument("--queue")
