@@ -175,7 +175,10 @@ class EventReader:
         while len(items) < limit and scanned < LIST_SCAN_MAX:
             rows = await self._index_slice(index, upper, lower, batch, after)
             if rows is None:  # a run of equal scores longer than the batch: widen and retry
-                batch *= 2
+                if batch >= LIST_SCAN_MAX:  # pathological: step past the tied score instead
+                    upper, after = f"({after[0]!r}", None  # type: ignore[index]
+                else:
+                    batch *= 2
                 continue
             if not rows:
                 return TaskPage(items=items, next_cursor=None)
