@@ -13,9 +13,11 @@
 -- ARGV[10] hour
 -- ARGV[11] day
 -- ARGV[12] worker-event dedup TTL
--- ARGV[13..] events, each: type, event id, task uuid (or ""), timestamp, hostname,
---            stream JSON (or ""), timeline JSON (or ""), n, then n field/value pairs
---            (only the fields the event carries; ``stream.py`` builds them).
+-- ARGV[13] the events, one MessagePack array of arrays (one argument per batch: packing
+--          thousands of small arguments costs the client more than the script costs Redis);
+--          each: type, event id, task uuid (or ""), timestamp, hostname, stream JSON (or ""),
+--          timeline JSON (or ""), then field/value pairs (only the fields the event carries;
+--          ``store.py`` builds them).
 -- Returns a string with one char per event: "1" applied here first, "0" duplicate, "-" skipped.
 --
 -- Rules (so any arrival order and any duplication gives the same projection):
@@ -306,13 +308,11 @@ local function apply_worker(etype, eid, host, ts_s, fields)
 end
 
 local out = {}
-local i = 13
-while i <= #ARGV do
-  local etype, eid, id, ts_s, host = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  local stream_json, tl_json, n = ARGV[i + 5], ARGV[i + 6], tonumber(ARGV[i + 7])
+for _, ev in ipairs(cmsgpack.unpack(ARGV[13])) do
+  local etype, eid, id, ts_s, host = ev[1], ev[2], ev[3], ev[4], ev[5]
+  local stream_json, tl_json = ev[6], ev[7]
   local fields = {}
-  for j = i + 8, i + 7 + 2 * n, 2 do fields[ARGV[j]] = ARGV[j + 1] end
-  i = i + 8 + 2 * n
+  for j = 8, #ev, 2 do fields[ev[j]] = ev[j + 1] end
   local applied
   if KIND[etype] or etype == 'task-progress' then
     applied = id ~= '' and apply_task(etype, eid, id, ts_s, host, tl_json, fields)

@@ -43,6 +43,7 @@ _TIMELINE_FIELDS: Final = (
     "expired", "signum", "requeue",
 )
 TIMELINE_EXCEPTION_MAX: Final = 200
+_PACK: Final = msgspec.msgpack.Encoder().encode
 # Keys rebuild must keep: the stream itself and what the broker poller owns.
 _KEEP_ON_REBUILD: Final = ("events", "queues", "collector:")
 
@@ -60,47 +61,35 @@ def _number(value: float | int) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def _task_fields(event: Event, out: list[str]) -> int:
-    n = 0
+def _task_fields(event: Event, out: list[str]) -> None:
     for name in _TASK_TEXT:
         value = getattr(event, name)
         if value:
             out += (name, value)
-            n += 1
     if event.retries:
         out += ("retries", str(event.retries))
-        n += 1
     for name in _TASK_NUMBERS:
         value = getattr(event, name)
         if value is not None:
             out += (name, _number(value))
-            n += 1
     for name in _TASK_FLAGS:
         if getattr(event, name):
             out += (name, "1")
-            n += 1
-    return n
 
 
-def _worker_fields(event: Event, out: list[str]) -> int:
-    n = 0
+def _worker_fields(event: Event, out: list[str]) -> None:
     for name in _WORKER_TEXT:
         value = getattr(event, name)
         if value:
             out += (name, value)
-            n += 1
     for name in _WORKER_NUMBERS:
         value = getattr(event, name)
         if value is not None:
             out += (name, _number(value))
-            n += 1
     if event.loadavg:
         out += ("loadavg", orjson.dumps(event.loadavg).decode())
-        n += 1
     if event.pid:
         out += ("pid", str(event.pid))
-        n += 1
-    return n
 
 
 def timeline_json(event: Event) -> str:
@@ -117,18 +106,21 @@ def timeline_json(event: Event) -> str:
     return orjson.dumps(entry).decode()
 
 
-def event_argv(event: Event, out: list[str], with_stream: bool) -> None:
-    """Append one event in the script's layout: type id uuid ts host stream tl n fields..."""
+def event_row(event: Event, with_stream: bool) -> list[str]:
+    """One event in the script's layout: type id uuid ts host stream timeline fields...
+
+    All strings: Redis's cmsgpack does not read MessagePack's bin type."""
     is_task = event.type in TASK_EVENT_KINDS or event.type == TASK_PROGRESS
-    stream = EVENT_ENCODER.encode(event).decode() if with_stream else ""
-    head = [
-        event.type, event.id, event.uuid, repr(float(event.timestamp)), event.hostname, stream,
-        timeline_json(event) if is_task else "", "",
+    row: list[str] = [
+        event.type, event.id, event.uuid, repr(float(event.timestamp)), event.hostname,
+        EVENT_ENCODER.encode(event).decode() if with_stream else "",
+        timeline_json(event) if is_task else "",
     ]
-    at = len(out) + 7
-    out += head
-    count = _task_fields(event, out) if is_task else _worker_fields(event, out)
-    out[at] = str(count)
+    if is_task:
+        _task_fields(event, row)
+    else:
+        _worker_fields(event, row)
+    return row
 
 
 class EventStore:
@@ -153,10 +145,9 @@ class EventStore:
         rebuild) and fold them into the projections, atomically."""
         if not events:
             return ApplyResult(applied=(), duplicates=0)
-        argv = list(self._config)
+        argv: list[str | bytes] = list(self._config)
         argv[1] = "1" if append else "0"
-        for event in events:
-            event_argv(event, argv, append)
+        argv.append(_PACK([event_row(event, append) for event in events]))
         flags = await self._script(keys=[self.keys.events], args=argv)
         if isinstance(flags, bytes):
             flags = flags.decode()
