@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-import uuid
 from collections.abc import Sequence
 
 import redis.asyncio as aioredis
@@ -21,10 +20,13 @@ from event_collector.keys import Keys
 def audit_event(
     actor: str, action: str, task_id: str = "", name: str = "", detail: str = ""
 ) -> Event:
+    now_ns = time.time_ns()
+    # Unique without a urandom call per event (it shows in enqueue profiles): one action on one
+    # task at one nanosecond happens once.
     return Event(
-        id=f"audit-{uuid.uuid4().hex}",
+        id=f"audit-{action}-{task_id}-{now_ns}",
         type=AUDIT_EVENT,
-        timestamp=time.time(),
+        timestamp=now_ns / 1e9,
         hostname=f"producer-api@{socket.gethostname()}",
         pid=os.getpid(),
         uuid=task_id,
