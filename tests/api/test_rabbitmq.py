@@ -1,0 +1,91 @@
+"""On RabbitMQ the API declares priority queues as the worker does and maps levels upwards.
+
+A private queue name (from a test catalog) keeps this off the shared broker's real queues.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from kombu import Connection
+
+from producer_api.config import PACKAGED_CATALOG
+from tests.api.conftest import ApiClient, make_tokens
+from tests.services import RedisServer, ServiceProcess, free_port, taskpulse_env, wait_until
+
+RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672//"
+
+
+def rabbitmq_running() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5672), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+pytestmark = [
+    pytest.mark.rabbitmq,
+    pytest.mark.skipif(not rabbitmq_running(), reason="no RabbitMQ on 127.0.0.1:5672"),
+]
+
+
+@pytest.fixture(scope="module")
+def rabbit_api(api_redis: RedisServer, tmp_path_factory) -> Iterator[tuple[ApiClient, str]]:
+    queue = f"taskpulse-api-test-{uuid.uuid4().hex[:8]}"
+    workdir = tmp_path_factory.mktemp("rabbit")
+    catalog = json.loads(PACKAGED_CATALOG.read_text())
+    catalog["queues"] = [queue]
+    catalog["tasks"] = [dict(t, queue=queue) for t in catalog["tasks"]
+                        if t["name"] == "demo.test_task"]
+    (workdir / "catalog.json").write_text(json.dumps(catalog))
+    tokens = make_tokens(workdir / "tokens.json")
+    port = free_port()
+    env = taskpulse_env(
+        api_redis, workdir, TASKPULSE_API_PORT=str(port), TASKPULSE_API_HOST="127.0.0.1",
+        TASKPULSE_API_TOKENS_FILE=str(workdir / "tokens.json"),
+        TASKPULSE_BROKER_URL=RABBITMQ_URL, TASKPULSE_CATALOG_FILE=str(workdir / "catalog.json"),
+    )
+    proc = ServiceProcess([sys.executable, "-m", "producer_api"], env, workdir / "api.log")
+    base = f"http://127.0.0.1:{port}"
+    api = ApiClient(base, tokens)
+    wait_until(lambda: _answers(api), timeout=30, what="API on RabbitMQ")
+    yield api, queue
+    proc.stop()
+    with Connection(RABBITMQ_URL) as conn:
+        conn.default_channel.queue_delete(queue)
+
+
+def _answers(api: ApiClient) -> bool:
+    try:
+        return api.get("/healthz", role=None).status_code == 200
+    except OSError:
+        return False
+
+
+def test_levels_become_amqp_priorities_on_a_priority_queue(rabbit_api) -> None:
+    api, queue = rabbit_api
+    assert api.get("/readyz", role=None).json()["broker"] is True
+    sent = {}
+    for level in ("low", "critical"):
+        r = api.post("/api/v1/tasks", json={"name": "demo.test_task", "priority": level})
+        assert r.status_code == 202, r.text
+        sent[r.json()["id"]] = level
+    received = {}
+    with Connection(RABBITMQ_URL) as conn:
+        channel = conn.default_channel
+
+        def drained() -> bool:
+            # basic_get, not a consumer: nothing is re-declared with other arguments.
+            message = channel.basic_get(queue, no_ack=True)
+            if message is not None:
+                received[message.headers["id"]] = message.properties["priority"]
+            return len(received) == len(sent)
+
+        wait_until(drained, timeout=10, what="both messages on the queue")
+    assert {sent[i]: p for i, p in received.items()} == {"low": 1, "critical": 4}
