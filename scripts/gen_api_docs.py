@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import tempfile
 from pathlib import Path
@@ -25,6 +26,7 @@ def openapi() -> dict[str, Any]:
     from producer_api.config import ApiSettings
     from producer_api.openapi import build_openapi
 
+    logging.getLogger("producer_api").setLevel(logging.ERROR)  # "no tokens" is expected here
     with tempfile.TemporaryDirectory() as tmp:  # no tokens needed to describe the API
         return build_openapi(create_app(ApiSettings(tokens_file=f"{tmp}/tokens.json")))
 
