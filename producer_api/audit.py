@@ -6,6 +6,7 @@ They go to ``P events`` in the collector's own format (field ``e`` = an encoded 
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -15,6 +16,8 @@ import redis.asyncio as aioredis
 
 from event_collector.events import AUDIT_EVENT, EVENT_ENCODER, Event
 from event_collector.keys import Keys
+
+log = logging.getLogger("producer_api.audit")
 
 
 def audit_event(
@@ -38,6 +41,13 @@ def audit_event(
 
 
 async def append_audit(redis: aioredis.Redis, keys: Keys, events: Sequence[Event]) -> None:
+    """Record rare control actions (revoke, retry, tokens, schedules), and log them too.
+
+    Enqueues are recorded in bulk by the publisher instead, and not logged one by one.
+    """
+    for event in events:
+        log.info("%s by %s: %s %s %s", event.action, event.actor, event.name, event.uuid,
+                 event.detail[:200])
     async with redis.pipeline(transaction=False) as pipe:
         for event in events:
             pipe.xadd(keys.events, {"e": EVENT_ENCODER.encode(event)})
