@@ -41,9 +41,9 @@ def audit_event(
 
 
 async def append_audit(redis: aioredis.Redis, keys: Keys, events: Sequence[Event]) -> None:
-    """Record rare control actions (revoke, retry, tokens, schedules), and log them too.
+    """Record rare control actions (revoke, tokens, schedules), and log them too.
 
-    Enqueues are recorded in bulk by the publisher instead, and not logged one by one.
+    Enqueues and retries are recorded in bulk by the publisher instead, unlogged.
     """
     for event in events:
         log.info("%s by %s: %s %s %s", event.action, event.actor, event.name, event.uuid,
