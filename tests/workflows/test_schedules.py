@@ -64,10 +64,13 @@ def test_a_schedule_added_through_the_api_fires_on_the_worker_and_stops_when_pau
     paused = stack.call("PATCH", f"/schedules/{name}", "admin", json={"enabled": False})
     assert paused.status_code == 200
     assert "next_run_at" not in paused.json()
-    time.sleep(1.5)  # a run already sent before the pause may still be executing
-    settled = len(stack.demo_runs(message))
+    time.sleep(1.5)  # a tick that began before the pause may still send once
+    sent = stack.call("GET", f"/schedules/{name}", "viewer").json()["total_run_count"]
+    wait_until(lambda: len(stack.demo_runs(message)) == sent, timeout=10,
+               what="the runs sent before the pause")  # fmt: skip
     time.sleep(3 * INTERVAL)
-    assert len(stack.demo_runs(message)) == settled
+    assert len(stack.demo_runs(message)) == sent
+    assert stack.call("GET", f"/schedules/{name}", "viewer").json()["total_run_count"] == sent
 
     # Resuming skips the missed runs: the next one is a whole interval away, counts are kept.
     resumed = stack.call("PATCH", f"/schedules/{name}", "admin", json={"enabled": True}).json()
@@ -80,10 +83,10 @@ def test_a_schedule_added_through_the_api_fires_on_the_worker_and_stops_when_pau
 def test_a_standby_beat_takes_over_when_the_active_one_is_killed_without_double_runs(
     stack: Stack, beat: ServiceProcess
 ) -> None:
+    name, message = f"takeover-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
     standby = stack.beat("standby")
     try:
         standby.wait_for_log("standing by", timeout=30)
-        name, message = f"takeover-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
         stack.call("POST", "/schedules", "admin", json=schedule_body(name, message))
         wait_until(lambda: len(sends(beat, name)) >= 2, timeout=10, what="active beat sending")
         assert sends(standby, name) == []
@@ -97,13 +100,17 @@ def test_a_standby_beat_takes_over_when_the_active_one_is_killed_without_double_
         stack.call("DELETE", f"/schedules/{name}", "admin")
 
     active, taken_over = sends(beat, name), sends(standby, name)
-    assert max(active) < killed_at <= min(taken_over)
+    context = f"active sent {active}, standby sent {taken_over}, killed at {killed_at}"
+    assert max(active) < killed_at <= min(taken_over), context
     times = sorted(active + taken_over)
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert min(gaps) >= INTERVAL - 0.5, f"two sends {min(gaps):.2f}s apart: a double run"
-    # Every send ran exactly once on the worker.
-    wait_until(lambda: len(stack.demo_runs(message)) == len(times), timeout=10,
-               what="each send run once")  # fmt: skip
+    assert min(gaps) >= INTERVAL - 0.5, f"two sends {min(gaps):.2f}s apart: {context}"
+    # Each send ran once on the worker. The kill may cut one send between its log line and
+    # publishing it (at most once, never twice), so one run may be missing, none extra.
+    wait_until(lambda: len(stack.demo_runs(message)) >= len(times) - 1, timeout=10,
+               what="the sends running")  # fmt: skip
+    time.sleep(1)
+    assert len(stack.demo_runs(message)) <= len(times), context
 
 
 def test_static_entries_are_seeded_once_and_runtime_edits_survive_a_beat_restart(
