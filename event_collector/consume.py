@@ -11,7 +11,10 @@ acks: messages are acknowledged only after the batch holding them is written, so
 lost while the collector is down or restarting.
 
 A reader yields *bodies*: the JSON of one Celery event, or of a list of them (``task.multi``,
-sent by prefork workers that buffer task events). ``unwrap`` turns a raw message into its body.
+sent by prefork workers that buffer task events). The Redis reader unwraps kombu's envelope in its
+thread (same CPU either side of the GIL, but a waiting body takes half the memory of its
+envelope); an envelope it cannot read is passed on as ``BAD_ENVELOPE`` + a prefix of it, so the
+decoder counts it as invalid like any other bad event.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from typing import Final
 
 import hiredis
@@ -35,6 +37,7 @@ import redis
 log = logging.getLogger("taskpulse.collector.consume")
 
 EVENT_EXCHANGE: Final = "celeryev"
+BAD_ENVELOPE: Final = b"\x00"  # never the first byte of JSON
 READ_CHUNK: Final = 1 << 20
 
 
@@ -125,8 +128,14 @@ def unwrap_kombu_redis(raw: bytes) -> bytes:
     return body.encode() if isinstance(body, str) else orjson.dumps(body)
 
 
-def _plain(raw: bytes) -> bytes:
-    return raw
+def unwrap_all(raws: list[bytes]) -> list[bytes]:
+    out = []
+    for raw in raws:
+        try:
+            out.append(unwrap_kombu_redis(raw))
+        except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError):
+            out.append(BAD_ENVELOPE + raw[:200])
+    return out
 
 
 class RedisFanoutReader:
@@ -137,7 +146,6 @@ class RedisFanoutReader:
         params = redis.connection.parse_url(broker_url)
         self.pattern = f"/{params.get('db', 0)}.{EVENT_EXCHANGE}/*"
         self.status = ReaderStatus(source=f"redis PSUBSCRIBE {self.pattern}")
-        self.unwrap: Callable[[bytes], bytes] = unwrap_kombu_redis
         self._backoff = Backoff(maximum=reconnect_max)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -204,7 +212,7 @@ class RedisFanoutReader:
             reader.feed(data)
             messages = self._drain(reader)
             if messages:
-                buffer.put(messages, self._stop)
+                buffer.put(unwrap_all(messages), self._stop)
 
     def _drain(self, reader: hiredis.Reader) -> list[bytes]:
         messages: list[bytes] = []
@@ -245,7 +253,6 @@ class AmqpQueueReader:
         self.max_length = max_length
         self.prefetch = prefetch
         self.status = ReaderStatus(source=f"amqp queue {queue}")
-        self.unwrap: Callable[[bytes], bytes] = _plain
         self._backoff = Backoff(maximum=reconnect_max)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -305,7 +312,8 @@ class AmqpQueueReader:
 
         def on_message(message) -> None:  # type: ignore[no-untyped-def]
             self._tags.append(message.delivery_tag)
-            pending.append(message.body)
+            body = message.body  # py-amqp hands over str for text content types
+            pending.append(body.encode() if isinstance(body, str) else body)
 
         channel.basic_consume(self.queue_name, callback=on_message, no_ack=False)
         self.status.connected, self.status.since = True, time.time()

@@ -2,7 +2,7 @@
 
 Two tasks joined by a short queue, so decoding the next batch overlaps the Lua call of the
 previous one (Redis runs the script on its own core):
-- ``decode``: takes everything the reader buffered, unwraps and parses it, normalizes each event
+- ``decode``: takes every body the reader buffered, parses it, normalizes each event
   (invalid ones are counted, logged and skipped), and cuts batches at ``batch_size`` events or
   ``batch_interval`` seconds after the batch's first event, whichever comes first;
 - ``write``: applies each batch in one script call, retrying the *same* batch with backoff
@@ -16,14 +16,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Final, Protocol
 
 import msgspec
 import orjson
 import redis
 
-from event_collector.consume import Backoff, RawBuffer
+from event_collector.consume import BAD_ENVELOPE, Backoff, RawBuffer
 from event_collector.events import Event
 from event_collector.metrics import CollectorMetrics
 from event_collector.normalize import InvalidEvent, normalize
@@ -36,8 +36,6 @@ STORE_ERRORS: Final = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoad
 
 
 class Source(Protocol):
-    unwrap: Callable[[bytes], bytes]
-
     def done(self, messages: int) -> None: ...
 
 
@@ -128,10 +126,13 @@ class Pipeline:
         await asyncio.sleep(0)  # let the writer start on it while we decode the next one
 
     def decode(self, raw: bytes) -> Iterable[Event]:
-        """One raw broker message -> its valid events (a ``task.multi`` body holds a list)."""
+        """One message body -> its valid events (a ``task.multi`` body holds a list)."""
+        if raw.startswith(BAD_ENVELOPE):
+            self._invalid("bad_envelope", ValueError(raw[1:80]))
+            return ()
         try:
-            body = orjson.loads(self.source.unwrap(raw))
-        except (orjson.JSONDecodeError, ValueError, KeyError, TypeError) as exc:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
             self._invalid("bad_json", exc)
             return ()
         items = body if isinstance(body, list) else (body,)

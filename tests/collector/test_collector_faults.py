@@ -82,6 +82,7 @@ def test_malformed_events_are_counted_and_skipped_while_good_ones_flow(
     bad = [
         b"not json at all",
         b'{"body": "!!!not base64!!!", "properties": {"body_encoding": "base64"}}',
+        kombu_envelope(b"{not json", "task.started"),
         kombu_envelope(b'{"type": "task-exploded", "timestamp": 1.0}', "task.exploded"),
         kombu_envelope(json.dumps({"type": "task-started", "timestamp": now}).encode(),
                        "task.started"),
@@ -103,7 +104,7 @@ def test_malformed_events_are_counted_and_skipped_while_good_ones_flow(
         timeout=5, what="every malformed event counted",
     )
     text = http_get(env, "/metrics")[1]
-    for reason in ("bad_json", "unknown_type", "missing_uuid", "bad_timestamp",
+    for reason in ("bad_envelope", "bad_json", "unknown_type", "missing_uuid", "bad_timestamp",
                    "not_an_object"):
         assert metric_sum(text, "taskpulse_events_invalid_total", reason=reason) >= 1, reason
     assert collector.process.poll() is None
