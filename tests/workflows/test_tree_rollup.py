@@ -37,3 +37,13 @@ def test_one_failed_task_fails_the_workflow_and_names_the_task() -> None:
 def test_a_task_whose_parent_is_unknown_is_kept_under_the_root() -> None:
     tree = build_tree("a", [node("a", "SUCCESS"), node("z", "SUCCESS", "expired-parent")])
     assert [c.id for c in tree.root.children] == ["z"]
+
+
+def test_a_revoked_task_fails_the_workflow_too() -> None:
+    tree = build_tree("a", [node("a", "SUCCESS"), node("b", "REVOKED", "a")])
+    assert (tree.state, tree.failed_nodes) == ("failed", ["b"])
+
+
+def test_a_workflow_with_tasks_still_running_is_running() -> None:
+    tree = build_tree("g", [node("x", "SUCCESS"), node("y", "RECEIVED")])
+    assert tree.state == "running"
