@@ -72,7 +72,7 @@ class Stack:
             argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         self.processes.append((label, process))
-        say(f"started {label:<10} pid {process.pid:<7} log {log_path.relative_to(ROOT)}")
+        say(f"started {label:<10} pid {process.pid:<7} log {log_path}")
         return process
 
     def check_alive(self) -> None:
@@ -126,7 +126,7 @@ def provide_redis(stack: Stack, env: dict[str, str]) -> str:
         if time.monotonic() > deadline:
             raise SystemExit(f"redis-server did not answer on port {port}")
         time.sleep(0.1)
-    say(f"local Redis on {url} (append-only file in {data_dir.relative_to(ROOT)})")
+    say(f"local Redis on {url} (append-only file in {data_dir})")
     return url
 
 
@@ -271,8 +271,8 @@ def main() -> int:
         stack.start("collector", [PYTHON, "-m", "event_collector"], env)
         stack.start("worker", [PYTHON, "-m", "celery", "-A", "worker", "worker", "-E",
                                "-Q", QUEUES, "-l", "INFO", "-n", "demo@%h"], env)
-        stack.start("beat", [PYTHON, "-m", "celery", "-A", "worker", "beat", "-l", "INFO",
-                             "-s", str(args.run_dir / "celerybeat-schedule")], env)
+        # The schedule lives in Redis (worker.dynamic_schedule), so beat needs no local file.
+        stack.start("beat", [PYTHON, "-m", "celery", "-A", "worker", "beat", "-l", "INFO"], env)
         stack.start("api", [PYTHON, "-m", "producer_api"], env)
         api_url = f"http://127.0.0.1:{api_port}"
         wait_for_http(f"{api_url}/healthz", stack)
