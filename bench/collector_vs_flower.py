@@ -33,7 +33,7 @@ from bench.publisher import EventSource, Message, db_of, publish
 from tests.services import RedisServer
 
 PREENCODE_MAX_TASKS = 200_000
-QUICK = {"sizes": "2000,10000", "burst_tasks": 10_000, "lag_tasks": 1000, "lag_rate": 500}
+QUICK = {"sizes": "10000,50000", "burst_tasks": 50_000, "lag_tasks": 2000, "lag_rate": 1000}
 FULL = {"sizes": "10000,100000,1000000", "burst_tasks": 100_000, "lag_tasks": 5000,
         "lag_rate": 1000}
 
