@@ -71,7 +71,7 @@ def sustained(
                 "tasks": size, "published": published, "processed": drain.final,
                 "events_per_s": drain.final / busy_seconds,
                 "events_per_cpu_s": drain.final / max(consumer.cpu() - cpu_start, 1e-9),
-                "rss_mb": consumer.rss(),
+                "rss_mb": consumer.rss(), "cpu_s": consumer.cpu_parts(),
                 "store_bytes_per_task": None if store is None else store / size,
                 "load": harness.load_note(),
             }

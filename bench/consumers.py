@@ -26,6 +26,7 @@ class Consumer(Protocol):
     def count(self) -> int: ...
     def rss(self) -> float: ...
     def cpu(self) -> float: ...
+    def cpu_parts(self) -> dict[str, float]: ...
     def store_bytes(self) -> int | None: ...
     def stop(self) -> None: ...
 
@@ -53,6 +54,9 @@ class FlowerConsumer:
 
     def cpu(self) -> float:
         return harness.cpu_seconds(self.flower.pid)
+
+    def cpu_parts(self) -> dict[str, float]:
+        return {"flower": self.cpu()}
 
     def store_bytes(self) -> int | None:
         return None  # everything lives in the process heap, which rss() measures
@@ -95,7 +99,11 @@ class TaskpulseConsumer:
 
     def cpu(self) -> float:
         """The collector's CPU plus its store's: the Lua projections run inside redis-server."""
-        return harness.cpu_seconds(self.proc.process.pid) + harness.cpu_seconds(self.store_pid)
+        return sum(self.cpu_parts().values())
+
+    def cpu_parts(self) -> dict[str, float]:
+        return {"collector": harness.cpu_seconds(self.proc.process.pid),
+                "store_redis": harness.cpu_seconds(self.store_pid)}
 
     def store_bytes(self) -> int | None:
         return harness.used_memory(self.store) - self.baseline_bytes
