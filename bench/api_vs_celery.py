@@ -63,7 +63,8 @@ class Api:
         }
         self.proc = ServiceProcess([sys.executable, "-m", "producer_api"], env,
                                    workdir / "api.log")
-        wait_until(self._healthy, timeout=60, what="producer_api /healthz")
+        harness.ensure_ready(self.proc, lambda: wait_until(self._healthy, timeout=60,
+                                                           what="producer_api /healthz"))
 
     @property
     def base(self) -> str:

@@ -17,11 +17,14 @@ Measures, for each consumer against its own private broker redis-server:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import redis
 
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -42,45 +45,49 @@ def sustained(
     make: Callable[[RedisServer], Consumer], workdir: Path, sizes: list[int], window: int,
     chunk: int,
 ) -> dict:
-    broker = harness.start_redis(workdir, "broker")
-    consumer = make(broker)
-    client = broker.client()
-    source = EventSource(db_of(broker.url(0)))
+    with contextlib.ExitStack() as stack:  # whatever started is stopped, even on failure
+        broker = harness.start_redis(workdir, "broker")
+        stack.callback(broker.stop)
+        consumer = make(broker)
+        stack.callback(consumer.stop)
+        return _sustained(consumer, broker.client(), db_of(broker.url(0)), sizes, window, chunk)
+
+
+def _sustained(
+    consumer: Consumer, client: redis.Redis, db: int, sizes: list[int], window: int, chunk: int
+) -> dict:
+    source = EventSource(db)
     result = {"consumer": consumer.name, "rss_start_mb": consumer.rss(), "checkpoints": []}
     published, busy_seconds, cpu_start = 0, 0.0, consumer.cpu()
-    try:
-        for size in sizes:
-            started = 0.0  # set at the first PUBLISH: pre-encoding is not the consumer's time
-            next_note = time.perf_counter() + 10
-            for messages in _chunks(source, size, chunk, PREENCODE_MAX_TASKS):
-                started = started or time.perf_counter()
-                while published - consumer.count() > window:
-                    time.sleep(consumer.poll_interval)
-                published += publish(client, messages).events
-                if time.perf_counter() > next_note:
-                    progress(f"{consumer.name}: {published:,} events published toward "
-                             f"{size * 4:,}, {harness.load_note()}")
-                    next_note = time.perf_counter() + 10
-            drain = harness.wait_for_count(
-                consumer.count, published, started, label=f"{consumer.name} sustained {size:,}",
-                interval=consumer.poll_interval, max_seconds=3600,
-            )
-            busy_seconds += drain.seconds
-            store = consumer.store_bytes()
-            point = {
-                "tasks": size, "published": published, "processed": drain.final,
-                "events_per_s": drain.final / busy_seconds,
-                "events_per_cpu_s": drain.final / max(consumer.cpu() - cpu_start, 1e-9),
-                "rss_mb": consumer.rss(), "cpu_s": consumer.cpu_parts(),
-                "store_bytes_per_task": None if store is None else store / size,
-                "load": harness.load_note(),
-            }
-            result["checkpoints"].append(point)
-            progress(f"{consumer.name} @ {size:,} tasks: {point['events_per_s']:,.0f} ev/s, "
-                     f"RSS {point['rss_mb']:.0f} MiB, {harness.load_note()}")
-    finally:
-        consumer.stop()
-        broker.stop()
+    for size in sizes:
+        started = 0.0  # set at the first PUBLISH: pre-encoding is not the consumer's time
+        next_note = time.perf_counter() + 10
+        for messages in _chunks(source, size, chunk, PREENCODE_MAX_TASKS):
+            started = started or time.perf_counter()
+            while published - consumer.count() > window:
+                time.sleep(consumer.poll_interval)
+            published += publish(client, messages).events
+            if time.perf_counter() > next_note:
+                progress(f"{consumer.name}: {published:,} events published toward "
+                         f"{size * 4:,}, {harness.load_note()}")
+                next_note = time.perf_counter() + 10
+        drain = harness.wait_for_count(
+            consumer.count, published, started, label=f"{consumer.name} sustained {size:,}",
+            interval=consumer.poll_interval, max_seconds=3600,
+        )
+        busy_seconds += drain.seconds
+        store = consumer.store_bytes()
+        point = {
+            "tasks": size, "published": published, "processed": drain.final,
+            "events_per_s": drain.final / busy_seconds,
+            "events_per_cpu_s": drain.final / max(consumer.cpu() - cpu_start, 1e-9),
+            "rss_mb": consumer.rss(), "cpu_s": consumer.cpu_parts(),
+            "store_bytes_per_task": None if store is None else store / size,
+            "load": harness.load_note(),
+        }
+        result["checkpoints"].append(point)
+        progress(f"{consumer.name} @ {size:,} tasks: {point['events_per_s']:,.0f} ev/s, "
+                 f"RSS {point['rss_mb']:.0f} MiB, {harness.load_note()}")
     return result
 
 
@@ -103,9 +110,11 @@ def _chunks(
 def burst(
     make: Callable[[RedisServer], Consumer], workdir: Path, tasks: int, rate: float
 ) -> dict:
-    broker = harness.start_redis(workdir, "broker-burst")
-    consumer = make(broker)
-    try:
+    with contextlib.ExitStack() as stack:  # whatever started is stopped, even on failure
+        broker = harness.start_redis(workdir, "broker-burst")
+        stack.callback(broker.stop)
+        consumer = make(broker)
+        stack.callback(consumer.stop)
         source = EventSource(db_of(broker.url(0)), events_per_second=rate)
         messages = source.encode(tasks)  # pre-encoded: the publisher must not be the bottleneck
         progress(f"{consumer.name} burst: publishing {tasks * 4:,} events at {rate:,.0f}/s")
@@ -128,9 +137,6 @@ def burst(
             "disconnected_for_output_buffer": log.count("output buffer limits"),
             "load": harness.load_note(),
         }
-    finally:
-        consumer.stop()
-        broker.stop()
 
 
 def rows_for(results: dict, args: argparse.Namespace) -> list[Row]:

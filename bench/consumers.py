@@ -44,7 +44,7 @@ class FlowerConsumer:
 
     def __init__(self, broker: RedisServer, log_dir: Path, max_tasks: int) -> None:
         self.flower = harness.Flower(broker.url(0), log_dir / "flower.log", max_tasks)
-        wait_subscribed(broker)
+        harness.ensure_ready(self.flower.proc, lambda: wait_subscribed(broker))
 
     def count(self) -> int:
         return self.flower.task_events()
@@ -87,7 +87,7 @@ class TaskpulseConsumer:
         self.proc = ServiceProcess(
             [sys.executable, "-m", "event_collector"], env, log_dir / "collector.log"
         )
-        wait_subscribed(broker)
+        harness.ensure_ready(self.proc, lambda: wait_subscribed(broker))
         self.baseline_bytes = harness.used_memory(self.store)
 
     def count(self) -> int:

@@ -129,6 +129,15 @@ def progress(message: str) -> None:
     print(f"  [{datetime.now(UTC):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
 
 
+def ensure_ready(proc: ServiceProcess, ready: Callable[[], object]) -> None:
+    """Run ``ready``; if it raises, stop ``proc`` first so a failed start leaves no orphan."""
+    try:
+        ready()
+    except BaseException:
+        proc.stop()
+        raise
+
+
 # ---------------------------------------------------------------- Flower, in its own venv
 
 
@@ -165,7 +174,8 @@ class Flower:
             f"--port={self.port}", "--address=127.0.0.1", f"--max_tasks={max_tasks}",
         ]
         self.proc = ServiceProcess(argv, env, log_path)
-        wait_until(self._healthy, timeout=60, what="flower /healthcheck")
+        ensure_ready(self.proc, lambda: wait_until(self._healthy, timeout=60,
+                                                   what="flower /healthcheck"))
 
     @property
     def pid(self) -> int:

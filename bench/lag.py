@@ -12,6 +12,7 @@ where sent/succeeded are the events' own timestamps stored in the record. Same h
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -68,16 +69,19 @@ def _sample(collector: TaskpulseConsumer, ids: list[str], rate: float, timeout: 
 
 
 def run(workdir: Path, store: RedisServer, tasks: int, rate: float, sample: int = 5) -> dict:
-    broker = harness.start_redis(workdir, "broker-lag")
-    store.client().flushall()
-    collector = TaskpulseConsumer(broker, store, workdir)
-    env = {**os.environ, "BENCH_BROKER_URL": broker.url(0), "PYTHONUNBUFFERED": "1"}
-    worker = ServiceProcess(
-        [sys.executable, "-m", "celery", "-A", "bench.lag_app", "worker", "-E", "-c", "2",
-         "-P", "prefork", "--without-mingle", "--without-gossip", "-l", "INFO"],
-        env, workdir / "lag-worker.log",
-    )
-    try:
+    with contextlib.ExitStack() as stack:  # whatever started is stopped, even on failure
+        broker = harness.start_redis(workdir, "broker-lag")
+        stack.callback(broker.stop)
+        store.client().flushall()
+        collector = TaskpulseConsumer(broker, store, workdir)
+        stack.callback(collector.stop)
+        env = {**os.environ, "BENCH_BROKER_URL": broker.url(0), "PYTHONUNBUFFERED": "1"}
+        worker = ServiceProcess(
+            [sys.executable, "-m", "celery", "-A", "bench.lag_app", "worker", "-E", "-c", "2",
+             "-P", "prefork", "--without-mingle", "--without-gossip", "-l", "INFO"],
+            env, workdir / "lag-worker.log",
+        )
+        stack.callback(worker.stop)
         worker.wait_for_log(" ready.", timeout=60)
         run_id = uuid.uuid4().hex[:8]
         producer = ServiceProcess(
@@ -85,11 +89,11 @@ def run(workdir: Path, store: RedisServer, tasks: int, rate: float, sample: int 
              broker.url(0), "--tasks", str(tasks), "--rate", str(rate), "--run", run_id],
             env, workdir / "lag-producer.log",
         )
+        stack.callback(producer.stop)
         progress(f"lag: {tasks:,} tasks at {rate:,.0f}/s through a real worker")
         ids = [f"{run_id}-{i}" for i in range(0, tasks, sample)]
         lags = _sample(collector, ids, rate, timeout=tasks / rate + 60)
         producer.process.wait(timeout=60)
-        producer.stop()
         summary = {"tasks": tasks, "rate": rate, "sampled": len(ids),
                    "missing": lags["missing"], "load": harness.load_note()}
         for key in ("sent", "done"):
@@ -97,10 +101,6 @@ def run(workdir: Path, store: RedisServer, tasks: int, rate: float, sample: int 
             summary[f"{key}_ms"] = {"p50": percentile(values, 50), "p99": percentile(values, 99),
                                     "max": max(values, default=float("nan"))}
         return summary
-    finally:
-        worker.stop()
-        collector.stop()
-        broker.stop()
 
 
 def rows(ours: dict, peer: dict | None) -> list[Row]:
