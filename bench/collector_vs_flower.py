@@ -7,8 +7,8 @@ Measures, for each consumer against its own private broker redis-server:
   drain and record throughput so far, RSS, and (taskpulse) Redis used_memory per task;
 - burst: --burst-tasks tasks (4 events each) pre-encoded and published open-loop at --burst-rate
   events/s; loss = published - folded into the consumer's state once it stops moving;
-- lag (taskpulse, needs the collector): a real ``celery worker -E`` runs --lag-tasks tasks sent at
-  --lag-rate/s; a sampler polls ``tp:task:<id>`` and records event timestamp → visible.
+- lag: a real ``celery worker -E`` runs --lag-tasks tasks sent at --lag-rate/s; a sampler polls
+  ``tp:task:<id>`` (Flower: ``/api/task/info/<id>``) and records event timestamp → visible.
 
     .venv/bin/python bench/collector_vs_flower.py            # quick, ~1-2 min on 2 cores
     .venv/bin/python bench/collector_vs_flower.py --full     # documented targets (long)
@@ -216,6 +216,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="Flower --max_tasks (its default is 100000)")
     parser.add_argument("--lag-tasks", type=int)
     parser.add_argument("--lag-rate", type=float, help="tasks/s sent to the real worker")
+    parser.add_argument("--lag-sample", type=int, default=5,
+                        help="probe every Nth task in the store (one pipelined HMGET per 10 ms)")
+    parser.add_argument("--peer-lag-sample", type=int, default=50,
+                        help="probe every Nth task in Flower: one HTTP request per task per "
+                             "poll, so fewer, to keep the probing from loading Flower")
     parser.add_argument("--skip-flower", action="store_true")
     parser.add_argument("--skip-taskpulse", action="store_true")
     parser.add_argument("--skip-lag", action="store_true")
@@ -263,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                     results["taskpulse"] = run_side("taskpulse", make_ours, workdir, args, sizes)
                     if not args.skip_lag:
                         results["taskpulse"]["lag"] = lag.run(
-                            workdir, store, args.lag_tasks, args.lag_rate)
+                            workdir, make_ours, args.lag_tasks, args.lag_rate, args.lag_sample)
                 finally:
                     store.stop()
             else:
@@ -277,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
                 return FlowerConsumer(broker, workdir, args.flower_max_tasks)
 
             results["flower"] = run_side("flower", make_peer, workdir, args, peer_sizes)
+            if not args.skip_lag:
+                results["flower"]["lag"] = lag.run(
+                    workdir, make_peer, args.lag_tasks, args.lag_rate, args.peer_lag_sample)
     results["load_end"] = harness.load_note()
     rows = rows_for(results, args)
     results["rows"] = harness.rows_json(rows)

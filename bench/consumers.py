@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import urllib.error
 from pathlib import Path
 from typing import Protocol
 
@@ -16,6 +17,8 @@ from bench import harness
 from event_collector.keys import Keys
 from tests.services import RedisServer, ServiceProcess, free_port, wait_until
 
+# What a reader can see of a task right now: (state, sent timestamp, succeeded timestamp).
+Probe = tuple[str | None, float | None, float | None]
 TASK_KINDS = ("SENT", "RECEIVED", "STARTED", "SUCCESS", "FAILURE", "RETRY", "REVOKED", "REJECTED")
 
 
@@ -28,6 +31,7 @@ class Consumer(Protocol):
     def cpu(self) -> float: ...
     def cpu_parts(self) -> dict[str, float]: ...
     def store_bytes(self) -> int | None: ...
+    def probe(self, task_ids: list[str]) -> list[Probe]: ...
     def stop(self) -> None: ...
 
 
@@ -60,6 +64,20 @@ class FlowerConsumer:
 
     def store_bytes(self) -> int | None:
         return None  # everything lives in the process heap, which rss() measures
+
+    def probe(self, task_ids: list[str]) -> list[Probe]:
+        """One ``/api/task/info/<id>`` per task: Flower has no batch lookup."""
+        found: list[Probe] = []
+        for task_id in task_ids:
+            try:
+                info = self.flower.task_info(task_id)
+            except urllib.error.HTTPError as exc:
+                if exc.code != 404:
+                    raise
+                found.append((None, None, None))
+                continue
+            found.append((info.get("state"), info.get("sent"), info.get("succeeded")))
+        return found
 
     def stop(self) -> None:
         self.flower.stop()
@@ -108,11 +126,15 @@ class TaskpulseConsumer:
     def store_bytes(self) -> int | None:
         return harness.used_memory(self.store) - self.baseline_bytes
 
-    def task_fields(self, task_ids: list[str], fields: tuple[str, ...]) -> list[list]:
+    def probe(self, task_ids: list[str]) -> list[Probe]:
+        """The task hashes, read the way the API reads them, in one pipelined round trip."""
         pipe = self.store.pipeline(transaction=False)
         for task_id in task_ids:
-            pipe.hmget(self.keys.task(task_id), fields)
-        return pipe.execute()
+            pipe.hmget(self.keys.task(task_id), ("state", "sent", "succeeded"))
+        return [
+            (state and state.decode(), sent and float(sent), done and float(done))
+            for state, sent, done in pipe.execute()
+        ]
 
     def stop(self) -> None:
         self.proc.stop()

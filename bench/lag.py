@@ -1,10 +1,11 @@
-"""Event → queryable projection lag with a real Celery worker.
+"""Event → queryable state lag with a real Celery worker, for either consumer.
 
 A producer subprocess sends ``--tasks`` tasks at ``--rate``/s with known ids (``<run>-<i>``) to a
-real ``celery -A bench.lag_app worker -E``; the collector folds the events. A sampler polls
-``tp:task:<id>`` (pipelined HMGET every 10 ms) for every ``--sample``-th id and records, the first
-time it sees them, ``now - sent`` (task visible) and ``now - succeeded`` (final state visible),
-where sent/succeeded are the events' own timestamps stored in the record. Same host, same clock.
+real ``celery -A bench.lag_app worker -E``; the consumer folds the events. Every 10 ms a sampler
+probes every ``sample``-th id (taskpulse: pipelined HMGET of ``tp:task:<id>``; Flower: its
+``/api/task/info/<id>``) and records, the first time it sees them, ``now - sent`` (task visible)
+and ``now - succeeded`` (final state visible), where sent/succeeded are the events' own
+timestamps as the consumer stored them. Same host, same clock.
 
     .venv/bin/python bench/lag.py produce --url redis://... --tasks 1000 --rate 500 --run r1
 """
@@ -17,13 +18,14 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import harness
-from bench.consumers import TaskpulseConsumer
+from bench.consumers import Consumer
 from bench.harness import Row, percentile, progress
 from tests.services import REPO_ROOT, RedisServer, ServiceProcess
 
@@ -45,7 +47,7 @@ def produce(url: str, tasks: int, rate: float, run: str) -> None:
     print(f"sent {tasks} in {time.perf_counter() - started:.2f}s", flush=True)
 
 
-def _sample(collector: TaskpulseConsumer, ids: list[str], rate: float, timeout: float) -> dict:
+def _sample(consumer: Consumer, ids: list[str], rate: float, timeout: float) -> dict:
     sent_lag: dict[str, float] = {}
     done_lag: dict[str, float] = {}
     started = time.perf_counter()
@@ -55,26 +57,28 @@ def _sample(collector: TaskpulseConsumer, ids: list[str], rate: float, timeout: 
         # Only ids the producer can have sent by now (plus slack): keeps each poll small.
         horizon = (time.perf_counter() - started) * rate * 1.2 + 50
         active = [t for t in pending if index[t] <= horizon]
-        rows = collector.task_fields(active, ("state", "sent", "succeeded"))
+        seen = consumer.probe(active)
         now = time.time()
-        for task_id, (state, sent, succeeded) in zip(active, rows, strict=True):
+        for task_id, (state, sent, succeeded) in zip(active, seen, strict=True):
             if sent is not None and task_id not in sent_lag:
-                sent_lag[task_id] = now - float(sent)
-            if state == b"SUCCESS" and succeeded is not None:
-                done_lag[task_id] = now - float(succeeded)
+                sent_lag[task_id] = now - sent
+            if state == "SUCCESS" and succeeded is not None:
+                done_lag[task_id] = now - succeeded
         pending = [t for t in pending if t not in done_lag]
         time.sleep(POLL_SECONDS)
     return {"sent": list(sent_lag.values()), "done": list(done_lag.values()),
             "missing": len(pending)}
 
 
-def run(workdir: Path, store: RedisServer, tasks: int, rate: float, sample: int = 5) -> dict:
+def run(
+    workdir: Path, make: Callable[[RedisServer], Consumer], tasks: int, rate: float, sample: int
+) -> dict:
+    """Lag through ``make(broker)``'s consumer, probing every ``sample``-th task."""
     with contextlib.ExitStack() as stack:  # whatever started is stopped, even on failure
         broker = harness.start_redis(workdir, "broker-lag")
         stack.callback(broker.stop)
-        store.client().flushall()
-        collector = TaskpulseConsumer(broker, store, workdir)
-        stack.callback(collector.stop)
+        consumer = make(broker)
+        stack.callback(consumer.stop)
         env = {**os.environ, "BENCH_BROKER_URL": broker.url(0), "PYTHONUNBUFFERED": "1"}
         worker = ServiceProcess(
             [sys.executable, "-m", "celery", "-A", "bench.lag_app", "worker", "-E", "-c", "2",
@@ -90,11 +94,11 @@ def run(workdir: Path, store: RedisServer, tasks: int, rate: float, sample: int 
             env, workdir / "lag-producer.log",
         )
         stack.callback(producer.stop)
-        progress(f"lag: {tasks:,} tasks at {rate:,.0f}/s through a real worker")
+        progress(f"{consumer.name} lag: {tasks:,} tasks at {rate:,.0f}/s through a real worker")
         ids = [f"{run_id}-{i}" for i in range(0, tasks, sample)]
-        lags = _sample(collector, ids, rate, timeout=tasks / rate + 60)
+        lags = _sample(consumer, ids, rate, timeout=tasks / rate + 60)
         producer.process.wait(timeout=60)
-        summary = {"tasks": tasks, "rate": rate, "sampled": len(ids),
+        summary = {"tasks": tasks, "rate": rate, "sampled": len(ids), "sample_every": sample,
                    "missing": lags["missing"], "load": harness.load_note()}
         for key in ("sent", "done"):
             values = [v * 1000 for v in lags[key]]
@@ -104,14 +108,19 @@ def run(workdir: Path, store: RedisServer, tasks: int, rate: float, sample: int 
 
 
 def rows(ours: dict, peer: dict | None) -> list[Row]:
-    del peer  # Flower is not sampled: polling its HTTP API per task would load what we measure
+    def get(side: dict | None, key: str, pct: str) -> float | None:
+        return side[f"{key}_ms"][pct] if side else None
+
     out = []
     for key, label in (("sent", "task visible"), ("done", "final state visible")):
         p99 = ours[f"{key}_ms"]["p99"]
-        out.append(Row(f"lag {label} p50 ms @ {ours['rate']:.0f}/s", ours[f"{key}_ms"]["p50"],
-                       None, "", None, better="lower"))
-        out.append(Row(f"lag {label} p99 ms @ {ours['rate']:.0f}/s", p99, None, "<250",
-                       p99 < 250 and not ours["missing"], better="lower"))
+        out.append(Row(f"lag {label} p50 ms @ {ours['rate']:.0f}/s", get(ours, key, "p50"),
+                       get(peer, key, "p50"), "", None, better="lower"))
+        out.append(Row(f"lag {label} p99 ms @ {ours['rate']:.0f}/s", p99, get(peer, key, "p99"),
+                       "<250", p99 < 250 and not ours["missing"], better="lower"))
+    if peer and peer["missing"]:
+        out.append(Row("lag: probed tasks never seen final", ours["missing"], peer["missing"],
+                       "0", not ours["missing"], better="lower"))
     return out
 
 
