@@ -80,6 +80,7 @@ class Collector:
         log.info("collector %s starting: broker %s, store %s (prefix %r), metrics on %s:%d",
                  self.id, _safe_url(s.broker_url), _safe_url(s.redis_url), s.key_prefix,
                  s.metrics_host, s.metrics_port)
+        await self._tune_store()
         self.reader.start(self.buffer)
         pipeline = asyncio.create_task(self.pipeline.run(), name="pipeline")
         jobs = [asyncio.create_task(job, name=name) for name, job in self._jobs()]
@@ -102,6 +103,23 @@ class Collector:
             log.info("collector stopped: %d events applied, %d duplicates, %d invalid",
                      self.pipeline.stats.applied, self.pipeline.stats.duplicates,
                      self.pipeline.stats.invalid)
+
+    async def _tune_store(self) -> None:
+        """Keep small hashes/zsets in their compact encoding (see ``redis_listpack_value``)."""
+        wanted = self.settings.redis_listpack_value
+        if not wanted:
+            return
+        try:
+            for option in ("zset-max-listpack-value", "hash-max-listpack-value"):
+                current = int((await self.redis.config_get(option)).get(option, 0))
+                if current < wanted:
+                    await self.redis.config_set(option, wanted)
+                    log.info("store: raised %s %d -> %d so task records stay compact"
+                             " (TASKPULSE_REDIS_LISTPACK_VALUE=0 leaves it alone)",
+                             option, current, wanted)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("store: could not tune %s (%s); memory per task will be higher",
+                        "listpack limits", exc)
 
     async def close(self) -> None:
         await self.redis.aclose()

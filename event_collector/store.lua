@@ -30,7 +30,8 @@
 --   Among worker states (RECEIVED, STARTED, RETRY, REJECTED) the latest timestamp wins, ties
 --   broken by STATE_PRECEDENCE. This is Celery's RETRY special case made order-free: a retried
 --   task goes RETRY -> RECEIVED -> STARTED again, and its latest attempt is what it is doing.
---   Hidden ``_sts`` keeps the timestamp of the event that set the state. ``worker`` is the
+--   The event that set the state is always the latest of its kind, so its timestamp is the
+--   kind's timestamp field (received, started, ...): nothing extra is stored. ``worker`` is the
 --   hostname of that event (not for PENDING: task-sent's hostname is the producer's).
 -- * Descriptive fields (name args kwargs queue exchange routing_key priority retries eta expires
 --   parent_id root_id) come from task-sent / task-received: the attempt with the highest
@@ -132,18 +133,21 @@ local function index_keys(t)
   return keys
 end
 
-local READ = { 'state', '_sts', 'first_seen', 'updated', 'name', 'queue', 'worker',
-  'parent_id', 'root_id', 'retries', '_pc', '_dd', '_tlmin', 'failed', 'progress_ts' }
+local READ = { 'state', 'first_seen', 'updated', 'name', 'queue', 'worker', 'parent_id',
+  'root_id', 'retries', '_pc', '_dd', '_tlmin', 'progress_ts', 'sent', 'received', 'started',
+  'succeeded', 'failed', 'retried', 'revoked', 'rejected' }
+-- state -> the hash field with the timestamp of the latest event of the kind that sets it
+local STATE_TS = { PENDING = 'sent', RECEIVED = 'received', STARTED = 'started',
+  SUCCESS = 'succeeded', FAILURE = 'failed', RETRY = 'retried', REVOKED = 'revoked',
+  REJECTED = 'rejected' }
 
 local LOADED = {}
 for _, f in ipairs(READ) do LOADED[f] = true end
 
-local function load_task(tkey, id, kind_ts_field)
-  local fields = { unpack(READ) }
-  if kind_ts_field then fields[#fields + 1] = kind_ts_field end
-  local v = redis.call('HMGET', tkey, unpack(fields))
+local function load_task(tkey, id)
+  local v = redis.call('HMGET', tkey, unpack(READ))
   local t = { id = id }
-  for i, f in ipairs(fields) do
+  for i, f in ipairs(READ) do
     if v[i] then t[f] = v[i] end
   end
   return t
@@ -169,7 +173,7 @@ local function apply_task(etype, eid, id, ts_s, host, tl_json, fields)
   local tkey, tlkey = P .. 'task:' .. id, P .. 'tl:' .. id
   local member = eid .. ' ' .. tl_json
   if redis.call('ZSCORE', tlkey, member) then return false end
-  local t = load_task(tkey, id, kind and KIND_TS[kind])
+  local t = load_task(tkey, id)
   if t._tlmin and ts < tonumber(t._tlmin) then
     -- older than everything kept on a trimmed timeline: seen before unless its id is in _dd
     if not kind or has_eid(t._dd, eid) then return false end
@@ -193,7 +197,7 @@ local function apply_task(etype, eid, id, ts_s, host, tl_json, fields)
       local newer = r > tonumber(t.retries or '-1')
       if newer then hset.retries = tostring(r) end
       for f, v in pairs(fields) do
-        if DESCRIPTIVE[f] and f ~= 'retries' then
+        if DESCRIPTIVE[f] and f ~= 'retries' and not (f == 'root_id' and v == id) then
           if newer or (LOADED[f] and not t[f]) then hset[f] = v
           elseif not LOADED[f] then nx[#nx + 1] = f; nx[#nx + 1] = v end
         end
@@ -208,9 +212,9 @@ local function apply_task(etype, eid, id, ts_s, host, tl_json, fields)
       end
     end
     local state = kind == 'SENT' and 'PENDING' or kind
-    if stronger(state, ts, t.state, tonumber(t._sts or '0')) then
+    local cur_ts = t.state and tonumber(t[STATE_TS[t.state]] or '0')
+    if stronger(state, ts, t.state, cur_ts) then
       hset.state = state
-      hset._sts = ts_s
       if kind ~= 'SENT' and host ~= '' then hset.worker = host end
     end
     -- counters

@@ -75,3 +75,8 @@ def test_kombu_redis_envelope_is_unwrapped() -> None:
     envelope = orjson.dumps({"body": base64.b64encode(body).decode(),
                              "properties": {"body_encoding": "base64"}})
     assert orjson.loads(unwrap_kombu_redis(envelope)) == [RECEIVED, RECEIVED]
+
+
+def test_root_id_equal_to_the_task_itself_is_dropped_and_a_real_root_kept() -> None:
+    assert normalize(RECEIVED).root_id == ""
+    assert normalize({**RECEIVED, "root_id": "t-0"}).root_id == "t-0"
