@@ -18,10 +18,11 @@ Per task (expire together, per-state TTL once the task is finished)
                                   exception traceback parent_id root_id eta expires
                                   progress_current progress_total progress_ts
                                   first_seen (index score) updated (last event timestamp)
+                                  root_id is absent when the task is its own root.
                                   note labels (operator annotations, JSON)
                                   Hidden writer bookkeeping, readers ignore fields starting
-                                  with ``_``: _sts (timestamp of the state-setting event),
-                                  _pc (counter increments waiting for the task's name),
+                                  with ``_``: _pc (counter increments waiting for the
+                                  task's name),
                                   _dd/_tlmin (ids of task-state events trimmed off the timeline
                                   and the oldest kept timestamp, for dedup past the cap).
   P tl:<id>              ZSET     timeline: score = event timestamp, member = ``<eid> <json>``
