@@ -143,5 +143,4 @@ class TaskpulseConsumer:
 
 def collector_ready() -> bool:
     """True once ``python -m event_collector`` exists in this tree (it is built concurrently)."""
-    root = Path(__file__).resolve().parent.parent
-    return (root / "event_collector" / "__main__.py").exists()
+    return (harness.REPO_ROOT / "event_collector" / "__main__.py").exists()

@@ -9,7 +9,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -86,11 +86,10 @@ def percentile(values: list[float], pct: float) -> float:
 
 @dataclass
 class Drain:
-    """How a consumer's processed-event count evolved while we waited for it."""
+    """Where a consumer's processed-event count ended up, and when it last moved."""
 
     final: int
     seconds: float  # from the start mark until the last observed progress
-    samples: list[tuple[float, int]] = field(default_factory=list)
 
 
 def wait_for_count(
@@ -113,7 +112,6 @@ def wait_for_count(
         value = count()
         if on_poll is not None:
             on_poll()
-        drain.samples.append((now - started, value))
         if value != last:
             last, last_change = value, now
             drain.final, drain.seconds = value, now - started
