@@ -161,9 +161,13 @@ class RedisFanoutReader:
         """PUB/SUB has nothing to acknowledge."""
 
     def stop(self) -> None:
+        """Stop reading (what is buffered stays for the pipeline)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+    def close(self) -> None:
+        """After the pipeline flushed: nothing left to acknowledge on PUB/SUB."""
 
     def _run(self, buffer: RawBuffer) -> None:
         while not self._stop.is_set():
@@ -255,6 +259,7 @@ class AmqpQueueReader:
         self.status = ReaderStatus(source=f"amqp queue {queue}")
         self._backoff = Backoff(maximum=reconnect_max)
         self._stop = threading.Event()
+        self._closed = threading.Event()
         self._thread: threading.Thread | None = None
         self._tags: deque[int] = deque()
         self._written = 0
@@ -271,7 +276,13 @@ class AmqpQueueReader:
             self._written += messages
 
     def stop(self) -> None:
+        """Stop taking deliveries; keep acknowledging what the pipeline still writes."""
         self._stop.set()
+
+    def close(self) -> None:
+        """After the pipeline flushed: ack the rest and disconnect (unacked ones come again)."""
+        self._stop.set()
+        self._closed.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
 
@@ -315,7 +326,7 @@ class AmqpQueueReader:
             body = message.body  # py-amqp hands over str for text content types
             pending.append(body.encode() if isinstance(body, str) else body)
 
-        channel.basic_consume(self.queue_name, callback=on_message, no_ack=False)
+        tag = channel.basic_consume(self.queue_name, callback=on_message, no_ack=False)
         self.status.connected, self.status.since = True, time.time()
         self.status.reconnects += 1 if self.status.last_error else 0
         self._backoff.reset()
@@ -327,6 +338,9 @@ class AmqpQueueReader:
             if pending:
                 buffer.put(list(pending), self._stop)
                 pending.clear()
+            self._ack(channel)
+        channel.basic_cancel(tag)
+        while not self._closed.wait(0.05):
             self._ack(channel)
         self._ack(channel)
 

@@ -90,14 +90,16 @@ class Collector:
             )
             if pipeline in done:
                 pipeline.result()  # a crash of the hot path must not go unnoticed
-            log.info("stopping: writing what was already read")
+            # Stop reading first, or a busy channel would never let the buffer drain.
+            log.info("stopping: no more reading; writing what was already read")
+            await asyncio.to_thread(self.reader.stop)
             self.pipeline.stop()
             await pipeline
         finally:
             for job in jobs:
                 job.cancel()
             await asyncio.gather(*jobs, return_exceptions=True)
-            self.reader.stop()
+            await asyncio.to_thread(self.reader.close)
             await runner.cleanup()
             await self.close()
             log.info("collector stopped: %d events applied, %d duplicates, %d invalid",
@@ -185,10 +187,13 @@ class Collector:
                     if failing:
                         log.info("%s recovered", getattr(job, "__qualname__", job))
                     failing = False
-                except (redis.RedisError, OSError) as exc:
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # a periodic job must never stop for good
                     if not failing:
                         log.warning("%s failed: %s: %s", getattr(job, "__qualname__", job),
-                                    type(exc).__name__, exc)
+                                    type(exc).__name__, exc,
+                                    exc_info=not isinstance(exc, redis.RedisError | OSError))
                     failing = True
                 await asyncio.sleep(seconds)
         finally:
