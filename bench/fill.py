@@ -24,6 +24,7 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 from bench import wire
 from bench.harness import progress
 from bench.publisher import make_specs
+from event_collector.config import CollectorSettings
 from event_collector.events import Event
 from event_collector.keys import Keys
 from event_collector.normalize import normalize
@@ -55,6 +56,15 @@ class Filler:
         self.tasks = 0
         self.task_ids: list[str] = []
 
+    async def tune_like_collector(self) -> None:
+        """A running collector raises the store's listpack value limits at start (compact
+        timelines and task hashes); the fill bypasses the collector, so it does the same."""
+        wanted = CollectorSettings().redis_listpack_value
+        for option in ("zset-max-listpack-value", "hash-max-listpack-value"):
+            current = int((await self.store.redis.config_get(option)).get(option, 0))
+            if wanted and current < wanted:
+                await self.store.redis.config_set(option, wanted)
+
     def _events(self, count: int) -> list[Event]:
         specs = make_specs(count, self.tasks)
         self.tasks += count
@@ -66,6 +76,7 @@ class Filler:
 
     async def fill(self, tasks: int, batch_tasks: int = 250, label: str = "fill") -> FillReport:
         """Apply ``tasks`` more tasks; the next batch is built while Redis runs the previous."""
+        await self.tune_like_collector()
         started, events, pending = time.perf_counter(), 0, None
         next_progress = started + 10
         target = self.tasks + tasks
