@@ -26,6 +26,7 @@ import logging
 import random
 import threading
 import time
+import zlib
 from collections import deque
 from typing import Final
 
@@ -38,6 +39,8 @@ log = logging.getLogger("taskpulse.collector.consume")
 
 EVENT_EXCHANGE: Final = "celeryev"
 BAD_ENVELOPE: Final = b"\x00"  # never the first byte of JSON
+_PACK: Final = msgspec.msgpack.Encoder().encode
+_UNPACK: Final = msgspec.msgpack.Decoder(list[bytes]).decode
 READ_CHUNK: Final = 1 << 20
 
 
@@ -71,13 +74,21 @@ class RawBuffer:
     """Bounded hand-off from a reader thread to the event loop, in chunks of messages.
 
     ``put`` blocks the reader while ``max_messages`` are waiting: memory stays bounded and, on
-    RabbitMQ, the broker keeps the rest. ``get`` returns everything waiting at once.
+    RabbitMQ, the broker keeps the rest. Once more than ``pack_after`` messages wait (a burst
+    faster than the store), new chunks are kept zlib-compressed: JSON bodies shrink ~5x, so a
+    backlog of a few hundred thousand events does not blow up the collector's memory. ``get``
+    returns at most about ``take_max`` messages, oldest first.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, max_messages: int) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, max_messages: int, *,
+        pack_after: int = 20_000, take_max: int = 5_000,
+    ) -> None:
         self._loop = loop
         self._max = max_messages
-        self._chunks: deque[list[bytes]] = deque()
+        self._pack_after = pack_after
+        self._take_max = take_max
+        self._chunks: deque[tuple[int, list[bytes] | bytes]] = deque()
         self._count = 0
         self._lock = threading.Lock()
         self._not_full = threading.Condition(self._lock)
@@ -88,10 +99,13 @@ class RawBuffer:
         return self._count
 
     def put(self, messages: list[bytes], stop: threading.Event) -> None:
+        chunk: list[bytes] | bytes = messages
+        if self._count >= self._pack_after and len(messages) >= 16:
+            chunk = zlib.compress(_PACK(messages), 1)  # releases the GIL while it works
         with self._not_full:
             while self._count >= self._max and not stop.is_set():
                 self._not_full.wait(0.2)
-            self._chunks.append(messages)
+            self._chunks.append((len(messages), chunk))
             self._count += len(messages)
             wake = self._waiting
             self._waiting = False
@@ -99,15 +113,11 @@ class RawBuffer:
             self._loop.call_soon_threadsafe(self._ready.set)
 
     async def get(self, wait: float | None = None) -> list[bytes]:
-        """Everything waiting (possibly empty after ``wait`` seconds)."""
+        """The oldest waiting messages (possibly none after ``wait`` seconds)."""
         while True:
             with self._lock:
                 if self._chunks:
-                    out = [m for chunk in self._chunks for m in chunk]
-                    self._chunks.clear()
-                    self._count = 0
-                    self._not_full.notify_all()
-                    return out
+                    return self._take()
                 self._waiting = True
                 self._ready.clear()
             try:
@@ -117,6 +127,15 @@ class RawBuffer:
                     self._waiting = False
                     if not self._chunks:
                         return []
+
+    def _take(self) -> list[bytes]:
+        out: list[bytes] = []
+        while self._chunks and len(out) < self._take_max:
+            n, chunk = self._chunks.popleft()
+            self._count -= n
+            out.extend(chunk if isinstance(chunk, list) else _UNPACK(zlib.decompress(chunk)))
+        self._not_full.notify_all()
+        return out
 
 
 def unwrap_kombu_redis(raw: bytes) -> bytes:
