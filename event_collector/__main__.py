@@ -42,7 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="drop the projections and refold them from the event stream",
         description="Delete every projection key of the prefix (tasks, timelines, indexes,"
         " counters, workers) and fold the stream P events into them again. Stop the collectors"
-        " first: events applied while rebuilding would be counted twice.",
+        " first: an event applied while the old projections are being deleted can be"
+        " miscounted.",
     )
     return parser.parse_args(argv)
 
