@@ -25,6 +25,7 @@ from event_collector.events import (
     Event,
 )
 from event_collector.keys import Keys
+from event_collector.lifecycle import TaskLifecycle, is_forget_event
 
 LUA_SOURCE: Final = resources.files("event_collector").joinpath("store.lua").read_text()
 
@@ -191,12 +192,20 @@ class EventStore:
             start = "(" + last
 
     async def rebuild(self, chunk: int = 2000) -> tuple[int, int]:
-        """Drop the projections and refold them from the stream. Returns (events, applied)."""
+        """Drop the projections and refold them from the stream. Returns (events, applied).
+
+        Tasks an operator forgot (a ``forget`` audit event in the stream) stay forgotten: the
+        stream still holds their events, so each chunk's forgotten ids are forgotten again
+        right after the chunk is folded."""
         await self.drop_projections()
+        lifecycle = TaskLifecycle(self.redis, self.keys)
         seen = applied = 0
         async for events in self.stream_events(chunk):
             folded = [e for e in events if e.type != AUDIT_EVENT]
             seen += len(events)
             result = await self.apply(folded, append=False)
             applied += len(result.applied)
+            for event in events:
+                if is_forget_event(event):
+                    await lifecycle.forget(event.uuid, audit=None, only_finished=False)
         return seen, applied

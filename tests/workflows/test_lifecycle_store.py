@@ -84,6 +84,29 @@ def test_forget_removes_a_task_from_every_index_and_keeps_the_rest_of_its_workfl
     assert b'"action":"forget"' in out["last_event"]
 
 
+async def _rebuild_after_forget(url: str) -> tuple[int, int, list[bytes]]:
+    client = aioredis.Redis.from_url(url)
+    try:
+        store = EventStore(client, KEYS)
+        await store.apply([*finished("gone", 100.0), *finished("kept", 101.0)])
+        await TaskLifecycle(client, KEYS).forget("gone", audit("gone", "forget"))
+        await store.rebuild()
+        return (
+            await client.exists(KEYS.task("gone"), KEYS.timeline("gone")),
+            await client.exists(KEYS.task("kept")),
+            await client.zrange(KEYS.index_all, 0, -1),
+        )
+    finally:
+        await client.aclose()
+
+
+def test_rebuild_keeps_a_forgotten_task_forgotten(clean_redis: RedisServer) -> None:
+    gone, kept, indexed = asyncio.run(_rebuild_after_forget(clean_redis.url(1)))
+    assert gone == 0
+    assert kept == 1
+    assert indexed == [b"kept"]
+
+
 async def _forget_unfinished(url: str) -> tuple[Any, int]:
     client = aioredis.Redis.from_url(url)
     try:
