@@ -36,6 +36,7 @@ DEMO_TASKS: list[dict[str, object]] = [
     {"name": "exports.export_data", "kwargs": {"kind": "bills", "fmt": "csv"}},
     {"name": "maintenance.backup_database"},
     {"name": "demo.long_running_task", "kwargs": {"total": 5, "step_seconds": 0.2}},
+    # Fails on purpose, so the failure shows up in the store, the stats and /metrics.
     {"name": "demo.test_task", "kwargs": {"fail": True}},
 ]
 
@@ -204,7 +205,8 @@ def run_demo(api: Api, stack: Stack, timeout: float = 90) -> bool:
     for name, task_id in sent:
         print(f"    {name:<36} {states.get(task_id, 'UNKNOWN'):<8} {task_id}")
     stats = api.call("GET", "/stats")
-    print("    stats:", json.dumps(stats)[:300])
+    by_state = ", ".join(f"{state} {n}" for state, n in stats["by_state"].items() if n)
+    print(f"    stored: {stats['tasks_stored']} tasks ({by_state})")
     return all(states.get(task_id) in final for _, task_id in sent)
 
 
