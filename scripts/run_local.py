@@ -210,15 +210,26 @@ def run_demo(api: Api, stack: Stack, timeout: float = 90) -> bool:
     return all(states.get(task_id) in final for _, task_id in sent)
 
 
-def start_prometheus(stack: Stack, env: dict[str, str]) -> str | None:
+def start_prometheus(stack: Stack, env: dict[str, str], metrics_port: int,
+                     api_port: int) -> str | None:
     binary = shutil.which("prometheus")
     if binary is None:
         say("--with-prometheus: prometheus is not installed (apt-get install prometheus); skipped")
         return None
+    # The shipped local config scrapes the default ports; point it at the ones this run uses.
+    shipped = ROOT / "deploy" / "prometheus" / "local.yml"
+    config = (
+        shipped.read_text()
+        .replace("127.0.0.1:9808", f"127.0.0.1:{metrics_port}")
+        .replace("127.0.0.1:8080", f"127.0.0.1:{api_port}")
+        .replace("  - alerts.yml", f"  - {shipped.parent / 'alerts.yml'}")
+    )
+    config_path = stack.run_dir / "prometheus.yml"
+    config_path.write_text(config)
     port = pick_port(9090)
     stack.start(
         "prometheus",
-        [binary, f"--config.file={ROOT / 'deploy/prometheus/local.yml'}",
+        [binary, f"--config.file={config_path}",
          f"--storage.tsdb.path={stack.run_dir / 'prometheus'}",
          f"--web.listen-address=127.0.0.1:{port}"],
         env,
@@ -279,7 +290,9 @@ def main() -> int:
         api_url = f"http://127.0.0.1:{api_port}"
         wait_for_http(f"{api_url}/healthz", stack)
         wait_for_http(f"http://127.0.0.1:{metrics_port}/health", stack)
-        prometheus_url = start_prometheus(stack, env) if args.with_prometheus else None
+        prometheus_url = (
+            start_prometheus(stack, env, metrics_port, api_port) if args.with_prometheus else None
+        )
 
         token = create_admin_token(env)
         ok = run_demo(Api(api_url, token), stack)
