@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
@@ -34,6 +33,7 @@ from redis.asyncio import Redis
 
 from event_collector.events import Event
 from event_collector.keys import Keys
+from event_collector.store import TaskFacts
 
 # celery-exporter's default (``--buckets``) is prometheus_client's default.
 RUNTIME_BUCKETS: Final = Histogram.DEFAULT_BUCKETS
@@ -64,42 +64,21 @@ def host_label(hostname: str, node_hostnames: bool = False) -> str:
     return hostname.split("@", 1)[1] or UNKNOWN
 
 
-class _TaskInfo(msgspec.Struct):
-    name: str = ""
-    queue: str = ""
-    sent: float | None = None
-
-
-class TaskInfoCache:
-    """Bounded LRU of task id -> (name, queue, sent time).
-
-    Celery's succeeded/failed/started events carry neither name nor queue; they are learned from
-    the sent/received events of the same task. Bounded so memory stays flat at any task rate.
-    """
-
-    def __init__(self, max_size: int) -> None:
-        self._max_size = max_size
-        self._items: OrderedDict[str, _TaskInfo] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def learn(self, event: Event) -> _TaskInfo:
-        info = self._items.get(event.uuid)
-        if info is None:
-            info = self._items[event.uuid] = _TaskInfo()
-            if len(self._items) > self._max_size:
-                self._items.popitem(last=False)
-        else:
-            self._items.move_to_end(event.uuid)
-        if event.name:
-            info.name = event.name
-        queue = event.queue or event.routing_key
-        if queue:
-            info.queue = queue
-        if event.type == "task-sent":
-            info.sent = event.timestamp
-        return info
+def _batch_facts(known: dict[str, list[Any]], event: Event) -> TaskFacts:
+    """Facts learned from the other events of the same call, for callers without a store
+    reply (tools, tests): name/queue from task-sent/received, sent/started timestamps."""
+    info = known.setdefault(event.uuid, ["", "", None, None])
+    info[0] = event.name or info[0]
+    info[1] = event.queue or event.routing_key or info[1]
+    seconds = None
+    if event.type == "task-sent":
+        info[2] = event.timestamp
+    elif event.type == "task-started":
+        info[3] = event.timestamp
+        seconds = None if info[2] is None else event.timestamp - info[2]
+    elif event.type == "task-failed" and info[3] is not None:
+        seconds = event.timestamp - info[3]
+    return TaskFacts(info[0], info[1], seconds)
 
 
 class WorkerSnapshot(msgspec.Struct, frozen=True):
@@ -207,7 +186,6 @@ class CollectorMetrics:
         *,
         keys: Keys,
         worker_retention_seconds: float = 3600.0,
-        task_cache_size: int = 100_000,
         node_hostnames: bool = False,
         generic_sent_hostname: bool = False,
         runtime_buckets: Sequence[float] = RUNTIME_BUCKETS,
@@ -221,7 +199,6 @@ class CollectorMetrics:
         # Label sets whose counters exist already (bounded by the metrics' own cardinality).
         self._touched: set[tuple[str, str, str]] = set()
         self._children: dict[tuple[str, tuple[str, str, str]], Any] = {}
-        self.tasks = TaskInfoCache(task_cache_size)
         self.store_gauges = StoreGauges(node_hostnames)
         registry.register(self.store_gauges)
         self._counters = {
@@ -264,25 +241,27 @@ class CollectorMetrics:
             registry=registry,
         )
 
-    def remember(self, events: Sequence[Event]) -> None:
-        """Learn task names/queues from events even when another collector applied them first."""
-        for event in events:
-            if event.uuid:
-                self.tasks.learn(event)
-
-    def observe_applied(self, events: Sequence[Event]) -> None:
-        """Count events this collector applied first (never duplicates)."""
+    def observe_applied(
+        self, events: Sequence[Event], facts: Sequence[TaskFacts | None] | None = None
+    ) -> None:
+        """Count events this collector applied first (never duplicates). ``facts`` (parallel to
+        ``events``, from ``ApplyResult``) is what the store knew of each task: its labels even
+        when this collector never saw the task-sent event, so nothing per task is kept here."""
         per_type: dict[str, int] = {}
-        for event in events:
+        known: dict[str, list[Any]] = {}
+        for i, event in enumerate(events):
             per_type[event.type] = per_type.get(event.type, 0) + 1
             if event.type in self._counters and event.uuid:
-                self._observe_task_event(event)
+                fact = facts[i] if facts is not None else None
+                if fact is None:
+                    fact = _batch_facts(known, event)
+                if fact.counted:
+                    self._observe_task_event(event, fact)
         for type_, count in per_type.items():
             self.events.labels(type_).inc(count)
 
-    def _observe_task_event(self, event: Event) -> None:
-        info = self.tasks.learn(event)
-        labels = (info.name or UNKNOWN, self._host(event), info.queue or UNKNOWN)
+    def _observe_task_event(self, event: Event, fact: TaskFacts) -> None:
+        labels = (fact.name or UNKNOWN, self._host(event), fact.queue or UNKNOWN)
         if event.type == "task-failed":
             if labels not in self._touched:
                 self._touch(labels)
@@ -296,7 +275,7 @@ class CollectorMetrics:
             if child is None:
                 child = self._counter_child(event.type, labels)
             child.inc()
-        self._observe_durations(event, info, labels)
+        self._observe_durations(event, fact, labels)
 
     def _counter_child(self, type_: str, labels: tuple[str, str, str]) -> Any:
         if type_ != "task-sent" and labels not in self._touched:
@@ -321,16 +300,19 @@ class CollectorMetrics:
                 counter.labels(*labels)
 
     def _observe_durations(
-        self, event: Event, info: _TaskInfo, labels: tuple[str, str, str]
+        self, event: Event, fact: TaskFacts, labels: tuple[str, str, str]
     ) -> None:
         exemplar = {"task_id": event.uuid}
         if event.type == "task-succeeded" and event.runtime is not None:
             self.runtime.labels(*labels).observe(event.runtime, exemplar=exemplar)
-        elif event.type == "task-failed" and event.runtime is not None:
-            self.failed_runtime.labels(*labels).observe(event.runtime, exemplar=exemplar)
-        elif event.type == "task-started" and info.sent is not None:
+        elif event.type == "task-failed":
+            # Celery's task-failed carries no runtime: the store gives started -> failed.
+            runtime = event.runtime if event.runtime is not None else fact.seconds
+            if runtime is not None:
+                self.failed_runtime.labels(*labels).observe(max(0.0, runtime), exemplar=exemplar)
+        elif event.type == "task-started" and fact.seconds is not None:
             # Clocks of producer and worker differ a little; a negative wait is skew, not data.
-            wait = max(0.0, event.timestamp - info.sent)
+            wait = max(0.0, fact.seconds)
             self.queue_wait.labels(*labels).observe(wait, exemplar=exemplar)
 
     def observe_invalid(self, reason: str) -> None:

@@ -162,10 +162,7 @@ class Pipeline:
     async def _write(self, events: list[Event]) -> None:
         result = await self._apply(events)
         applied = result.applied
-        if len(applied) != len(events):
-            ids = {e.id for e in applied}
-            self.metrics.remember([e for e in events if e.id not in ids])
-        self.metrics.observe_applied(applied)
+        self.metrics.observe_applied(applied, result.facts)
         self.metrics.observe_duplicates(result.duplicates)
         now = time.time()
         self.stats.last_lag = max(0.0, now - max(e.timestamp for e in events))

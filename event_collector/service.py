@@ -170,7 +170,7 @@ class Collector:
     async def _apply_reconciled(self, events: Sequence[Event]) -> ApplyResult:
         """Reconciled outcomes count like events this collector applied first."""
         result = await self.store.apply(events)
-        self.metrics.observe_applied(result.applied)
+        self.metrics.observe_applied(result.applied, result.facts)
         self.metrics.observe_duplicates(result.duplicates)
         return result
 

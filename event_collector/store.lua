@@ -18,7 +18,13 @@
 --          each: type, event id, task uuid (or ""), timestamp, hostname, stream JSON (or ""),
 --          timeline JSON (or ""), then field/value pairs (only the fields the event carries;
 --          ``store.py`` builds them).
--- Returns a string with one char per event: "1" applied here first, "0" duplicate, "-" skipped.
+-- Returns { flags, facts... }. flags has one char per event: "1" applied here first, "2" applied
+-- here first but not counted (a final kind the task already had: a reconciler's synthetic final
+-- event followed by the real one), "0" duplicate, "-" skipped. Then one string per applied
+-- task-state event, in order: "<name>\t<queue>\t<ref>" as the task is known after the event,
+-- ref = the sent timestamp for task-started (queue wait), the started timestamp for task-failed
+-- (its runtime), else "". So metrics labels are exact even on a collector that never saw the
+-- task's task-sent event, and it keeps no per-task memory.
 --
 -- Rules (so any arrival order and any duplication gives the same projection):
 -- * Dedup: a task event is a duplicate when its timeline member ("<eid> <json>") is already in
@@ -40,7 +46,8 @@
 --   requeue / progress_*) come from the latest event of that kind (its kind timestamp field);
 --   a task-retried's exception never replaces a task-failed's.
 -- * Counters: every applied task-state event of kind K counts once under "<name>|K" in
---   cnt:total and the minute/hour/day bucket of its own timestamp. When the name is not known
+--   cnt:total and the minute/hour/day bucket of its own timestamp; a final kind (SUCCESS,
+--   FAILURE, REVOKED) counts at most once per task. When the name is not known
 --   yet, the increment waits in hidden field ``_pc`` ("K@ts;...") and is applied when the
 --   name arrives, so counters are exact in any order.
 -- * Indexes are scored by ``first_seen`` (earliest event timestamp); when an earlier event
@@ -71,6 +78,7 @@ local DESCRIPTIVE = { name = true, args = true, kwargs = true, queue = true, exc
 local BUCKETS = { { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 } }
 local EID_LEN = 12
 
+local facts = {}         -- one string per applied task-state event (see Returns)
 local counters = {}      -- key -> field -> increment, flushed once per batch
 local counter_keys = {}  -- key -> bucket code (for TTL)
 
@@ -180,6 +188,7 @@ local function apply_task(etype, eid, id, ts_s, host, tl_json, fields)
   end
 
   local hset, nx = {}, {}
+  local again = false -- a final kind this task already had: applied, not counted again
   local before = index_keys(t)
   local old_state, old_first = t.state, t.first_seen
   local created = not t.first_seen and not t.updated
@@ -189,6 +198,7 @@ local function apply_task(etype, eid, id, ts_s, host, tl_json, fields)
 
   if kind then
     local kf = KIND_TS[kind]
+    again = FINAL_RANK[kind] ~= nil and t[kf] ~= nil
     local latest_of_kind = not t[kf] or ts >= tonumber(t[kf])
     if latest_of_kind then hset[kf] = ts_s end
     -- descriptive fields: highest retries wins, gaps filled from older attempts
@@ -220,12 +230,12 @@ local function apply_task(etype, eid, id, ts_s, host, tl_json, fields)
     -- counters
     local name = hset.name or t.name
     if name then
-      count(name, kind, ts)
+      if not again then count(name, kind, ts) end
       if t._pc then
         for k, pts in string.gmatch(t._pc, '(%u+)@([^;]+);') do count(name, k, tonumber(pts)) end
         redis.call('HDEL', tkey, '_pc')
       end
-    else
+    elseif not again then
       hset._pc = (t._pc or '') .. kind .. '@' .. ts_s .. ';'
     end
   else -- task-progress
@@ -281,7 +291,13 @@ local function apply_task(etype, eid, id, ts_s, host, tl_json, fields)
     end
   end
   if tl_max > 0 then trim_timeline(tlkey, t) end
-  return true
+  if not kind then return '1' end
+  local ref = ''
+  if kind == 'STARTED' then ref = t.sent or ''
+  elseif kind == 'FAILURE' then ref = t.started or '' end
+  facts[#facts + 1] = (hset.name or t.name or '') .. '\t' ..
+    (hset.queue or t.queue or fields.routing_key or '') .. '\t' .. ref
+  return again and '2' or '1'
 end
 
 local function apply_worker(etype, eid, host, ts_s, fields)
@@ -328,7 +344,7 @@ for _, ev in ipairs(cmsgpack.unpack(ARGV[13])) do
   if applied == nil then
     out[#out + 1] = '-'
   elseif applied then
-    out[#out + 1] = '1'
+    out[#out + 1] = applied == true and '1' or applied
     if do_xadd then
       if maxlen > 0 then
         redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'e', stream_json)
@@ -341,4 +357,5 @@ for _, ev in ipairs(cmsgpack.unpack(ARGV[13])) do
   end
 end
 flush_counters()
-return table.concat(out)
+table.insert(facts, 1, table.concat(out))
+return facts

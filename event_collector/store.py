@@ -49,6 +49,18 @@ _PACK: Final = msgspec.msgpack.Encoder().encode
 _KEEP_ON_REBUILD: Final = ("events", "queues", "collector:")
 
 
+class TaskFacts(msgspec.Struct, frozen=True):
+    """What the store knew about an applied task event's task, for metric labels."""
+
+    name: str
+    queue: str
+    # task-started: seconds since task-sent (queue wait); task-failed: seconds since
+    # task-started (its runtime); None when unknown or for other kinds.
+    seconds: float | None = None
+    # False for a final kind the task already had (counted once per task, see store.lua).
+    counted: bool = True
+
+
 class ApplyResult(msgspec.Struct, frozen=True):
     """Outcome of one ``apply``: which events this call applied first, and how many it dropped."""
 
@@ -56,6 +68,14 @@ class ApplyResult(msgspec.Struct, frozen=True):
     duplicates: int
     # Events without a projection (audit events): neither applied nor duplicate.
     ignored: int = 0
+    # Parallel to ``applied``: the task's facts for task-state events, None for the others.
+    facts: tuple[TaskFacts | None, ...] = ()
+
+
+def _facts(event: Event, raw: bytes, counted: bool) -> TaskFacts:
+    name, queue, ref = raw.decode().split("\t")
+    seconds = event.timestamp - float(ref) if ref else None
+    return TaskFacts(name, queue, seconds, counted)
 
 
 def _number(value: float | int) -> str:
@@ -149,12 +169,21 @@ class EventStore:
         argv: list[str | bytes] = list(self._config)
         argv[1] = "1" if append else "0"
         argv.append(_PACK([event_row(event, append) for event in events]))
-        flags = await self._script(keys=[self.keys.events], args=argv)
-        if isinstance(flags, bytes):
-            flags = flags.decode()
-        applied = tuple(e for e, flag in zip(events, flags, strict=True) if flag == "1")
+        reply = await self._script(keys=[self.keys.events], args=argv)
+        flags = reply[0].decode()
+        raw_facts = iter(reply[1:])
+        applied: list[Event] = []
+        facts: list[TaskFacts | None] = []
+        for event, flag in zip(events, flags, strict=True):
+            if flag == "1" or flag == "2":
+                applied.append(event)
+                facts.append(
+                    _facts(event, next(raw_facts), flag == "1")
+                    if event.type in TASK_EVENT_KINDS else None
+                )
         return ApplyResult(
-            applied=applied, duplicates=flags.count("0"), ignored=flags.count("-")
+            applied=tuple(applied), duplicates=flags.count("0"), ignored=flags.count("-"),
+            facts=tuple(facts),
         )
 
     async def drop_projections(self) -> int:

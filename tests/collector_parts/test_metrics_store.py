@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from event_collector.keys import Keys
 from event_collector.metrics import CollectorMetrics
 from event_collector.store import EventStore
-from tests.collector_parts.events import sent_and_succeeded, worker_event
+from tests.collector_parts.events import sent_and_succeeded, task_event, worker_event
 
 pytestmark = pytest.mark.anyio
 
@@ -125,3 +125,54 @@ async def test_stuck_tasks_reported_by_the_reconciler_are_exported(
     await metrics.refresh(store_redis)  # a refresh keeps the reconciler's figures
     assert gauge(registry, "taskpulse_tasks_stuck") == {
         (("name", "demo.long_running_task"), ("queue_name", "default")): 2.0}
+
+
+def task_samples(registry: CollectorRegistry, name: str) -> dict[frozenset, float]:
+    text = generate_latest(registry).decode()
+    return {
+        frozenset(s.labels.items()): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    }
+
+
+async def test_standby_labels_events_of_a_task_whose_sent_event_it_never_saw(
+    metrics: CollectorMetrics, registry: CollectorRegistry, event_store: EventStore,
+):
+    sent, received, started, _ = sent_and_succeeded("t1", 100.0, name="demo.x", queue="q1")
+    await event_store.apply([sent, received])  # applied by the other collector
+    failed = task_event("failed", "t1", 102.7, exception="KeyError('k')")
+    result = await event_store.apply([started, failed])
+    metrics.observe_applied(result.applied, result.facts)
+    labels = frozenset({("name", "demo.x"), ("hostname", "box"), ("queue_name", "q1")})
+    assert task_samples(registry, "celery_task_started_total")[labels] == 1.0
+    assert task_samples(registry, "celery_task_failed_total")[
+        labels | {("exception", "KeyError")}] == 1.0
+    wait = task_samples(registry, "celery_task_queue_wait_time_sum")[labels]
+    assert wait == pytest.approx(0.2)
+
+
+async def test_failed_runtime_is_measured_from_the_stored_started_timestamp(
+    metrics: CollectorMetrics, registry: CollectorRegistry, event_store: EventStore,
+):
+    sent, received, started, _ = sent_and_succeeded("t1", 100.0, name="demo.x", queue="q1")
+    await event_store.apply([sent, received, started])
+    result = await event_store.apply([task_event("failed", "t1", 102.7, exception="E('x')")])
+    metrics.observe_applied(result.applied, result.facts)
+    labels = frozenset({("name", "demo.x"), ("hostname", "box"), ("queue_name", "q1")})
+    runtime = task_samples(registry, "taskpulse_task_failed_runtime_seconds_sum")[labels]
+    assert runtime == pytest.approx(2.5)
+
+
+async def test_a_final_kind_counts_once_per_task_when_a_synthetic_and_a_real_event_both_arrive(
+    metrics: CollectorMetrics, registry: CollectorRegistry, event_store: EventStore,
+    store_redis: Redis, keys: Keys,
+):
+    events = sent_and_succeeded("t1", 100.0, name="demo.x", queue="q1")
+    synthetic = task_event("succeeded", "t1", 100.4, hostname="reconciler", result="'ok'")
+    for batch in (events[:3], [synthetic], events[3:]):
+        result = await event_store.apply(batch)
+        metrics.observe_applied(result.applied, result.facts)
+    assert await store_redis.hget(keys.counters_total, "demo.x|SUCCESS") == b"1"
+    assert sum(task_samples(registry, "celery_task_succeeded_total").values()) == 1.0

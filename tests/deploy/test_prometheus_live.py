@@ -69,10 +69,7 @@ NOT_SERVED_HERE = {
 }
 # Queries known to be empty on real data because of a defect elsewhere. The test fails once they
 # return data, so the entry cannot outlive the fix.
-KNOWN_EMPTY = {
-    "taskpulse_task_failed_runtime_seconds": "Celery's task-failed event carries no runtime and"
-    " the collector does not derive it from task-started yet, so the histogram is never observed",
-}
+KNOWN_EMPTY: dict[str, str] = {}
 # Celery sends task-rejected only when a task raises celery.exceptions.Reject; no task does.
 NEVER_HAPPENS_HERE = {"celery_task_rejected_total"}
 FAILING_RUNS = 3

@@ -142,12 +142,14 @@ def test_task_ids_appear_as_exemplars_in_openmetrics_not_as_labels():
     assert "4f1c-ok" not in generate_latest(registry).decode()
 
 
-def test_task_cache_stays_bounded():
-    registry = CollectorRegistry()
-    metrics = CollectorMetrics(registry, keys=Keys(), task_cache_size=100)
-    for i in range(1000):
-        metrics.observe_applied(one_task_lifecycle(f"t{i}"))
-    assert len(metrics.tasks) == 100
+def test_metrics_keep_nothing_per_task_between_calls():
+    metrics, registry = new_metrics()
+    metrics.observe_applied(one_task_lifecycle("t1")[:2])
+    metrics.observe_applied(one_task_lifecycle("t1")[2:])
+    # without the store's facts, a later call cannot know t1's name: labels come from the store
+    key = ("celery_task_succeeded_total", frozenset({
+        ("name", "unknown"), ("hostname", "box"), ("queue_name", "unknown")}))
+    assert samples(registry)[key] == 1.0
 
 
 def test_unknown_task_name_gets_a_bounded_placeholder_label():
