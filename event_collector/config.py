@@ -86,8 +86,8 @@ class CollectorSettings(msgspec.Struct, frozen=True):
     queues: str = "default,finance,reports,email"
     collector_id: str = ""
     # Raise the store's zset/hash listpack value limit to this many bytes at start (0 = leave
-    # the server alone): timeline entries are ~90 bytes, and past the default 64 one task's
-    # timeline costs ~1.6 KB instead of ~0.6 KB.
+    # the server alone): a task hash's timeline field (``_tl``) is ~200 bytes for a plain
+    # four-event task, and past the default 64 the hash becomes a hashtable (~2x the memory).
     redis_listpack_value: int = 256
     log_level: str = "INFO"
     stats_interval_seconds: float = 10.0

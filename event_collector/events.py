@@ -23,6 +23,13 @@ TASK_EVENT_KINDS: Final[dict[str, str]] = {
 }
 # Progress carries no state change; it updates the task's progress fields only.
 TASK_PROGRESS: Final = "task-progress"
+# One-character event type codes of the timeline entries in the task hash (keys.py ``_tl``).
+TIMELINE_CODES: Final[dict[str, str]] = {
+    "task-sent": "s", "task-received": "r", "task-started": "b", "task-succeeded": "o",
+    "task-failed": "f", "task-retried": "y", "task-revoked": "v", "task-rejected": "j",
+    TASK_PROGRESS: "p",
+}  # fmt: skip
+TIMELINE_TYPES: Final[dict[str, str]] = {code: type_ for type_, code in TIMELINE_CODES.items()}
 WORKER_EVENT_TYPES: Final = frozenset({"worker-online", "worker-heartbeat", "worker-offline"})
 # Control actions taken through the API (enqueue, revoke, retry, delete), kept for audit.
 AUDIT_EVENT: Final = "taskpulse-audit"

@@ -20,17 +20,22 @@ Per task (expire together, per-state TTL once the task is finished)
                                   first_seen (index score) updated (last event timestamp)
                                   root_id is absent when the task is its own root.
                                   note labels (operator annotations, JSON)
-                                  Hidden writer bookkeeping, readers ignore fields starting
-                                  with ``_``: _pc (counter increments waiting for the
-                                  task's name),
-                                  _dd/_tlmin (ids of task-state events trimmed off the timeline
-                                  and the oldest kept timestamp, for dedup past the cap).
-  P tl:<id>              ZSET     timeline: score = event timestamp, member = ``<eid> <json>``
-                                  where json is the compact entry {type, timestamp, hostname,
-                                  + the event's state fields}; capped at TIMELINE_MAX newest.
-                                  The timeline is also the task's dedup set: an event whose
-                                  member is already there is a duplicate (no separate key, to
-                                  keep memory per task low).
+                                  _tl: the timeline (TIMELINE_FIELD), entries in arrival
+                                  order, each ``\n<eid> <timestamp> <code><hostname>`` plus
+                                  ``\t<json>`` when the event carries small state fields
+                                  (retries runtime exception[:200] progress_* terminated
+                                  expired signum requeue); code = events.TIMELINE_CODES
+                                  (s r b o f y v j p); capped at TIMELINE_MAX newest. It is
+                                  also the task's dedup set: an event whose ``\n<eid> `` is
+                                  there is a duplicate. Kept in the hash, not a key of its own:
+                                  one key per task (memory, EXPIRE calls) and no ZADD per event.
+                                  Other hidden writer bookkeeping (readers ignore fields
+                                  starting with ``_``): _pc (counter increments waiting for
+                                  the task's name), _dd/_tlmin (ids of task-state events
+                                  trimmed off the timeline and the oldest kept timestamp, for
+                                  dedup past the cap).
+  P tl:<id>              ZSET     the timeline of stores written before it moved into the task
+                                  hash; no longer written, still deleted by forget and sweep.
 
 Indexes (score = the task's ``first_seen``: its earliest known event timestamp)
   P idx:all              ZSET     every task id
@@ -88,6 +93,7 @@ from typing import Final
 import msgspec
 
 TIMELINE_MAX: Final = 200
+TIMELINE_FIELD: Final = "_tl"
 WORKER_DEDUP_TTL_SECONDS: Final = 3600
 
 COUNTER_FIELD_SEPARATOR: Final = "|"

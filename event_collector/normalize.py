@@ -102,7 +102,8 @@ def _head(raw: Mapping[str, Any]) -> tuple[str, float, str, int, int]:
     if timestamp is None or not 0 < timestamp < 1e11:
         raise InvalidEvent("bad_timestamp")
     hostname = raw.get("hostname") or ""
-    if not isinstance(hostname, str):
+    # tabs/newlines would break the task hash's timeline entries (keys.py ``_tl``)
+    if not isinstance(hostname, str) or "\n" in hostname or "\t" in hostname:
         raise InvalidEvent("bad_field", "hostname")
     return type_, timestamp, hostname, _int(raw, "pid"), _int(raw, "clock")
 

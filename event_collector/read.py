@@ -15,8 +15,20 @@ import msgspec
 import orjson
 import redis.asyncio as aioredis
 
-from event_collector.events import EVENT_DECODER, STATE_PRECEDENCE, TASK_EVENT_KINDS, Event
-from event_collector.keys import BUCKET_SECONDS, COUNTER_FIELD_SEPARATOR, Keys, bucket_start
+from event_collector.events import (
+    EVENT_DECODER,
+    STATE_PRECEDENCE,
+    TASK_EVENT_KINDS,
+    TIMELINE_TYPES,
+    Event,
+)
+from event_collector.keys import (
+    BUCKET_SECONDS,
+    COUNTER_FIELD_SEPARATOR,
+    TIMELINE_FIELD,
+    Keys,
+    bucket_start,
+)
 from event_collector.records import (
     History,
     HistoryBucket,
@@ -102,8 +114,8 @@ class EventReader:
         return _task_record(task_id, _hash_to_dict(raw)) if raw else None
 
     async def timeline(self, task_id: str) -> list[TimelineEntry]:
-        members = await self.redis.zrange(self.keys.timeline(task_id), 0, -1)
-        return [_timeline_entry(m) for m in members]
+        raw = await self.redis.hget(self.keys.task(task_id), TIMELINE_FIELD)
+        return _timeline(_text(raw)) if raw else []  # type: ignore[arg-type]
 
     async def task_detail(
         self, task_id: str, children_max: int = 100
@@ -111,13 +123,13 @@ class EventReader:
         """Record, timeline and direct children in one round trip."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self.keys.task(task_id))
-            pipe.zrange(self.keys.timeline(task_id), 0, -1)
             pipe.zrange(self.keys.index_children(task_id), 0, children_max - 1)
-            raw, members, children = await pipe.execute()
+            raw, children = await pipe.execute()
         if not raw:
             return None
-        record = _task_record(task_id, _hash_to_dict(raw))
-        return record, [_timeline_entry(m) for m in members], [_text(c) for c in children]
+        fields = _hash_to_dict(raw)
+        timeline = _timeline(fields.pop(TIMELINE_FIELD, ""))
+        return _task_record(task_id, fields), timeline, [_text(c) for c in children]
 
     async def children(self, task_id: str, limit: int = 1000) -> list[str]:
         ids = await self.redis.zrange(self.keys.index_children(task_id), 0, limit - 1)
@@ -375,15 +387,18 @@ def _summary(task_id: str, values: list[bytes | None]) -> TaskSummary | None:
     return msgspec.convert({**fields, "id": task_id}, TaskSummary, strict=False)
 
 
-def _timeline_entry(member: bytes | str) -> TimelineEntry:
-    _, _, payload = _text(member).partition(" ")  # type: ignore[union-attr]
-    data = orjson.loads(payload)
-    return TimelineEntry(
-        type=data.pop("type", ""),
-        timestamp=float(data.pop("timestamp", 0.0)),
-        hostname=data.pop("hostname", None) or None,
-        fields=data,
-    )
+def _timeline(raw: str) -> list[TimelineEntry]:
+    """The task hash's ``_tl`` (keys.py), oldest first (entries are kept in arrival order)."""
+    entries = []
+    for entry in raw.split("\n")[1:]:
+        _eid, stamp, body = entry.split(" ", 2)
+        host, _, extra = body[1:].partition("\t")
+        entries.append(TimelineEntry(
+            type=TIMELINE_TYPES.get(body[:1], ""), timestamp=float(stamp),
+            hostname=host or None, fields=orjson.loads(extra) if extra else {},
+        ))  # fmt: skip
+    entries.sort(key=lambda e: e.timestamp)
+    return entries
 
 
 def _bucket_counts(raw: dict[Any, Any], name: str | None) -> dict[str, int]:

@@ -16,7 +16,8 @@
 -- ARGV[13] the events, one MessagePack array of arrays (one argument per batch: packing
 --          thousands of small arguments costs the client more than the script costs Redis);
 --          each: type, event id, task uuid (or ""), timestamp, hostname, stream JSON (or ""),
---          timeline JSON (or ""), then field/value pairs (only the fields the event carries;
+--          timeline entry body (or "": "<code><hostname>[\t<JSON>]", see keys.py), then
+--          field/value pairs (only the fields the event carries;
 --          ``store.py`` builds them).
 -- Returns { flags, facts... }. flags has one char per event: "1" applied here first, "2" applied
 -- here first but not counted (a final kind the task already had: a reconciler's synthetic final
@@ -27,8 +28,8 @@
 -- task's task-sent event, and it keeps no per-task memory.
 --
 -- Rules (so any arrival order and any duplication gives the same projection):
--- * Dedup: a task event is a duplicate when its timeline member ("<eid> <json>") is already in
---   P tl:<id>. Events trimmed off a capped timeline keep their id in the hidden field ``_dd``
+-- * Dedup: a task event is a duplicate when its id starts a timeline entry ("\n<eid> ") in
+--   the task hash's ``_tl``. Events trimmed off a capped timeline keep their id in ``_dd``
 --   (task-state events only; a trimmed-then-redelivered progress event is ignored, it could
 --   not change the progress anyway). Worker events: SET P wdd:<eid> NX EX.
 -- * State: the state is that of the strongest event under one total order:
@@ -77,6 +78,8 @@ local DESCRIPTIVE = { name = true, args = true, kwargs = true, queue = true, exc
   parent_id = true, root_id = true }
 local BUCKETS = { { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 } }
 local EID_LEN = 12
+local TL_ENTRY_MIN = 6 -- "\n<eid> <ts> <code>...": never shorter
+local TL_PROGRESS = 'p'          -- timeline code of task-progress (store.py TIMELINE_CODES)
 
 local facts = {}         -- one string per applied task-state event (see Returns)
 local counters = {}      -- key -> field -> increment, flushed once per batch
@@ -142,7 +145,7 @@ local function index_keys(t)
 end
 
 local READ = { 'state', 'first_seen', 'updated', 'name', 'queue', 'worker', 'parent_id',
-  'root_id', 'retries', '_pc', '_dd', '_tlmin', 'progress_ts', 'sent', 'received', 'started',
+  'root_id', 'retries', '_pc', '_dd', '_tlmin', '_tl', 'progress_ts', 'sent', 'received', 'started',
   'succeeded', 'failed', 'retried', 'revoked', 'rejected' }
 -- state -> the hash field with the timestamp of the latest event of the kind that sets it
 local STATE_TS = { PENDING = 'sent', RECEIVED = 'received', STARTED = 'started',
@@ -161,27 +164,59 @@ local function load_task(tkey, id)
   return t
 end
 
--- Trim the timeline to its cap, remembering the ids of trimmed task-state events for dedup.
-local function trim_timeline(tlkey, t)
-  local excess = redis.call('ZCARD', tlkey) - tl_max
-  if excess <= 0 then return end
-  local gone = redis.call('ZRANGE', tlkey, 0, excess - 1)
-  local dd = t._dd or ''
-  for _, m in ipairs(gone) do
-    if not string.find(m, '"task-progress"', 1, true) then dd = dd .. string.sub(m, 1, EID_LEN) end
+-- Timeline entries ("\n<eid> <ts> <code>...") of a ``_tl`` value, parsed, in stored order.
+local function tl_entries(tl)
+  local entries = {}
+  for e in string.gmatch(tl, '\n[^\n]+') do
+    local eid, ts_s, code = string.match(e, '^\n([^ ]+) ([^ ]+) (.)')
+    entries[#entries + 1] = { tonumber(ts_s), eid, e, code }
   end
-  redis.call('ZREMRANGEBYRANK', tlkey, 0, excess - 1)
-  local floor = redis.call('ZRANGE', tlkey, 0, 0, 'WITHSCORES')[2]
-  redis.call('HSET', P .. 'task:' .. t.id, '_dd', dd, '_tlmin', floor)
+  return entries
 end
 
-local function apply_task(etype, eid, id, ts_s, host, tl_json, fields)
+-- ``_tl`` with one more entry, kept sorted by (timestamp, event id) so the value does not depend
+-- on arrival order. Events mostly arrive in order: appending is the common case.
+local function tl_insert(t, entry, ts, eid)
+  local tl = t._tl
+  if not tl or ts > tonumber(t.updated) then return (tl or '') .. entry end
+  local entries = tl_entries(tl)
+  entries[#entries + 1] = { ts, eid, entry }
+  table.sort(entries, function(a, b)
+    if a[1] ~= b[1] then return a[1] < b[1] end
+    return a[2] < b[2]
+  end)
+  local out = {}
+  for i, e in ipairs(entries) do out[i] = e[3] end
+  return table.concat(out)
+end
+
+-- Trim the timeline (hset._tl) to its cap, oldest first, remembering the ids of trimmed
+-- task-state events for dedup (_dd) and the oldest kept timestamp (_tlmin).
+local function trim_timeline(hset, t)
+  local tl = hset._tl
+  -- every entry is longer than TL_ENTRY_MIN bytes: short timelines need no counting
+  if #tl <= tl_max * TL_ENTRY_MIN then return end
+  local _, n = string.gsub(tl, '\n', '\n')
+  if n <= tl_max then return end
+  local entries = tl_entries(tl)
+  local excess = #entries - tl_max
+  local dd, kept = t._dd or '', {}
+  for i, e in ipairs(entries) do
+    if i > excess then kept[#kept + 1] = e[3]
+    elseif e[4] ~= TL_PROGRESS then dd = dd .. e[2] end
+  end
+  hset._tl = table.concat(kept)
+  hset._dd = dd
+  hset._tlmin = string.format('%.17g', entries[excess + 1][1])
+end
+
+local function apply_task(etype, eid, id, ts_s, host, tl_entry, fields)
   local ts = tonumber(ts_s)
   local kind = KIND[etype]
-  local tkey, tlkey = P .. 'task:' .. id, P .. 'tl:' .. id
-  local member = eid .. ' ' .. tl_json
-  if redis.call('ZSCORE', tlkey, member) then return false end
+  local tkey = P .. 'task:' .. id
   local t = load_task(tkey, id)
+  local nl_eid = '\n' .. eid .. ' '
+  if t._tl and string.find(t._tl, nl_eid, 1, true) then return false end
   if t._tlmin and ts < tonumber(t._tlmin) then
     -- older than everything kept on a trimmed timeline: seen before unless its id is in _dd
     if not kind or has_eid(t._dd, eid) then return false end
@@ -247,13 +282,15 @@ local function apply_task(etype, eid, id, ts_s, host, tl_json, fields)
     end
   end
 
+  hset._tl = tl_insert(t, nl_eid .. ts_s .. ' ' .. tl_entry, ts, eid)
+  if tl_max > 0 then trim_timeline(hset, t) end
+
   local flat = {}
   for f, v in pairs(hset) do
     flat[#flat + 1] = f
     flat[#flat + 1] = v
   end
 
-  redis.call('ZADD', tlkey, ts_s, member)
   if #flat > 0 then redis.call('HSET', tkey, unpack(flat)) end
   -- same or older attempt: fields we did not load (args, kwargs, ...) only fill gaps
   for j = 1, #nx, 2 do redis.call('HSETNX', tkey, nx[j], nx[j + 1]) end
@@ -278,19 +315,15 @@ local function apply_task(etype, eid, id, ts_s, host, tl_json, fields)
 
   if created and ttl_unfinished > 0 then
     redis.call('EXPIRE', tkey, ttl_unfinished)
-    redis.call('EXPIRE', tlkey, ttl_unfinished)
   end
   if hset.state and hset.state ~= old_state and ttl_final[hset.state] then
     local ttl = ttl_final[hset.state]
     if ttl > 0 then
       redis.call('EXPIRE', tkey, ttl)
-      redis.call('EXPIRE', tlkey, ttl)
     else
       redis.call('PERSIST', tkey)
-      redis.call('PERSIST', tlkey)
     end
   end
-  if tl_max > 0 then trim_timeline(tlkey, t) end
   if not kind then return '1' end
   local ref = ''
   if kind == 'STARTED' then ref = t.sent or ''
@@ -330,12 +363,12 @@ end
 local out = {}
 for _, ev in ipairs(cmsgpack.unpack(ARGV[13])) do
   local etype, eid, id, ts_s, host = ev[1], ev[2], ev[3], ev[4], ev[5]
-  local stream_json, tl_json = ev[6], ev[7]
+  local stream_json, tl_entry = ev[6], ev[7]
   local fields = {}
   for j = 8, #ev, 2 do fields[ev[j]] = ev[j + 1] end
   local applied
   if KIND[etype] or etype == 'task-progress' then
-    applied = id ~= '' and apply_task(etype, eid, id, ts_s, host, tl_json, fields)
+    applied = id ~= '' and apply_task(etype, eid, id, ts_s, host, tl_entry, fields)
   elseif string.sub(etype, 1, 7) == 'worker-' then
     applied = apply_worker(etype, eid, host, ts_s, fields)
   else

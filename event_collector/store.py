@@ -22,6 +22,7 @@ from event_collector.events import (
     EVENT_ENCODER,
     TASK_EVENT_KINDS,
     TASK_PROGRESS,
+    TIMELINE_CODES,
     Event,
 )
 from event_collector.keys import Keys
@@ -113,18 +114,18 @@ def _worker_fields(event: Event, out: list[str]) -> None:
         out += ("pid", str(event.pid))
 
 
-def timeline_json(event: Event) -> str:
-    """The compact timeline entry (keys.py): type, timestamp, hostname + small state fields."""
-    entry: dict[str, object] = {"type": event.type, "timestamp": event.timestamp}
-    if event.hostname:
-        entry["hostname"] = event.hostname
+def timeline_entry(event: Event) -> str:
+    """The timeline entry's body (keys.py ``_tl``): type code, hostname, and the small state
+    fields as JSON after a tab when the event carries any. Id and timestamp are added by Lua."""
+    extra: dict[str, object] = {}
     for name in _TIMELINE_FIELDS:
         value = getattr(event, name)
         if value:
-            entry[name] = value
+            extra[name] = value
     if event.exception:
-        entry["exception"] = event.exception[:TIMELINE_EXCEPTION_MAX]
-    return orjson.dumps(entry).decode()
+        extra["exception"] = event.exception[:TIMELINE_EXCEPTION_MAX]
+    body = TIMELINE_CODES[event.type] + event.hostname
+    return body + "\t" + orjson.dumps(extra).decode() if extra else body
 
 
 def event_row(event: Event, with_stream: bool) -> list[str]:
@@ -135,7 +136,7 @@ def event_row(event: Event, with_stream: bool) -> list[str]:
     row: list[str] = [
         event.type, event.id, event.uuid, repr(float(event.timestamp)), event.hostname,
         EVENT_ENCODER.encode(event).decode() if with_stream else "",
-        timeline_json(event) if is_task else "",
+        timeline_entry(event) if is_task else "",
     ]
     if is_task:
         _task_fields(event, row)

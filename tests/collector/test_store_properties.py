@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from event_collector.events import TASK_EVENT_KINDS, Event
-from event_collector.keys import Keys
+from event_collector.keys import TIMELINE_FIELD, Keys
 from event_collector.normalize import normalize
 from event_collector.store import EventStore
 from tests.collector.conftest import STORE_DB, run, snapshot
@@ -135,4 +135,4 @@ def test_projection_matches_the_lifecycle_in_any_order(
         f"demo.test_task|{kind}": n for kind, n in kinds.items()
     }
     assert store_client.xlen(KEYS.events) == len(events)
-    assert store_client.zcard(KEYS.timeline("t-1")) == len(events)
+    assert store_client.hget(KEYS.task("t-1"), TIMELINE_FIELD).count(b"\n") == len(events)

@@ -152,9 +152,7 @@ def assert_ground_truth(world: World) -> None:
         assert task[b"state"].decode() == FINAL_STATE[outcome], (task_id, outcome, task)
         assert task[b"name"] == NAME.encode()
         assert client.zscore(KEYS.index_state(FINAL_STATE[outcome]), task_id) is not None
-        kinds = Counter(
-            _timeline_kind(member) for member in client.zrange(KEYS.timeline(task_id), 0, -1)
-        )
+        kinds = timeline_kinds(world.server.url(STORE_DB), task_id)
         assert kinds == EXPECTED_KINDS[outcome], (task_id, outcome)
     expected = world.expected_counts()
     totals = {k.decode(): int(v) for k, v in client.hgetall(KEYS.counters_total).items()}
@@ -169,12 +167,18 @@ def assert_ground_truth(world: World) -> None:
     assert {k: v for k, v in history_total.items() if v} == dict(expected)
 
 
-def _timeline_kind(member: bytes) -> str:
-    import orjson
-
+def timeline_kinds(url: str, task_id: str) -> Counter[str]:
+    """The task's timeline as the API reads it, by event kind."""
     from event_collector.events import TASK_EVENT_KINDS
 
-    return TASK_EVENT_KINDS[orjson.loads(member.split(b" ", 1)[1])["type"]]
+    async def read() -> list[Any]:
+        client = aioredis.Redis.from_url(url)
+        try:
+            return await EventReader(client, KEYS).timeline(task_id)
+        finally:
+            await client.aclose()
+
+    return Counter(TASK_EVENT_KINDS[entry.type] for entry in asyncio.run(read()))
 
 
 def metrics_counts(env: dict[str, str]) -> Counter[str]:
