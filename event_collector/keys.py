@@ -6,8 +6,11 @@ except for the audit events the API appends to the stream. ``P`` below is the ke
 exactly as the Celery event carried them.
 
 Source of truth
-  P events               STREAM   one entry per accepted (non-duplicate) event,
-                                  field ``e`` = the normalized ``Event`` as JSON.
+  P events               STREAM   one entry per accepted (non-duplicate) event, field ``e`` =
+                                  the normalized ``Event``: written by the collector as a
+                                  MessagePack array of its fields in declaration order
+                                  (events.py ``encode_stored``), by the API (audit events) as a
+                                  JSON object; ``events.decode_stored`` reads both.
 
 Per task (expire together, per-state TTL once the task is finished)
   P task:<id>            HASH     the task record. Fields (absent when unknown):

@@ -16,11 +16,11 @@ import orjson
 import redis.asyncio as aioredis
 
 from event_collector.events import (
-    EVENT_DECODER,
     STATE_PRECEDENCE,
     TASK_EVENT_KINDS,
     TIMELINE_TYPES,
     Event,
+    decode_stored,
 )
 from event_collector.keys import (
     BUCKET_SECONDS,
@@ -360,7 +360,7 @@ class EventReader:
         for entry_id, fields in reply[0][1]:
             payload = fields.get(b"e", fields.get("e"))
             try:
-                out.append((_text(entry_id), EVENT_DECODER.decode(payload)))  # type: ignore[arg-type]
+                out.append((_text(entry_id), decode_stored(payload)))  # type: ignore[arg-type]
             except (msgspec.DecodeError, TypeError):
                 continue  # an entry we cannot read is skipped, not fatal to every reader
         return out

@@ -15,10 +15,12 @@
 -- ARGV[12] worker-event dedup TTL
 -- ARGV[13] the events, one MessagePack array of arrays (one argument per batch: packing
 --          thousands of small arguments costs the client more than the script costs Redis);
---          each: type, event id, task uuid (or ""), timestamp, hostname, stream JSON (or ""),
+--          each: type, event id, task uuid (or ""), timestamp, hostname, stream entry length,
 --          timeline entry body (or "": "<code><hostname>[\t<JSON>]", see keys.py), then
 --          field/value pairs (only the fields the event carries;
 --          ``store.py`` builds them).
+-- ARGV[14] the stream entries (``e``, binary MessagePack) of the events, concatenated in order;
+--          each event's length is in its row ("0" and ARGV[14] empty when not appending).
 -- Returns { flags, facts... }. flags has one char per event: "1" applied here first, "2" applied
 -- here first but not counted (a final kind the task already had: a reconciler's synthetic final
 -- event followed by the real one), "0" duplicate, "-" skipped. Then one string per applied
@@ -85,17 +87,27 @@ local facts = {}         -- one string per applied task-state event (see Returns
 local counters = {}      -- key -> field -> increment, flushed once per batch
 local counter_keys = {}  -- key -> bucket code (for TTL)
 
+local bucket_keys = {}   -- minute -> the four counter keys an event of that minute counts in
+
+local function add(key, code, field)
+  local c = counters[key]
+  if not c then c = {}; counters[key] = c; counter_keys[key] = code end
+  c[field] = (c[field] or 0) + 1
+end
+
 local function count(name, kind, ts)
   local field = name .. '|' .. kind
-  local function add(key, code)
-    local c = counters[key]
-    if not c then c = {}; counters[key] = c; counter_keys[key] = code end
-    c[field] = (c[field] or 0) + 1
+  local minute = math.floor(ts / 60)
+  local ks = bucket_keys[minute]
+  if not ks then
+    ks = { P .. 'cnt:total' }
+    for i, b in ipairs(BUCKETS) do
+      ks[i + 1] = P .. 'cnt:' .. b[1] .. ':' .. string.format('%d', math.floor(ts / b[2]) * b[2])
+    end
+    bucket_keys[minute] = ks
   end
-  add(P .. 'cnt:total', nil)
-  for _, b in ipairs(BUCKETS) do
-    add(P .. 'cnt:' .. b[1] .. ':' .. string.format('%d', math.floor(ts / b[2]) * b[2]), b[1])
-  end
+  add(ks[1], nil, field)
+  for i, b in ipairs(BUCKETS) do add(ks[i + 1], b[1], field) end
 end
 
 local function flush_counters()
@@ -142,6 +154,24 @@ local function index_keys(t)
   if t.parent_id then keys[#keys + 1] = P .. 'idx:children:' .. t.parent_id end
   if t.root_id and t.root_id ~= t.id then keys[#keys + 1] = P .. 'idx:root:' .. t.root_id end
   return keys
+end
+
+-- Move the task's index entries from its view before (t) to after (t + hset) this event.
+local INDEXED = { 'state', 'name', 'queue', 'worker', 'parent_id', 'root_id', 'first_seen' }
+local function update_indexes(t, hset, id)
+  local now = { id = id }
+  for _, f in ipairs(INDEXED) do now[f] = hset[f] or t[f] end
+  local before, after = index_keys(t), index_keys(now)
+  local score, rescored = now.first_seen, now.first_seen ~= t.first_seen
+  local keep, was = {}, {}
+  for _, k in ipairs(after) do keep[k] = true end
+  for _, k in ipairs(before) do
+    was[k] = true
+    if not keep[k] then redis.call('ZREM', k, id) end
+  end
+  for _, k in ipairs(after) do
+    if rescored or not was[k] then redis.call('ZADD', k, score, id) end
+  end
 end
 
 local READ = { 'state', 'first_seen', 'updated', 'name', 'queue', 'worker', 'parent_id',
@@ -224,8 +254,7 @@ local function apply_task(etype, eid, id, ts_s, host, tl_entry, fields)
 
   local hset, nx = {}, {}
   local again = false -- a final kind this task already had: applied, not counted again
-  local before = index_keys(t)
-  local old_state, old_first = t.state, t.first_seen
+  local old_state = t.state
   local created = not t.first_seen and not t.updated
 
   if not t.first_seen or ts < tonumber(t.first_seen) then hset.first_seen = ts_s end
@@ -295,22 +324,9 @@ local function apply_task(etype, eid, id, ts_s, host, tl_entry, fields)
   -- same or older attempt: fields we did not load (args, kwargs, ...) only fill gaps
   for j = 1, #nx, 2 do redis.call('HSETNX', tkey, nx[j], nx[j + 1]) end
 
-  -- indexes: the new view of the task after this event
-  local now = {}
-  for _, f in ipairs(READ) do now[f] = t[f] end
-  for f, v in pairs(hset) do now[f] = v end
-  now.id = id
-  local after = index_keys(now)
-  local score = now.first_seen
-  local keep = {}
-  for _, k in ipairs(after) do keep[k] = true end
-  for _, k in ipairs(before) do
-    if not keep[k] then redis.call('ZREM', k, id) end
-  end
-  local was = {}
-  for _, k in ipairs(before) do was[k] = true end
-  for _, k in ipairs(after) do
-    if not was[k] or score ~= old_first then redis.call('ZADD', k, score, id) end
+  -- indexes, only when a field they depend on changed
+  for _, f in ipairs(INDEXED) do
+    if hset[f] and hset[f] ~= t[f] then update_indexes(t, hset, id); break end
   end
 
   if created and ttl_unfinished > 0 then
@@ -361,9 +377,12 @@ local function apply_worker(etype, eid, host, ts_s, fields)
 end
 
 local out = {}
+local stream_blob, stream_at = ARGV[14], 1
 for _, ev in ipairs(cmsgpack.unpack(ARGV[13])) do
   local etype, eid, id, ts_s, host = ev[1], ev[2], ev[3], ev[4], ev[5]
-  local stream_json, tl_entry = ev[6], ev[7]
+  local stream_len, tl_entry = tonumber(ev[6]), ev[7]
+  local stream_entry = string.sub(stream_blob, stream_at, stream_at + stream_len - 1)
+  stream_at = stream_at + stream_len
   local fields = {}
   for j = 8, #ev, 2 do fields[ev[j]] = ev[j + 1] end
   local applied
@@ -380,9 +399,9 @@ for _, ev in ipairs(cmsgpack.unpack(ARGV[13])) do
     out[#out + 1] = applied == true and '1' or applied
     if do_xadd then
       if maxlen > 0 then
-        redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'e', stream_json)
+        redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'e', stream_entry)
       else
-        redis.call('XADD', KEYS[1], '*', 'e', stream_json)
+        redis.call('XADD', KEYS[1], '*', 'e', stream_entry)
       end
     end
   else

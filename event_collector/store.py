@@ -18,12 +18,12 @@ from redis.asyncio import Redis
 from event_collector.config import Retention
 from event_collector.events import (
     AUDIT_EVENT,
-    EVENT_DECODER,
-    EVENT_ENCODER,
     TASK_EVENT_KINDS,
     TASK_PROGRESS,
     TIMELINE_CODES,
     Event,
+    decode_stored,
+    encode_stored,
 )
 from event_collector.keys import Keys
 from event_collector.lifecycle import TaskLifecycle, is_forget_event
@@ -128,15 +128,15 @@ def timeline_entry(event: Event) -> str:
     return body + "\t" + orjson.dumps(extra).decode() if extra else body
 
 
-def event_row(event: Event, with_stream: bool) -> list[str]:
-    """One event in the script's layout: type id uuid ts host stream timeline fields...
+def event_row(event: Event, stream_bytes: int) -> list[str]:
+    """One event in the script's layout: type id uuid ts host stream-length timeline fields...
 
-    All strings: Redis's cmsgpack does not read MessagePack's bin type."""
+    All strings: Redis's cmsgpack does not read MessagePack's bin type (so the binary stream
+    entries travel in an argument of their own, see ``EventStore.apply``)."""
     is_task = event.type in TASK_EVENT_KINDS or event.type == TASK_PROGRESS
     row: list[str] = [
         event.type, event.id, event.uuid, repr(float(event.timestamp)), event.hostname,
-        EVENT_ENCODER.encode(event).decode() if with_stream else "",
-        timeline_entry(event) if is_task else "",
+        str(stream_bytes), timeline_entry(event) if is_task else "",
     ]
     if is_task:
         _task_fields(event, row)
@@ -169,7 +169,11 @@ class EventStore:
             return ApplyResult(applied=(), duplicates=0)
         argv: list[str | bytes] = list(self._config)
         argv[1] = "1" if append else "0"
-        argv.append(_PACK([event_row(event, append) for event in events]))
+        stored = [encode_stored(event) for event in events] if append else []
+        argv.append(_PACK([
+            event_row(event, len(stored[i]) if append else 0) for i, event in enumerate(events)
+        ]))
+        argv.append(b"".join(stored))
         reply = await self._script(keys=[self.keys.events], args=argv)
         flags = reply[0].decode()
         raw_facts = iter(reply[1:])
@@ -214,7 +218,7 @@ class EventStore:
             for _entry_id, fields in entries:
                 raw = fields.get(b"e")
                 try:
-                    events.append(EVENT_DECODER.decode(raw))
+                    events.append(decode_stored(raw))
                 except (msgspec.DecodeError, TypeError):
                     continue  # an unreadable entry cannot be folded; the rest still can
             yield events

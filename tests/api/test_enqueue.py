@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import msgspec
 import pytest
 import redis
 
+from event_collector.events import decode_stored
 from tests.api.conftest import ApiClient
 from tests.services import RedisServer
 
@@ -104,7 +106,7 @@ def test_batch_with_one_bad_task_sends_nothing(api: ApiClient, api_redis) -> Non
 def test_enqueue_is_recorded_as_an_audit_event_with_the_actor(api: ApiClient, store) -> None:
     r = api.post("/api/v1/tasks", role="operator", json={"name": "demo.test_task"})
     task_id = r.json()["id"]
-    audits = [json.loads(f[b"e"]) for _, f in store.xrange("tp:events")]
+    audits = [msgspec.to_builtins(decode_stored(f[b"e"])) for _, f in store.xrange("tp:events")]
     [audit] = [a for a in audits if a.get("uuid") == task_id]
     assert audit["type"] == "taskpulse-audit"
     assert (audit["actor"], audit["action"]) == ("test-operator", "enqueue")

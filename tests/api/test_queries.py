@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import time
 
+import msgspec
 import pytest
 
+from event_collector.events import decode_stored
 from tests.api.conftest import ApiClient, apply_events, task_event
 from tests.services import RedisServer
 
@@ -160,7 +162,7 @@ def test_revoke_is_accepted_and_audited(api: ApiClient, seeded, store) -> None:
     r = api.post("/api/v1/tasks/task-05/revoke", json={"terminate": True})
     assert r.status_code == 202
     assert r.json() == {"id": "task-05", "terminate": True, "revoked": True}
-    audits = [json.loads(f[b"e"]) for _, f in store.xrange("tp:events")]
+    audits = [msgspec.to_builtins(decode_stored(f[b"e"])) for _, f in store.xrange("tp:events")]
     assert any(a.get("action") == "revoke" and a.get("uuid") == "task-05" for a in audits)
 
 

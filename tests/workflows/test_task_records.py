@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
+import msgspec
+
+from event_collector.events import decode_stored
 from tests.workflows.conftest import Stack
 
 
@@ -59,7 +61,8 @@ def test_forget_leaves_an_audit_event_in_the_stream(stack: Stack) -> None:
     task_id = run_task(stack)
     stack.wait_task(task_id)
     stack.call("DELETE", f"/tasks/{task_id}", "admin")
-    events = [json.loads(f[b"e"]) for _, f in stack.store().xrange("tp:events")]
+    entries = stack.store().xrange("tp:events")
+    events = [msgspec.to_builtins(decode_stored(f[b"e"])) for _, f in entries]
     audits = [e for e in events if e["type"] == "taskpulse-audit" and e.get("uuid") == task_id]
     assert [e["action"] for e in audits if e["action"] == "forget"] == ["forget"]
     assert audits[-1]["actor"] == "test-admin"
