@@ -44,6 +44,7 @@ QUEUE_WAIT_BUCKETS: Final = (
 )
 TASK_LABELS: Final = ("name", "hostname", "queue_name")
 UNKNOWN: Final = "unknown"
+EXEMPLAR_INTERVAL: Final = 1.0
 _EXCEPTION_CLASS = re.compile(r"^([\w.]+)\(")
 # Counter per task event type; names as celery-exporter's (``_total`` is added on exposition).
 _COUNTED_TYPES: Final = (
@@ -199,6 +200,9 @@ class CollectorMetrics:
         # Label sets whose counters exist already (bounded by the metrics' own cardinality).
         self._touched: set[tuple[str, str, str]] = set()
         self._children: dict[tuple[str, tuple[str, str, str]], Any] = {}
+        # (histogram, labels) -> [child, monotonic time the next exemplar may be attached]
+        self._histograms: dict[tuple[Histogram, tuple[str, str, str]], list[Any]] = {}
+        self._host_labels: dict[str, str] = {}
         self.store_gauges = StoreGauges(node_hostnames)
         registry.register(self.store_gauges)
         self._counters = {
@@ -287,7 +291,28 @@ class CollectorMetrics:
         if event.type == "task-sent" and self._generic_sent_hostname:
             # Producers (web pods) often have random hostnames: celery-exporter's option.
             return "generic"
-        return host_label(event.hostname, self._node_hostnames)
+        label = self._host_labels.get(event.hostname)
+        if label is None:  # as many as the hostname label's series: bounded the same way
+            label = self._host_labels[event.hostname] = host_label(
+                event.hostname, self._node_hostnames
+            )
+        return label
+
+    def _observe(
+        self, histogram: Histogram, labels: tuple[str, str, str], value: float, task_id: str
+    ) -> None:
+        """Observe on a cached child; attach a task-id exemplar at most every
+        EXEMPLAR_INTERVAL seconds per series (building and validating one costs more than the
+        observation, and a scrape shows only the latest per bucket anyway)."""
+        entry = self._histograms.get((histogram, labels))
+        if entry is None:
+            entry = self._histograms[(histogram, labels)] = [histogram.labels(*labels), 0.0]
+        now = time.monotonic()
+        if now >= entry[1]:
+            entry[1] = now + EXEMPLAR_INTERVAL
+            entry[0].observe(value, exemplar={"task_id": task_id})
+        else:
+            entry[0].observe(value)
 
     def _touch(self, labels: tuple[str, str, str]) -> None:
         """Create every worker-side counter at 0, as celery-exporter does, so that
@@ -302,18 +327,17 @@ class CollectorMetrics:
     def _observe_durations(
         self, event: Event, fact: TaskFacts, labels: tuple[str, str, str]
     ) -> None:
-        exemplar = {"task_id": event.uuid}
         if event.type == "task-succeeded" and event.runtime is not None:
-            self.runtime.labels(*labels).observe(event.runtime, exemplar=exemplar)
+            self._observe(self.runtime, labels, event.runtime, event.uuid)
         elif event.type == "task-failed":
             # Celery's task-failed carries no runtime: the store gives started -> failed.
             runtime = event.runtime if event.runtime is not None else fact.seconds
             if runtime is not None:
-                self.failed_runtime.labels(*labels).observe(max(0.0, runtime), exemplar=exemplar)
+                self._observe(self.failed_runtime, labels, max(0.0, runtime), event.uuid)
         elif event.type == "task-started" and fact.seconds is not None:
             # Clocks of producer and worker differ a little; a negative wait is skew, not data.
             wait = max(0.0, fact.seconds)
-            self.queue_wait.labels(*labels).observe(wait, exemplar=exemplar)
+            self._observe(self.queue_wait, labels, wait, event.uuid)
 
     def observe_invalid(self, reason: str) -> None:
         self.invalid.labels(reason).inc()

@@ -82,13 +82,6 @@ def _opt_int(raw: Mapping[str, Any], name: str) -> int | None:
     return None if raw.get(name) is None else _int(raw, name)
 
 
-def _root(raw: Mapping[str, Any], uuid: str) -> str:
-    """Celery sets root_id = the task's own id on every top-level task; "" says the same in
-    fewer bytes (each task would store its id twice more: two events and the hash)."""
-    root = _text(raw, "root_id")
-    return "" if root == uuid else root
-
-
 def _head(raw: Mapping[str, Any]) -> tuple[str, float, str, int, int]:
     type_ = raw.get("type")
     if not isinstance(type_, str) or not type_:
@@ -108,29 +101,57 @@ def _head(raw: Mapping[str, Any]) -> tuple[str, float, str, int, int]:
     return type_, timestamp, hostname, _int(raw, "pid"), _int(raw, "clock")
 
 
+# Task event attributes by how they are read; only those an event carries are looked at (an
+# event has ~10 keys, the Event ~25 fields: iterating the event's own keys is the cheap way).
+_TASK_TEXT: Final = frozenset({
+    "name", "args", "kwargs", "queue", "exchange", "routing_key", "eta", "expires", "parent_id",
+    "root_id", "result", "exception", "traceback", "signum",
+})  # fmt: skip
+_TASK_FLAGS: Final = frozenset({"terminated", "expired", "requeue"})
+
+
+def _task_fields(raw: Mapping[str, Any], uuid: str) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in _TASK_TEXT:
+            if value is not None:
+                fields[key] = (
+                    value if isinstance(value, str) else orjson.dumps(value, default=repr).decode()
+                )
+        elif key in _TASK_FLAGS:
+            fields[key] = bool(value)
+    if fields.get("root_id") == uuid:
+        # Celery sets root_id = the task's own id on every top-level task; "" says the same in
+        # fewer bytes (each task would store its id twice more: two events and the hash).
+        del fields["root_id"]
+    if "runtime" in raw:
+        fields["runtime"] = _opt_float(raw, "runtime")
+    if "priority" in raw:
+        fields["priority"] = _opt_int(raw, "priority")
+    if "retries" in raw:
+        fields["retries"] = _int(raw, "retries")
+    return fields
+
+
 def _task_event(raw: Mapping[str, Any], head: tuple[str, float, str, int, int]) -> Event:
     type_, timestamp, hostname, pid, clock = head
     uuid = raw.get("uuid")
     if not isinstance(uuid, str) or not uuid or len(uuid) > 255 or " " in uuid:
         raise InvalidEvent("missing_uuid")
+    fields = _task_fields(raw, uuid)
     progress = raw.get("progress") if type_ == TASK_PROGRESS else None
-    current = _opt_float(raw, "current")
-    total = _opt_float(raw, "total")
     if isinstance(progress, Mapping):  # task-progress may nest {"current", "total"}
-        current, total = _opt_float(progress, "current"), _opt_float(progress, "total")
+        fields["progress_current"] = _opt_float(progress, "current")
+        fields["progress_total"] = _opt_float(progress, "total")
+    else:
+        if "current" in raw:
+            fields["progress_current"] = _opt_float(raw, "current")
+        if "total" in raw:
+            fields["progress_total"] = _opt_float(raw, "total")
     return Event(
         id=event_id(type_, uuid, hostname, pid, clock, timestamp),
         type=type_, timestamp=timestamp, hostname=hostname, pid=pid, clock=clock, uuid=uuid,
-        name=_text(raw, "name"), args=_text(raw, "args"), kwargs=_text(raw, "kwargs"),
-        queue=_text(raw, "queue"), exchange=_text(raw, "exchange"),
-        routing_key=_text(raw, "routing_key"), priority=_opt_int(raw, "priority"),
-        retries=_int(raw, "retries"), eta=_text(raw, "eta"), expires=_text(raw, "expires"),
-        parent_id=_text(raw, "parent_id"), root_id=_root(raw, uuid),
-        result=_text(raw, "result"), runtime=_opt_float(raw, "runtime"),
-        exception=_text(raw, "exception"), traceback=_text(raw, "traceback"),
-        terminated=bool(raw.get("terminated")), expired=bool(raw.get("expired")),
-        signum=_text(raw, "signum"), requeue=bool(raw.get("requeue")),
-        progress_current=current, progress_total=total,
+        **fields,
     )
 
 
