@@ -29,6 +29,9 @@
 -- (its runtime), else "". So metrics labels are exact even on a collector that never saw the
 -- task's task-sent event, and it keeps no per-task memory.
 --
+-- Each task the batch touches is read once (HMGET), folded in memory event by event, and written
+-- once at the end (HSET, index moves, TTL): the result is the same as writing after every event.
+--
 -- Rules (so any arrival order and any duplication gives the same projection):
 -- * Dedup: a task event is a duplicate when its id starts a timeline entry ("\n<eid> ") in
 --   the task hash's ``_tl``. Events trimmed off a capped timeline keep their id in ``_dd``
@@ -156,13 +159,11 @@ local function index_keys(t)
   return keys
 end
 
--- Move the task's index entries from its view before (t) to after (t + hset) this event.
+-- Move the task's index entries from its view before this batch to the one after it.
 local INDEXED = { 'state', 'name', 'queue', 'worker', 'parent_id', 'root_id', 'first_seen' }
-local function update_indexes(t, hset, id)
-  local now = { id = id }
-  for _, f in ipairs(INDEXED) do now[f] = hset[f] or t[f] end
-  local before, after = index_keys(t), index_keys(now)
-  local score, rescored = now.first_seen, now.first_seen ~= t.first_seen
+local function update_indexes(old, now, id)
+  local before, after = index_keys(old), index_keys(now)
+  local score, rescored = now.first_seen, now.first_seen ~= old.first_seen
   local keep, was = {}, {}
   for _, k in ipairs(after) do keep[k] = true end
   for _, k in ipairs(before) do
@@ -174,7 +175,10 @@ local function update_indexes(t, hset, id)
   end
 end
 
-local READ = { 'state', 'first_seen', 'updated', 'name', 'queue', 'worker', 'parent_id',
+-- args/kwargs too: task-received repeats them, and filling a gap from a loaded field folds into
+-- the one HSET instead of an HSETNX call each
+local READ = { 'args', 'kwargs', 'state', 'first_seen', 'updated', 'name', 'queue', 'worker',
+  'parent_id',
   'root_id', 'retries', '_pc', '_dd', '_tlmin', '_tl', 'progress_ts', 'sent', 'received', 'started',
   'succeeded', 'failed', 'retried', 'revoked', 'rejected' }
 -- state -> the hash field with the timestamp of the latest event of the kind that sets it
@@ -240,11 +244,51 @@ local function trim_timeline(hset, t)
   hset._tlmin = string.format('%.17g', entries[excess + 1][1])
 end
 
+-- Tasks touched by this batch: read once, changed in memory event by event, written once at the
+-- end (flush_tasks). A task's events mostly arrive together (a prefork worker flushes
+-- received/started/succeeded in one task.multi), so this saves most HMGET/HSET/index calls.
+local tasks, task_order = {}, {}
+
+local function task_view(id)
+  local c = tasks[id]
+  if not c then
+    local t = load_task(P .. 'task:' .. id, id)
+    local before = { id = id, created = not t.first_seen and not t.updated }
+    for _, f in ipairs(INDEXED) do before[f] = t[f] end
+    c = { t = t, before = before, hset = {}, hdel = {} }
+    tasks[id] = c
+    task_order[#task_order + 1] = id
+  end
+  return c
+end
+
+local function flush_tasks()
+  for _, id in ipairs(task_order) do
+    local c = tasks[id]
+    local t, before, tkey = c.t, c.before, P .. 'task:' .. id
+    local flat, dels = {}, {}
+    for f, v in pairs(c.hset) do flat[#flat + 1] = f; flat[#flat + 1] = v end
+    for f in pairs(c.hdel) do dels[#dels + 1] = f end
+    if #flat > 0 then redis.call('HSET', tkey, unpack(flat)) end
+    if #dels > 0 then redis.call('HDEL', tkey, unpack(dels)) end
+    for _, f in ipairs(INDEXED) do
+      if t[f] ~= before[f] then update_indexes(before, t, id); break end
+    end
+    local ttl = t.state ~= before.state and ttl_final[t.state]
+    if ttl then
+      if ttl > 0 then redis.call('EXPIRE', tkey, ttl) else redis.call('PERSIST', tkey) end
+    elseif before.created and ttl_unfinished > 0 then
+      redis.call('EXPIRE', tkey, ttl_unfinished)
+    end
+  end
+end
+
 local function apply_task(etype, eid, id, ts_s, host, tl_entry, fields)
   local ts = tonumber(ts_s)
   local kind = KIND[etype]
   local tkey = P .. 'task:' .. id
-  local t = load_task(tkey, id)
+  local c = task_view(id)
+  local t = c.t
   local nl_eid = '\n' .. eid .. ' '
   if t._tl and string.find(t._tl, nl_eid, 1, true) then return false end
   if t._tlmin and ts < tonumber(t._tlmin) then
@@ -254,8 +298,6 @@ local function apply_task(etype, eid, id, ts_s, host, tl_entry, fields)
 
   local hset, nx = {}, {}
   local again = false -- a final kind this task already had: applied, not counted again
-  local old_state = t.state
-  local created = not t.first_seen and not t.updated
 
   if not t.first_seen or ts < tonumber(t.first_seen) then hset.first_seen = ts_s end
   if not t.updated or ts > tonumber(t.updated) then hset.updated = ts_s end
@@ -297,7 +339,9 @@ local function apply_task(etype, eid, id, ts_s, host, tl_entry, fields)
       if not again then count(name, kind, ts) end
       if t._pc then
         for k, pts in string.gmatch(t._pc, '(%u+)@([^;]+);') do count(name, k, tonumber(pts)) end
-        redis.call('HDEL', tkey, '_pc')
+        t._pc = nil
+        c.hset._pc = nil
+        c.hdel._pc = true
       end
     elseif not again then
       hset._pc = (t._pc or '') .. kind .. '@' .. ts_s .. ';'
@@ -314,38 +358,25 @@ local function apply_task(etype, eid, id, ts_s, host, tl_entry, fields)
   hset._tl = tl_insert(t, nl_eid .. ts_s .. ' ' .. tl_entry, ts, eid)
   if tl_max > 0 then trim_timeline(hset, t) end
 
-  local flat = {}
-  for f, v in pairs(hset) do
-    flat[#flat + 1] = f
-    flat[#flat + 1] = v
-  end
-
-  if #flat > 0 then redis.call('HSET', tkey, unpack(flat)) end
-  -- same or older attempt: fields we did not load (args, kwargs, ...) only fill gaps
+  -- same or older attempt: fields we did not load (exchange, eta, ...) only fill gaps; a newer
+  -- value pending in c.hset is written after this and wins, as it should
   for j = 1, #nx, 2 do redis.call('HSETNX', tkey, nx[j], nx[j + 1]) end
 
-  -- indexes, only when a field they depend on changed
-  for _, f in ipairs(INDEXED) do
-    if hset[f] and hset[f] ~= t[f] then update_indexes(t, hset, id); break end
+  local fact
+  if kind then
+    local ref = ''
+    if kind == 'STARTED' then ref = t.sent or ''
+    elseif kind == 'FAILURE' then ref = t.started or '' end
+    fact = (hset.name or t.name or '') .. '\t' ..
+      (hset.queue or t.queue or fields.routing_key or '') .. '\t' .. ref
   end
-
-  if created and ttl_unfinished > 0 then
-    redis.call('EXPIRE', tkey, ttl_unfinished)
-  end
-  if hset.state and hset.state ~= old_state and ttl_final[hset.state] then
-    local ttl = ttl_final[hset.state]
-    if ttl > 0 then
-      redis.call('EXPIRE', tkey, ttl)
-    else
-      redis.call('PERSIST', tkey)
-    end
+  for f, v in pairs(hset) do
+    t[f] = v
+    c.hset[f] = v
+    c.hdel[f] = nil
   end
   if not kind then return '1' end
-  local ref = ''
-  if kind == 'STARTED' then ref = t.sent or ''
-  elseif kind == 'FAILURE' then ref = t.started or '' end
-  facts[#facts + 1] = (hset.name or t.name or '') .. '\t' ..
-    (hset.queue or t.queue or fields.routing_key or '') .. '\t' .. ref
+  facts[#facts + 1] = fact
   return again and '2' or '1'
 end
 
@@ -408,6 +439,7 @@ for _, ev in ipairs(cmsgpack.unpack(ARGV[13])) do
     out[#out + 1] = '0'
   end
 end
+flush_tasks()
 flush_counters()
 table.insert(facts, 1, table.concat(out))
 return facts
