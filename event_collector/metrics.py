@@ -252,6 +252,9 @@ class CollectorMetrics:
         ``events``, from ``ApplyResult``) is what the store knew of each task: its labels even
         when this collector never saw the task-sent event, so nothing per task is kept here."""
         per_type: dict[str, int] = {}
+        # counter children -> increments: a batch's events share a few label sets, so each
+        # child's lock is taken once per batch, not once per event
+        increments: dict[Any, int] = {}
         known: dict[str, list[Any]] = {}
         for i, event in enumerate(events):
             per_type[event.type] = per_type.get(event.type, 0) + 1
@@ -260,11 +263,15 @@ class CollectorMetrics:
                 if fact is None:
                     fact = _batch_facts(known, event)
                 if fact.counted:
-                    self._observe_task_event(event, fact)
+                    self._observe_task_event(event, fact, increments)
+        for child, count in increments.items():
+            child.inc(count)
         for type_, count in per_type.items():
             self.events.labels(type_).inc(count)
 
-    def _observe_task_event(self, event: Event, fact: TaskFacts) -> None:
+    def _observe_task_event(
+        self, event: Event, fact: TaskFacts, increments: dict[Any, int]
+    ) -> None:
         labels = (fact.name or UNKNOWN, self._host(event), fact.queue or UNKNOWN)
         if event.type == "task-failed":
             if labels not in self._touched:
@@ -278,7 +285,7 @@ class CollectorMetrics:
             child = self._children.get((event.type, labels))
             if child is None:
                 child = self._counter_child(event.type, labels)
-            child.inc()
+            increments[child] = increments.get(child, 0) + 1
         self._observe_durations(event, fact, labels)
 
     def _counter_child(self, type_: str, labels: tuple[str, str, str]) -> Any:
