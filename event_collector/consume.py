@@ -20,7 +20,7 @@ decoder counts it as invalid like any other bad event.
 from __future__ import annotations
 
 import asyncio
-import base64
+import binascii
 import contextlib
 import logging
 import random
@@ -143,7 +143,8 @@ def unwrap_kombu_redis(raw: bytes) -> bytes:
     envelope = orjson.loads(raw)
     body = envelope["body"]
     if envelope.get("properties", {}).get("body_encoding") == "base64":
-        return base64.b64decode(body)
+        # binascii directly: base64.b64decode's wrapper cost ~half of it per message
+        return binascii.a2b_base64(body)
     return body.encode() if isinstance(body, str) else orjson.dumps(body)
 
 
