@@ -49,7 +49,8 @@ Indexes (score = the task's ``first_seen``: its earliest known event timestamp)
   P idx:children:<id>    ZSET     direct children of a task (by parent_id)
   P idx:root:<id>        ZSET     every task of a workflow (by root_id), except the root itself
 
-Counters (exact: only non-duplicate events count)
+Counters (exact: only non-duplicate events count; a final kind SUCCESS/FAILURE/REVOKED at most
+once per task, so a reconciler's synthetic final event and the late real one count once)
   P cnt:total            HASH     field ``<name>|<KIND>`` -> all-time count
   P cnt:m:<bucket>       HASH     same fields, per minute; bucket = floor(ts / 60) * 60
   P cnt:h:<bucket>       HASH     per hour   (floor(ts / 3600) * 3600)
