@@ -14,6 +14,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -170,3 +172,58 @@ def running(proc: ServiceProcess) -> Iterator[ServiceProcess]:
         yield proc
     finally:
         proc.stop()
+
+
+RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672//"
+
+
+def rabbitmq_running() -> bool:
+    """Whether the machine's RabbitMQ answers; tests marked ``rabbitmq`` skip when it does not."""
+    try:
+        with socket.create_connection(("127.0.0.1", 5672), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def collector_env(env: Mapping[str, str], **extra: str) -> dict[str, str]:
+    """``env`` plus a free metrics port and fast flushing, for one collector subprocess."""
+    return {
+        **env,
+        "TASKPULSE_METRICS_HOST": "127.0.0.1",
+        "TASKPULSE_METRICS_PORT": str(free_port()),
+        "TASKPULSE_BATCH_INTERVAL_MS": "20",
+        "TASKPULSE_STATS_INTERVAL_SECONDS": "1",
+        "TASKPULSE_RECONNECT_MAX_SECONDS": "1",
+        **extra,
+    }
+
+
+def start_collector(
+    env: Mapping[str, str], log_path: Path, *args: str, ready: str = "subscribed to"
+) -> ServiceProcess:
+    """``python -m event_collector`` as a subprocess, waited on until it is subscribed."""
+    proc = ServiceProcess([sys.executable, "-m", "event_collector", *args], env, log_path)
+    if ready:
+        proc.wait_for_log(ready, timeout=30)
+    return proc
+
+
+def start_api(env: Mapping[str, str], log_path: Path) -> tuple[ServiceProcess, str]:
+    """``python -m producer_api`` on a free loopback port; returns it and its base URL."""
+    port = free_port()
+    api_env = {**env, "TASKPULSE_API_PORT": str(port), "TASKPULSE_API_HOST": "127.0.0.1"}
+    proc = ServiceProcess([sys.executable, "-m", "producer_api"], api_env, log_path)
+    base = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if proc.process.poll() is not None:
+            raise RuntimeError(f"API exited early:\n{proc.log()[-3000:]}")
+        try:
+            with urllib.request.urlopen(base + "/healthz", timeout=1) as response:
+                return response.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+
+    wait_until(healthy, timeout=30, what="producer API /healthz")
+    return proc, base

@@ -7,7 +7,6 @@ flush the store without disturbing other areas' fixtures; ``store`` empties db 1
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,8 @@ from event_collector.keys import Keys
 from event_collector.normalize import event_id
 from event_collector.store import EventStore
 from producer_api.auth import TokenStore
-from tests.services import RedisServer, ServiceProcess, free_port, taskpulse_env, wait_until
+from tests.services import RedisServer, ServiceProcess, taskpulse_env
+from tests.services import start_api as start_api_process
 
 ROLES = ("viewer", "operator", "admin")
 STORE_DB = 1
@@ -53,24 +53,10 @@ class ApiClient:
 
 def start_api(redis_server: RedisServer, workdir: Path, tokens_file: Path,
               **extra_env: str) -> tuple[ServiceProcess, str]:
-    port = free_port()
     env = taskpulse_env(
-        redis_server, workdir, TASKPULSE_API_PORT=str(port), TASKPULSE_API_HOST="127.0.0.1",
-        TASKPULSE_API_TOKENS_FILE=str(tokens_file), **extra_env,
+        redis_server, workdir, TASKPULSE_API_TOKENS_FILE=str(tokens_file), **extra_env
     )
-    proc = ServiceProcess([sys.executable, "-m", "producer_api"], env, workdir / "api.log")
-    base = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        if proc.process.poll() is not None:
-            raise RuntimeError(f"API exited early:\n{proc.log()[-3000:]}")
-        try:
-            return requests.get(base + "/healthz", timeout=1).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    wait_until(healthy, timeout=30, what="producer API /healthz")
-    return proc, base
+    return start_api_process(env, workdir / "api.log")
 
 
 def make_tokens(path: Path) -> dict[str, str]:

@@ -6,7 +6,6 @@ A private queue name (from a test catalog) keeps this off the shared broker's re
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import uuid
 from collections.abc import Iterator
@@ -16,18 +15,15 @@ from kombu import Connection
 
 from producer_api.config import PACKAGED_CATALOG
 from tests.api.conftest import ApiClient, make_tokens
-from tests.services import RedisServer, ServiceProcess, free_port, taskpulse_env, wait_until
-
-RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672//"
-
-
-def rabbitmq_running() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5672), timeout=1):
-            return True
-    except OSError:
-        return False
-
+from tests.services import (
+    RABBITMQ_URL,
+    RedisServer,
+    ServiceProcess,
+    free_port,
+    rabbitmq_running,
+    taskpulse_env,
+    wait_until,
+)
 
 pytestmark = [
     pytest.mark.rabbitmq,

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +13,9 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from event_collector.keys import Keys
-from tests.services import RedisServer, ServiceProcess, free_port
+
+# Re-exported: the collector tests import them from here.
+from tests.services import RedisServer, collector_env, start_collector  # noqa: F401
 
 STORE_DB = 1
 
@@ -55,27 +55,6 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
-def start_collector(
-    env: dict[str, str], log_path: Path, *args: str, ready: str = "subscribed to"
-) -> ServiceProcess:
-    """``python -m event_collector`` as a subprocess, waited on until it is subscribed."""
-    proc = ServiceProcess([sys.executable, "-m", "event_collector", *args], env, log_path)
-    if ready:
-        proc.wait_for_log(ready, timeout=30)
-    return proc
-
-
-def collector_env(env: dict[str, str], **extra: str) -> dict[str, str]:
-    """``env`` plus a free metrics port and fast flushing, for one collector subprocess."""
-    return {
-        **env,
-        "TASKPULSE_METRICS_HOST": "127.0.0.1",
-        "TASKPULSE_METRICS_PORT": str(free_port()),
-        "TASKPULSE_BATCH_INTERVAL_MS": "20",
-        "TASKPULSE_STATS_INTERVAL_SECONDS": "1",
-        "TASKPULSE_RECONNECT_MAX_SECONDS": "1",
-        **extra,
-    }
 
 
 def http_get(env: dict[str, str], path: str) -> tuple[int, str]:

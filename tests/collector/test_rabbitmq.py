@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from pathlib import Path
 
@@ -11,18 +10,9 @@ import pytest
 from event_collector.keys import Keys
 from tests.collector.conftest import STORE_DB, collector_env, start_collector
 from tests.collector.test_collector_faults import Publisher
-from tests.services import RedisServer, wait_until
+from tests.services import RABBITMQ_URL, RedisServer, rabbitmq_running, wait_until
 
-RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672//"
 KEYS = Keys()
-
-
-def rabbitmq_running() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5672), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 pytestmark = [

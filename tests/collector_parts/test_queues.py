@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 
@@ -13,11 +12,17 @@ from redis.asyncio import Redis
 
 from event_collector.keys import Keys
 from event_collector.queues import QueuePoller, priority_lists
-from tests.services import RedisServer, celery_worker, free_port, running
+from tests.services import (
+    RABBITMQ_URL,
+    RedisServer,
+    celery_worker,
+    free_port,
+    rabbitmq_running,
+    running,
+)
 
 pytestmark = pytest.mark.anyio
 
-RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672//"
 
 
 @pytest.fixture
@@ -79,16 +84,8 @@ def test_unsupported_broker_is_refused_at_construction(keys: Keys):
         QueuePoller(Redis(), keys, "sqs://", ["default"])
 
 
-def rabbitmq_reachable() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5672), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.mark.rabbitmq
-@pytest.mark.skipif(not rabbitmq_reachable(), reason="no RabbitMQ on 127.0.0.1:5672")
+@pytest.mark.skipif(not rabbitmq_running(), reason="no RabbitMQ on 127.0.0.1:5672")
 async def test_rabbitmq_reports_messages_and_consumers(store_redis: Redis, keys: Keys):
     name = f"taskpulse-test-{uuid.uuid4().hex[:8]}"
     queue = Queue(name, Exchange(name, type="direct"), routing_key=name, auto_delete=False)

@@ -6,33 +6,25 @@ Uses a throw-away queue declared exactly like the worker's, so the shared broker
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 
 import pytest
 from kombu import Connection, Queue
 
+from tests.services import RABBITMQ_URL, rabbitmq_running
 from worker.routing import PRIORITIES, declare_queue
-
-AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
 
 pytestmark = pytest.mark.rabbitmq
 
 
-def rabbitmq_answers() -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(1)
-        return sock.connect_ex(("127.0.0.1", 5672)) == 0
-
-
 @pytest.fixture
 def priority_queue() -> Iterator[tuple[Connection, Queue]]:
-    if not rabbitmq_answers():
+    if not rabbitmq_running():
         pytest.skip("no RabbitMQ on 127.0.0.1:5672")
     # Publisher confirms: publish() returns once the broker has queued the message.
     with Connection(
-        AMQP_URL, connect_timeout=3, transport_options={"confirm_publish": True}
+        RABBITMQ_URL, connect_timeout=3, transport_options={"confirm_publish": True}
     ) as conn:
         queue = declare_queue(f"taskpulse-test-{uuid.uuid4().hex[:8]}", "amqp")(conn.channel())
         queue.declare()

@@ -23,7 +23,9 @@ from tests.services import (
     RedisServer,
     ServiceProcess,
     celery_worker,
-    free_port,
+    collector_env,
+    start_api,
+    start_collector,
     taskpulse_env,
     wait_until,
 )
@@ -78,37 +80,6 @@ class Stack:
         return ServiceProcess(argv, self.env, self.workdir / f"beat-{label}.log")
 
 
-def _start_api(env: dict[str, str], workdir: Path) -> tuple[ServiceProcess, str]:
-    port = free_port()
-    api_env = {**env, "TASKPULSE_API_PORT": str(port), "TASKPULSE_API_HOST": "127.0.0.1"}
-    proc = ServiceProcess([sys.executable, "-m", "producer_api"], api_env, workdir / "api.log")
-    base = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        if proc.process.poll() is not None:
-            raise RuntimeError(f"API exited early:\n{proc.log()[-3000:]}")
-        try:
-            return requests.get(base + "/healthz", timeout=1).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    wait_until(healthy, timeout=30, what="producer API /healthz")
-    return proc, base
-
-
-def _start_collector(env: dict[str, str], workdir: Path) -> ServiceProcess:
-    collector_env = {
-        **env,
-        "TASKPULSE_METRICS_HOST": "127.0.0.1",
-        "TASKPULSE_METRICS_PORT": str(free_port()),
-        "TASKPULSE_BATCH_INTERVAL_MS": "20",
-    }
-    argv = [sys.executable, "-m", "event_collector"]
-    proc = ServiceProcess(argv, collector_env, workdir / "collector.log")
-    proc.wait_for_log("subscribed to", timeout=30)
-    return proc
-
-
 @pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("workflows")
@@ -127,9 +98,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     )  # fmt: skip
     procs: list[ServiceProcess] = []
     try:
-        procs.append(_start_collector(env, workdir))
+        procs.append(start_collector(collector_env(env), workdir / "collector.log"))
         procs.append(celery_worker(env, workdir / "worker.log", concurrency=3))
-        api, base = _start_api(env, workdir)
+        api, base = start_api(env, workdir / "api.log")
         procs.append(api)
         yield Stack(server, env, data_dir, workdir, base, tokens)
     finally:
