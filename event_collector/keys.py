@@ -41,8 +41,13 @@ Per task (expire together, per-state TTL once the task is finished)
                                   hash; no longer written, still deleted by forget and sweep.
 
 Indexes (score = the task's ``first_seen``: its earliest known event timestamp)
-  P idx:all              ZSET     every task id
   P idx:state:<STATE>    ZSET     tasks currently in STATE (moved on every state change)
+  P idx:nostate          ZSET     tasks with no state yet (only a task-progress event seen)
+                                  Every task is in exactly one of these (``Keys.state_indexes``):
+                                  together they are the list of all tasks, so there is no
+                                  ``idx:all`` (one ZADD and ~140 B per task less); readers merge
+                                  them by score. Stores written before keep a stale ``idx:all``
+                                  that the sweep trims by age like any discovered index.
   P idx:name:<name>      ZSET
   P idx:queue:<queue>    ZSET
   P idx:worker:<host>    ZSET
@@ -96,6 +101,8 @@ from typing import Final
 
 import msgspec
 
+from event_collector.events import STATE_PRECEDENCE
+
 TIMELINE_MAX: Final = 200
 TIMELINE_FIELD: Final = "_tl"
 WORKER_DEDUP_TTL_SECONDS: Final = 3600
@@ -124,12 +131,17 @@ class Keys(msgspec.Struct, frozen=True):
     def task_dedup(self, task_id: str) -> str:
         return f"{self.prefix}dd:{task_id}"
 
-    @property
-    def index_all(self) -> str:
-        return f"{self.prefix}idx:all"
-
     def index_state(self, state: str) -> str:
         return f"{self.prefix}idx:state:{state}"
+
+    @property
+    def index_stateless(self) -> str:
+        return f"{self.prefix}idx:nostate"
+
+    @property
+    def state_indexes(self) -> tuple[str, ...]:
+        """Every per-state index and the state-less one: each task is in exactly one."""
+        return (*(self.index_state(s) for s in STATE_PRECEDENCE), self.index_stateless)
 
     def index_name(self, name: str) -> str:
         return f"{self.prefix}idx:name:{name}"

@@ -2,8 +2,9 @@
 --
 -- ARGV[1] = "forget"
 --   KEYS[1]  P task:<id>           KEYS[2]  P tl:<id>          KEYS[3]  P dd:<id>
---   KEYS[4]  P events              KEYS[5]  P idx:all
---   KEYS[6..13] P idx:state:<S> for the 8 states (a task is in one; removing from all is cheap)
+--   KEYS[4]  P events              KEYS[5]  P idx:nostate
+--   KEYS[6..13] P idx:state:<S> for the 8 states (a task is in one of KEYS[5..13]; removing
+--   from all is cheap)
 --   KEYS[14] P idx:name:<name>     KEYS[15] P idx:queue:<queue> KEYS[16] P idx:worker:<host>
 --   KEYS[17] P idx:children:<parent_id>                         KEYS[18] P idx:root:<root_id>
 --   ARGV[2] task id; ARGV[3..7] name queue worker parent_id root_id as the caller read them

@@ -71,8 +71,8 @@ class TaskLifecycle:
     def _forget_keys(self, task_id: str, ident: dict[str, str]) -> list[str]:
         k = self.keys
         return [
-            k.task(task_id), k.timeline(task_id), k.task_dedup(task_id), k.events, k.index_all,
-            *(k.index_state(s) for s in STATE_PRECEDENCE),
+            k.task(task_id), k.timeline(task_id), k.task_dedup(task_id), k.events,
+            k.index_stateless, *(k.index_state(s) for s in STATE_PRECEDENCE),
             k.index_name(ident["name"]), k.index_queue(ident["queue"]),
             k.index_worker(ident["worker"]), k.index_children(ident["parent_id"]),
             k.index_root(ident["root_id"]),

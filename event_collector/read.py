@@ -1,7 +1,8 @@
 """The read side of the event store: typed queries over the projections in ``keys.py``.
 
 Every query costs a bounded number of round trips whatever the number of stored tasks: listings
-walk one index sorted set by score with a cursor (never SCAN), stats and history read counters.
+walk one index sorted set by score with a cursor (never SCAN), or with no filter merge the
+per-state indexes (every task is in exactly one, keys.py), stats and history read counters.
 """
 
 from __future__ import annotations
@@ -150,30 +151,31 @@ class EventReader:
         }
         return builders[field](value)
 
-    async def _pick_index(self, query: TaskQuery) -> tuple[str, dict[str, str]]:
-        """The smallest index among the filters, and the filters left to check per task."""
+    async def _pick_index(self, query: TaskQuery) -> tuple[Sequence[str], dict[str, str]]:
+        """The indexes to walk (the smallest among the filters, or every state index merged when
+        there is no filter), and the filters left to check per task."""
         filters = query.filters()
         if not filters:
-            return self.keys.index_all, {}
+            return self.keys.state_indexes, {}
         candidates = [(f, self._index_key(f, v)) for f, v in filters.items()]
         if len(candidates) == 1:
-            return candidates[0][1], {}
+            return [candidates[0][1]], {}
         async with self.redis.pipeline(transaction=False) as pipe:
             for _, key in candidates:
                 pipe.zcard(key)
             sizes = await pipe.execute()
         field, key = min(zip(candidates, sizes, strict=True), key=lambda c: c[1])[0]
         rest = {f: v for f, v in filters.items() if f != field}
-        return key, rest
+        return [key], rest
 
     async def list_tasks(self, query: TaskQuery) -> TaskPage:
-        """Newest first. Walks one index from the cursor; stops at ``limit`` or the scan bound.
+        """Newest first. Walks the index(es) from the cursor; stops at ``limit`` or the scan bound.
 
         With extra filters the walk fetches a page's worth first and widens (x4) only while
         few rows match, so a common combination costs about what an unfiltered page does.
         """
         limit = max(1, min(query.limit, MAX_PAGE_SIZE))
-        index, rest = await self._pick_index(query)
+        indexes, rest = await self._pick_index(query)
         wanted = {_SUMMARY_FIELDS.index(f): v.encode() for f, v in rest.items()}
         upper: float | str = query.until if query.until is not None else "+inf"
         lower: float | str = query.since if query.since is not None else "-inf"
@@ -185,7 +187,7 @@ class EventReader:
         scanned, batch = 0, limit
         last: tuple[float, str] | None = None
         while len(items) < limit and scanned < LIST_SCAN_MAX:
-            rows = await self._index_slice(index, upper, lower, batch, after)
+            rows = await self._index_slice(indexes, upper, lower, batch, after)
             if rows is None:  # a run of equal scores longer than the batch: widen and retry
                 if batch >= LIST_SCAN_MAX:  # pathological: step past the tied score instead
                     upper, after = f"({after[0]!r}", None  # type: ignore[index]
@@ -211,28 +213,43 @@ class EventReader:
 
     async def _index_slice(
         self,
-        index: str,
+        indexes: Sequence[str],
         upper: float | str,
         lower: float | str,
         count: int,
         after: tuple[float, str] | None,
     ) -> list[tuple[str, float]] | None:
-        """Up to ``count`` (id, score) strictly after the cursor, newest first.
+        """Up to ``count`` (id, score) strictly after the cursor, newest first, over the indexes
+        merged (one round trip).
 
         Equal scores come in reverse member order under REV, so entries tied with the cursor's
-        score are skipped while their member is >= the cursor's id. ``None`` means every entry
-        fetched was such a tie and the caller must fetch more at once.
+        score are skipped while their member is >= the cursor's id. An index that filled its
+        fetch may hold more past its last row: merged rows below that row are left for the next
+        slice. ``None`` means every entry kept was such a tie and the caller must fetch more.
         """
         fetch = count + (1 if after else 0)
-        raw = await self.redis.zrange(
-            index, upper, lower, byscore=True, desc=True, offset=0, num=fetch, withscores=True
-        )
-        rows = [(_text(m), float(s)) for m, s in raw]
-        if after is not None:
-            rows = [(m, s) for m, s in rows if not (s == after[0] and m >= after[1])]
-            if not rows and len(raw) == fetch:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for index in indexes:
+                pipe.zrange(
+                    index, upper, lower, byscore=True, desc=True, offset=0, num=fetch,
+                    withscores=True,
+                )  # fmt: skip
+            replies = await pipe.execute()
+        merged: list[tuple[float, str]] = []
+        edge: tuple[float, str] | None = None
+        for raw in replies:
+            rows = [(float(s), _text(m)) for m, s in raw]
+            if len(raw) == fetch:
+                edge = rows[-1] if edge is None else max(edge, rows[-1])  # type: ignore[type-var]
+            if after is not None:
+                rows = [(s, m) for s, m in rows if not (s == after[0] and m >= after[1])]
+            merged += rows  # type: ignore[arg-type]
+        if edge is not None:
+            merged = [row for row in merged if row >= edge]
+            if not merged:
                 return None
-        return rows[:count]  # type: ignore[return-value]
+        merged.sort(reverse=True)
+        return [(m, s) for s, m in merged[:count]]
 
     async def _hmget_summaries(self, task_ids: Sequence[str]) -> list[list[bytes | None]]:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -241,12 +258,17 @@ class EventReader:
             return await pipe.execute()
 
     async def count_tasks(self, query: TaskQuery) -> TaskCount:
-        """ZCOUNT on one index; combined filters check up to COUNT_SCAN_MAX tasks."""
-        index, rest = await self._pick_index(query)
+        """ZCOUNT on one index (summed over the state indexes without a filter); combined
+        filters check up to COUNT_SCAN_MAX tasks."""
+        indexes, rest = await self._pick_index(query)
         lower = query.since if query.since is not None else "-inf"
         upper = query.until if query.until is not None else "+inf"
         if not rest:
-            return TaskCount(count=int(await self.redis.zcount(index, lower, upper)))
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for index in indexes:
+                    pipe.zcount(index, lower, upper)
+                return TaskCount(count=sum(int(n) for n in await pipe.execute()))
+        index = indexes[0]
         ids = await self.redis.zrange(
             index, upper, lower, byscore=True, desc=True, offset=0, num=COUNT_SCAN_MAX
         )
@@ -264,13 +286,14 @@ class EventReader:
 
     async def stats(self, now: float | None = None) -> Stats:
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zcard(self.keys.index_all)
+            pipe.zcard(self.keys.index_stateless)
             for state in STATES:
                 pipe.zcard(self.keys.index_state(state))
             pipe.hgetall(self.keys.counters_total)
             pipe.hgetall(self.keys.queues)
             results = await pipe.execute()
-        stored, by_state_raw = results[0], results[1 : 1 + len(STATES)]
+        by_state_raw = results[1 : 1 + len(STATES)]
+        stored = results[0] + sum(by_state_raw)  # every task is in exactly one of these
         totals, queues = results[1 + len(STATES)], results[2 + len(STATES)]
         events_total: dict[str, int] = dict.fromkeys(KINDS, 0)
         by_name: dict[str, dict[str, int]] = {}

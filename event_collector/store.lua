@@ -148,9 +148,10 @@ local function has_eid(list, eid)
   end
 end
 
+-- A task is in exactly one state index (idx:nostate until a task-state event gives it a
+-- state): together they list every task, so there is no idx:all to write (keys.py).
 local function index_keys(t)
-  local keys = { P .. 'idx:all' }
-  if t.state then keys[#keys + 1] = P .. 'idx:state:' .. t.state end
+  local keys = { P .. (t.state and 'idx:state:' .. t.state or 'idx:nostate') }
   if t.name then keys[#keys + 1] = P .. 'idx:name:' .. t.name end
   if t.queue then keys[#keys + 1] = P .. 'idx:queue:' .. t.queue end
   if t.worker then keys[#keys + 1] = P .. 'idx:worker:' .. t.worker end

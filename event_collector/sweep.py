@@ -5,12 +5,13 @@ What expires by itself (TTLs set by ``store.lua`` as it writes): task hashes and
 TTLs). What does not, and is trimmed here:
 - index entries (``P idx:*``) older than the horizon — ZREMRANGEBYSCORE, scores are first_seen;
 - index entries of tasks whose hash already expired (a success kept 1 day must not stay listed
-  for 30) — ``idx:all`` is walked oldest first, a bounded page per run, with a cursor that wraps;
+  for 30) — the state indexes (every task is in exactly one) are walked one after the other,
+  oldest first, a bounded page per run, with a cursor that wraps;
   the task's ``idx:children:<id>`` / ``idx:root:<id>`` go with it;
 - stream entries older than the stream's max age (XTRIM MINID, stream ids are insertion times)
   and beyond its max length (XTRIM MAXLEN ~).
 
-Index keys are found without walking the keyspace on every run: the fixed ones (all, each state),
+Index keys are found without walking the keyspace on every run: the fixed ones (each state),
 those derivable from small sets (names from ``cnt:total``, workers from ``P workers``, queues from
 ``P queues`` and settings), plus a ``SCAN MATCH P idx:*`` at most once per ``discovery_interval``
 to catch the rest (queues outside the settings, children / root indexes).
@@ -24,7 +25,6 @@ from collections.abc import Callable, Iterable, Sequence
 import msgspec
 from redis.asyncio import Redis
 
-from event_collector.events import STATE_PRECEDENCE
 from event_collector.keys import COUNTER_FIELD_SEPARATOR, Keys
 
 
@@ -68,7 +68,8 @@ class RetentionSweeper:
         self._clock = clock
         self._discovered: set[str] = set()
         self._discovered_at: float | None = None
-        self._cursor = 0  # rank in idx:all where the expired-task walk resumes
+        # where the expired-task walk resumes: which of Keys.state_indexes, and the rank in it
+        self._cursor = (0, 0)
 
     async def run_once(self) -> SweepReport:
         now = self._clock()
@@ -92,7 +93,7 @@ class RetentionSweeper:
         )
 
     async def _dimension_keys(self) -> set[str]:
-        """Index keys derivable from small sets: all, states, names, workers, queues."""
+        """Index keys derivable from small sets: states, names, workers, queues."""
         k = self._keys
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hkeys(k.counters_total)
@@ -100,7 +101,7 @@ class RetentionSweeper:
             pipe.hkeys(k.queues)
             counter_fields, workers, queues = await pipe.execute()
         names = {f.decode().rsplit(COUNTER_FIELD_SEPARATOR, 1)[0] for f in counter_fields}
-        found = {k.index_all, *(k.index_state(s) for s in STATE_PRECEDENCE)}
+        found = set(k.state_indexes)
         found |= {k.index_name(n) for n in names}
         found |= {k.index_worker(w.decode()) for w in workers}
         found |= {k.index_queue(q) for q in {*self._queues, *(q.decode() for q in queues)}}
@@ -122,15 +123,18 @@ class RetentionSweeper:
         return per_task
 
     async def _unindex_expired_tasks(self, index_keys: Sequence[str]) -> int:
-        """Walk ``idx:all`` from the cursor; drop ids whose task hash is gone from every index."""
+        """Walk the state indexes from the cursor; drop ids whose task hash is gone from every
+        index. A run ends at its budget or after the last state index (the next starts over)."""
+        walk = self._keys.state_indexes
         checked = removed = 0
+        position, rank = self._cursor
         while checked < self._budget:
-            ids = await self._redis.zrange(
-                self._keys.index_all, self._cursor, self._cursor + self._page - 1
-            )
+            ids = await self._redis.zrange(walk[position], rank, rank + self._page - 1)
             if not ids:
-                self._cursor = 0
-                break
+                position, rank = (position + 1) % len(walk), 0
+                if position == 0:
+                    break
+                continue
             async with self._redis.pipeline(transaction=False) as pipe:
                 for task_id in ids:
                     pipe.exists(self._keys.task(task_id.decode()))
@@ -139,7 +143,8 @@ class RetentionSweeper:
             await self._unindex(index_keys, gone)
             checked += len(ids)
             removed += len(gone)
-            self._cursor += len(ids) - len(gone)
+            rank += len(ids) - len(gone)
+        self._cursor = (position, rank)
         return removed
 
     async def _unindex(self, index_keys: Sequence[str], task_ids: Sequence[str]) -> None:

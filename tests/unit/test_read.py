@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -59,6 +60,53 @@ def test_tasks_with_equal_first_seen_are_each_listed_once(clean_redis: RedisServ
     ids = run(clean_redis, events, lambda r: all_pages(r, TaskQuery(limit=5)))
     assert sorted(ids) == [f"t{i:02d}" for i in range(12)]
     assert len(ids) == 12
+
+
+def test_a_task_is_in_exactly_one_state_index_as_it_moves(clean_redis: RedisServer) -> None:
+    # The premise of unfiltered listings, counts and tasks_stored (no idx:all, keys.py).
+    async def where(reader: EventReader) -> list[str]:
+        return [k for k in KEYS.state_indexes if await reader.redis.zscore(k, "t") is not None]
+
+    steps = [
+        [ev("progress", "t", 3.0, progress_current=1.0)],
+        [ev("sent", "t", 1.0, name="a.b")],
+        [ev("started", "t", 2.0)],
+        [ev("succeeded", "t", 4.0, runtime=2.0)],
+    ]
+    seen = [run(clean_redis, step, where) for step in steps]
+    assert seen == [[KEYS.index_stateless], [KEYS.index_state("PENDING")],
+                    [KEYS.index_state("STARTED")], [KEYS.index_state("SUCCESS")]]
+
+
+def test_unfiltered_listing_merges_the_states_newest_first_across_pages(
+    clean_redis: RedisServer,
+) -> None:
+    # Scores interleave across states, and runs of ties straddle states and page boundaries.
+    rng = random.Random(7)
+    events: list[Event] = []
+    for i in range(60):
+        task_id, ts = f"t{i:02d}", 100.0 + rng.randrange(6)
+        events.append(ev("sent", task_id, ts, name="a.b"))
+        if (kind := rng.choice(["sent", "started", "succeeded", "failed"])) != "sent":
+            events.append(ev(kind, task_id, ts + 50))
+    expected = [e.uuid for e in sorted(
+        (e for e in events if e.type == "task-sent"), key=lambda e: (e.timestamp, e.uuid),
+        reverse=True)]  # fmt: skip
+    for limit in (1, 2, 3, 4, 5, 7, 11, 100):
+        ids = run(clean_redis, events if limit == 1 else [],
+                  lambda r, n=limit: all_pages(r, TaskQuery(limit=n)))
+        assert ids == expected, limit
+
+
+def test_unfiltered_count_and_stats_add_up_the_states(clean_redis: RedisServer) -> None:
+    events = [ev("sent", f"p{i}", 10.0 + i, name="a.b") for i in range(4)]
+    events += [ev("succeeded", f"s{i}", 12.5 + i) for i in range(3)]
+    events += [ev("progress", "x", 13.0, progress_current=1.0)]
+    count = run(clean_redis, events, lambda r: r.count_tasks(TaskQuery(since=12.0, until=13.9)))
+    assert (count.count, count.exact) == (5, True)  # p2 p3 s0 s1 x
+    stats = run(clean_redis, [], lambda r: r.stats())
+    assert stats.tasks_stored == 8
+    assert (stats.by_state["PENDING"], stats.by_state["SUCCESS"]) == (4, 3)
 
 
 def test_expired_task_left_in_an_index_is_skipped(clean_redis: RedisServer) -> None:

@@ -94,7 +94,7 @@ async def _rebuild_after_forget(url: str) -> tuple[int, int, list[bytes]]:
         return (
             await client.exists(KEYS.task("gone"), KEYS.timeline("gone")),
             await client.exists(KEYS.task("kept")),
-            await client.zrange(KEYS.index_all, 0, -1),
+            [m for key in KEYS.state_indexes for m in await client.zrange(key, 0, -1)],
         )
     finally:
         await client.aclose()
