@@ -5,8 +5,9 @@
   Compared per CPU-second of the process doing the sending (the API server's CPU, all threads),
   which is what "per core" means on a shared machine; wall-clock rates are printed too;
 - queries: the store is filled with N finished tasks through the collector's real Lua
-  (``bench/fill.py``), then ``GET /tasks/{id}`` and a filtered ``GET /tasks`` page are timed
-  sequentially (p50/p99) next to the same reads done directly with redis-py (the floor);
+  (``bench/fill.py``), then ``GET /tasks/{id}``, a filtered and an unfiltered ``GET /tasks``
+  page are timed sequentially (p50/p99) next to the same reads done directly with redis-py
+  (the floor);
 - stats: ``GET /api/v1/stats`` at 10k tasks and at N: it must not grow with N.
 
     .venv/bin/python bench/api_vs_celery.py                    # quick, ~1-2 min
@@ -187,7 +188,7 @@ def _summary(timings: list[float]) -> dict:
 
 def raw_reads(store: redis.Redis, keys: Keys, ids: list[str], queries: int) -> dict:
     """The same data fetched with redis-py directly: what the API adds on top of Redis."""
-    get_ms, list_ms = [], []
+    get_ms, list_ms, list_all_ms = [], [], []
     for task_id in random.sample(ids, min(queries, len(ids))):
         started = time.perf_counter()
         pipe = store.pipeline(transaction=False)
@@ -204,16 +205,29 @@ def raw_reads(store: redis.Redis, keys: Keys, ids: list[str], queries: int) -> d
             pipe.hgetall(keys.task(task_id.decode()))
         pipe.execute()
         list_ms.append((time.perf_counter() - started) * 1000)
-    return {"get": _summary(get_ms), "list": _summary(list_ms)}
+    for _ in range(queries):  # unfiltered: the newest 50 of the state indexes merged
+        started = time.perf_counter()
+        pipe = store.pipeline(transaction=False)
+        for key in keys.state_indexes:
+            pipe.zrevrangebyscore(key, "+inf", "-inf", start=0, num=50, withscores=True)
+        rows = sorted(((s, m) for raw in pipe.execute() for m, s in raw), reverse=True)[:50]
+        pipe = store.pipeline(transaction=False)
+        for _, task_id in rows:
+            pipe.hgetall(keys.task(task_id.decode()))
+        pipe.execute()
+        list_all_ms.append((time.perf_counter() - started) * 1000)
+    return {"get": _summary(get_ms), "list": _summary(list_ms), "list_all": _summary(list_all_ms)}
 
 
 async def api_reads(api: Api, ids: list[str], queries: int) -> dict:
     gets = [f"/tasks/{task_id}" for task_id in random.sample(ids, min(queries, len(ids)))]
     lists = ["/tasks?state=SUCCESS&name=demo.test_task&limit=50"] * queries
+    lists_all = ["/tasks?limit=50"] * queries
     stats = ["/stats"] * queries
     return {
         "get": _summary(await _timed_gets(api, gets)),
         "list": _summary(await _timed_gets(api, lists)),
+        "list_all": _summary(await _timed_gets(api, lists_all)),
         "stats": _summary(await _timed_gets(api, stats)),
     }
 
@@ -237,7 +251,8 @@ def rows_for(results: dict, n: int) -> list[Row]:
     reads = results.get("reads", {}).get(str(n))
     floor = results.get("raw_reads", {}).get(str(n))
     if reads and floor:
-        for key, label in (("get", "GET /tasks/{id}"), ("list", "GET /tasks filtered page")):
+        for key, label in (("get", "GET /tasks/{id}"), ("list", "GET /tasks filtered page"),
+                           ("list_all", "GET /tasks unfiltered page")):
             rows.append(Row(f"{label} p50 ms @ {n:,}", reads[key]["p50_ms"],
                             floor[key]["p50_ms"], "", None, better="lower"))
             p99 = reads[key]["p99_ms"]
