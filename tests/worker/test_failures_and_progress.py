@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -162,6 +163,20 @@ class EventCapture:
     def of(self, task_id: str, event_type: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e.get("uuid") == task_id and e["type"] == event_type]
 
+    def wait_until_listening(self, timeout: float = 30.0) -> None:
+        """Send probe tasks until one is heard: the fanout keeps nothing for late subscribers,
+        so a probe that finished before the subscription began is lost and must be re-sent."""
+        deadline = time.monotonic() + timeout
+        while True:
+            probe = self.app.send_task("demo.test_task")
+            try:
+                wait_until(lambda p=probe: self.of(p.id, "task-succeeded"), timeout=3,
+                           what="probe task's events")
+                return
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise
+
     def _consume(self) -> None:
         with self.app.connection_for_read() as conn:
             self._receiver = self.app.events.Receiver(conn, handlers={"*": self.events.append})
@@ -173,9 +188,7 @@ def test_long_running_task_reports_progress_by_state_and_by_event(
     app: TaskpulseCelery, celery_worker_process: ServiceProcess
 ) -> None:
     with EventCapture(app) as capture:
-        # The fanout keeps nothing for late subscribers: wait until events reach us.
-        probe = app.send_task("demo.test_task")
-        wait_until(lambda: capture.of(probe.id, "task-succeeded"), timeout=10, what="probe")
+        capture.wait_until_listening()
         result = app.send_task("demo.long_running_task", kwargs={"total": 4, "step_seconds": 0.3})
 
         wait_until(lambda: result.state == "PROGRESS", timeout=10, what="PROGRESS state")
