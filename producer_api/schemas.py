@@ -100,7 +100,7 @@ class TaskEvents(msgspec.Struct, frozen=True):
     events: list[TimelineEntry]
 
 
-class TaskListQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class TaskCountQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Filters (all optional, combined with AND); ``since``/``until`` bound first-seen time."""
 
     state: State | None = None
@@ -109,17 +109,13 @@ class TaskListQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     worker: str | None = None
     since: Timestamp | None = None
     until: Timestamp | None = None
+
+
+class TaskListQuery(TaskCountQuery, frozen=True, forbid_unknown_fields=True):
+    """The count filters plus a page: ``limit`` rows after ``cursor``, newest first."""
+
     limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE
     cursor: Annotated[str, msgspec.Meta(max_length=500)] | None = None
-
-
-class TaskCountQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    state: State | None = None
-    name: str | None = None
-    queue: str | None = None
-    worker: str | None = None
-    since: Timestamp | None = None
-    until: Timestamp | None = None
 
 
 class HistoryQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
