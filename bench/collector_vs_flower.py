@@ -17,7 +17,6 @@ Measures, for each consumer against its own private broker redis-server:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import tempfile
 import time
@@ -45,11 +44,7 @@ def sustained(
     make: Callable[[RedisServer], Consumer], workdir: Path, sizes: list[int], window: int,
     chunk: int,
 ) -> dict:
-    with contextlib.ExitStack() as stack:  # whatever started is stopped, even on failure
-        broker = harness.start_redis(workdir, "broker")
-        stack.callback(broker.stop)
-        consumer = make(broker)
-        stack.callback(consumer.stop)
+    with harness.consumer_on_private_broker(workdir, "broker", make) as (broker, consumer):
         return _sustained(consumer, broker.client(), db_of(broker.url(0)), sizes, window, chunk)
 
 
@@ -110,11 +105,7 @@ def _chunks(
 def burst(
     make: Callable[[RedisServer], Consumer], workdir: Path, tasks: int, rate: float
 ) -> dict:
-    with contextlib.ExitStack() as stack:  # whatever started is stopped, even on failure
-        broker = harness.start_redis(workdir, "broker-burst")
-        stack.callback(broker.stop)
-        consumer = make(broker)
-        stack.callback(consumer.stop)
+    with harness.consumer_on_private_broker(workdir, "broker-burst", make) as (broker, consumer):
         source = EventSource(db_of(broker.url(0)), events_per_second=rate)
         messages = source.encode(tasks)  # pre-encoded: the publisher must not be the bottleneck
         progress(f"{consumer.name} burst: publishing {tasks * 4:,} events at {rate:,.0f}/s")

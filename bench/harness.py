@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import redis
 
@@ -215,6 +217,27 @@ def start_redis(workdir: Path, name: str) -> RedisServer:
     server = RedisServer(path)
     server.start()
     return server
+
+
+class Stoppable(Protocol):
+    def stop(self) -> object: ...
+
+
+StoppableT = TypeVar("StoppableT", bound=Stoppable)
+
+
+@contextlib.contextmanager
+def consumer_on_private_broker(
+    workdir: Path, name: str, make: Callable[[RedisServer], StoppableT]
+) -> Iterator[tuple[RedisServer, StoppableT]]:
+    """A fresh broker redis-server and ``make(broker)``'s consumer on it; whatever started is
+    stopped on exit, even when a phase fails half-way."""
+    with contextlib.ExitStack() as stack:
+        broker = start_redis(workdir, name)
+        stack.callback(broker.stop)
+        consumer = make(broker)
+        stack.callback(consumer.stop)
+        yield broker, consumer
 
 
 # ---------------------------------------------------------------- reporting

@@ -74,11 +74,10 @@ def run(
     workdir: Path, make: Callable[[RedisServer], Consumer], tasks: int, rate: float, sample: int
 ) -> dict:
     """Lag through ``make(broker)``'s consumer, probing every ``sample``-th task."""
-    with contextlib.ExitStack() as stack:  # whatever started is stopped, even on failure
-        broker = harness.start_redis(workdir, "broker-lag")
-        stack.callback(broker.stop)
-        consumer = make(broker)
-        stack.callback(consumer.stop)
+    with (
+        harness.consumer_on_private_broker(workdir, "broker-lag", make) as (broker, consumer),
+        contextlib.ExitStack() as stack,  # the worker and producer started below
+    ):
         env = {**os.environ, "BENCH_BROKER_URL": broker.url(0), "PYTHONUNBUFFERED": "1"}
         worker = ServiceProcess(
             [sys.executable, "-m", "celery", "-A", "bench.lag_app", "worker", "-E", "-c", "2",
