@@ -37,8 +37,6 @@ Per task (expire together, per-state TTL once the task is finished)
                                   the task's name), _dd/_tlmin (ids of task-state events
                                   trimmed off the timeline and the oldest kept timestamp, for
                                   dedup past the cap).
-  P tl:<id>              ZSET     the timeline of stores written before it moved into the task
-                                  hash; no longer written, still deleted by forget and sweep.
 
 Indexes (score = the task's ``first_seen``: its earliest known event timestamp)
   P idx:state:<STATE>    ZSET     tasks currently in STATE (moved on every state change)
@@ -46,8 +44,7 @@ Indexes (score = the task's ``first_seen``: its earliest known event timestamp)
                                   Every task is in exactly one of these (``Keys.state_indexes``):
                                   together they are the list of all tasks, so there is no
                                   ``idx:all`` (one ZADD and ~140 B per task less); readers merge
-                                  them by score. Stores written before keep a stale ``idx:all``
-                                  that the sweep trims by age like any discovered index.
+                                  them by score.
   P idx:name:<name>      ZSET
   P idx:queue:<queue>    ZSET
   P idx:worker:<host>    ZSET
@@ -124,12 +121,6 @@ class Keys(msgspec.Struct, frozen=True):
 
     def task(self, task_id: str) -> str:
         return f"{self.prefix}task:{task_id}"
-
-    def timeline(self, task_id: str) -> str:
-        return f"{self.prefix}tl:{task_id}"
-
-    def task_dedup(self, task_id: str) -> str:
-        return f"{self.prefix}dd:{task_id}"
 
     def index_state(self, state: str) -> str:
         return f"{self.prefix}idx:state:{state}"

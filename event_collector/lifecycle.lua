@@ -1,12 +1,12 @@
 -- Operator actions on one task record, atomic with their audit event (see lifecycle.py).
 --
 -- ARGV[1] = "forget"
---   KEYS[1]  P task:<id>           KEYS[2]  P tl:<id>          KEYS[3]  P dd:<id>
---   KEYS[4]  P events              KEYS[5]  P idx:nostate
---   KEYS[6..13] P idx:state:<S> for the 8 states (a task is in one of KEYS[5..13]; removing
+--   KEYS[1]  P task:<id> (its timeline and dedup ids live in it)
+--   KEYS[2]  P events              KEYS[3]  P idx:nostate
+--   KEYS[4..11] P idx:state:<S> for the 8 states (a task is in one of KEYS[3..11]; removing
 --   from all is cheap)
---   KEYS[14] P idx:name:<name>     KEYS[15] P idx:queue:<queue> KEYS[16] P idx:worker:<host>
---   KEYS[17] P idx:children:<parent_id>                         KEYS[18] P idx:root:<root_id>
+--   KEYS[12] P idx:name:<name>     KEYS[13] P idx:queue:<queue> KEYS[14] P idx:worker:<host>
+--   KEYS[15] P idx:children:<parent_id>                         KEYS[16] P idx:root:<root_id>
 --   ARGV[2] task id; ARGV[3..7] name queue worker parent_id root_id as the caller read them
 --   (index keys are built from them, so they must still be current: else "changed", re-read);
 --   ARGV[8] "1" to refuse unfinished tasks; ARGV[9] audit event JSON ("" = append none).
@@ -40,12 +40,12 @@ if op == "forget" then
     return {"unfinished", state}
   end
   local id = ARGV[2]
-  redis.call("DEL", KEYS[1], KEYS[2], KEYS[3])
-  for i = 5, 18 do
+  redis.call("DEL", KEYS[1])
+  for i = 3, 16 do
     redis.call("ZREM", KEYS[i], id)
   end
   if ARGV[9] ~= "" then
-    redis.call("XADD", KEYS[4], "*", "e", ARGV[9])
+    redis.call("XADD", KEYS[2], "*", "e", ARGV[9])
   end
   return {"ok"}
 end

@@ -71,7 +71,7 @@ class TaskLifecycle:
     def _forget_keys(self, task_id: str, ident: dict[str, str]) -> list[str]:
         k = self.keys
         return [
-            k.task(task_id), k.timeline(task_id), k.task_dedup(task_id), k.events,
+            k.task(task_id), k.events,
             k.index_stateless, *(k.index_state(s) for s in STATE_PRECEDENCE),
             k.index_name(ident["name"]), k.index_queue(ident["queue"]),
             k.index_worker(ident["worker"]), k.index_children(ident["parent_id"]),
@@ -81,7 +81,7 @@ class TaskLifecycle:
     async def forget(
         self, task_id: str, audit: Event | None, only_finished: bool = True
     ) -> ForgetResult:
-        """Delete the record, timeline, dedup set and index entries; counters stay."""
+        """Delete the record (with its timeline) and its index entries; counters stay."""
         for _ in range(_MAX_ATTEMPTS):
             raw = await self.redis.hmget(self.keys.task(task_id), _IDENTITY_FIELDS)
             ident = {f: _text(v) for f, v in zip(_IDENTITY_FIELDS, raw, strict=True)}

@@ -181,5 +181,5 @@ class RetentionSweeper:
 def _per_task_keys(keys: Keys, task_ids: Iterable[str]) -> list[str]:
     out: list[str] = []
     for task_id in task_ids:
-        out += [keys.index_children(task_id), keys.index_root(task_id), keys.timeline(task_id)]
+        out += [keys.index_children(task_id), keys.index_root(task_id)]
     return out

@@ -58,9 +58,7 @@ async def _forget_child_of_a_chain(url: str) -> dict[str, Any]:
             "result": result,
             "members": members,
             "children_of_a": await client.zrange(KEYS.index_children("a"), 0, -1),
-            "leftover": await client.exists(
-                KEYS.task("b"), KEYS.timeline("b"), KEYS.task_dedup("b")
-            ),
+            "leftover": await client.exists(KEYS.task("b")),
             "indexed": [k.decode() for k in await client.keys("tp:idx:*")
                         if await client.zscore(k, "b") is not None],
             "tree_children": [n.id for n in tree.root.children] if tree else None,
@@ -92,7 +90,7 @@ async def _rebuild_after_forget(url: str) -> tuple[int, int, list[bytes]]:
         await TaskLifecycle(client, KEYS).forget("gone", audit("gone", "forget"))
         await store.rebuild()
         return (
-            await client.exists(KEYS.task("gone"), KEYS.timeline("gone")),
+            await client.exists(KEYS.task("gone")),
             await client.exists(KEYS.task("kept")),
             [m for key in KEYS.state_indexes for m in await client.zrange(key, 0, -1)],
         )

@@ -51,7 +51,7 @@ def test_forget_removes_the_record_from_every_list_and_count(stack: Stack) -> No
 
     assert r.status_code == 200, r.text
     assert stack.call("GET", f"/tasks/{task_id}", "viewer").status_code == 404
-    assert stack.store().exists(f"tp:tl:{task_id}", f"tp:dd:{task_id}") == 0
+    assert stack.store().exists(f"tp:task:{task_id}") == 0
     assert all(task_id not in listed_ids(stack, **f) for f in filters)
     after = counts(stack)
     assert after == {k: v - 1 for k, v in before.items()}
