@@ -28,7 +28,7 @@ from event_collector.config import CollectorSettings
 from event_collector.events import Event
 from event_collector.keys import Keys
 from event_collector.normalize import normalize
-from event_collector.store import EventStore
+from event_collector.store import EventStore, raise_listpack_limits
 
 PHASES = (wire.task_sent, wire.task_received, wire.task_started, wire.task_succeeded)
 
@@ -56,15 +56,6 @@ class Filler:
         self.tasks = 0
         self.task_ids: list[str] = []
 
-    async def tune_like_collector(self) -> None:
-        """A running collector raises the store's listpack value limits at start (compact
-        timelines and task hashes); the fill bypasses the collector, so it does the same."""
-        wanted = CollectorSettings().redis_listpack_value
-        for option in ("zset-max-listpack-value", "hash-max-listpack-value"):
-            current = int((await self.store.redis.config_get(option)).get(option, 0))
-            if wanted and current < wanted:
-                await self.store.redis.config_set(option, wanted)
-
     def _events(self, count: int) -> list[Event]:
         specs = make_specs(count, self.tasks)
         self.tasks += count
@@ -76,7 +67,8 @@ class Filler:
 
     async def fill(self, tasks: int, batch_tasks: int = 250, label: str = "fill") -> FillReport:
         """Apply ``tasks`` more tasks; the next batch is built while Redis runs the previous."""
-        await self.tune_like_collector()
+        # A running collector tunes its store at start; the fill bypasses it, so it does the same.
+        await raise_listpack_limits(self.store.redis, CollectorSettings().redis_listpack_value)
         started, events, pending = time.perf_counter(), 0, None
         next_progress = started + 10
         target = self.tasks + tasks

@@ -30,7 +30,7 @@ from event_collector.metrics import CollectorMetrics
 from event_collector.pipeline import Pipeline
 from event_collector.queues import QueuePoller
 from event_collector.reconcile import Reconciler
-from event_collector.store import ApplyResult, EventStore
+from event_collector.store import ApplyResult, EventStore, raise_listpack_limits
 from event_collector.sweep import RetentionSweeper
 
 log = logging.getLogger("taskpulse.collector")
@@ -109,16 +109,11 @@ class Collector:
     async def _tune_store(self) -> None:
         """Keep small hashes/zsets in their compact encoding (see ``redis_listpack_value``)."""
         wanted = self.settings.redis_listpack_value
-        if not wanted:
-            return
         try:
-            for option in ("zset-max-listpack-value", "hash-max-listpack-value"):
-                current = int((await self.redis.config_get(option)).get(option, 0))
-                if current < wanted:
-                    await self.redis.config_set(option, wanted)
-                    log.info("store: raised %s %d -> %d so task records stay compact"
-                             " (TASKPULSE_REDIS_LISTPACK_VALUE=0 leaves it alone)",
-                             option, current, wanted)
+            for option, previous in await raise_listpack_limits(self.redis, wanted):
+                log.info("store: raised %s %d -> %d so task records stay compact"
+                         " (TASKPULSE_REDIS_LISTPACK_VALUE=0 leaves it alone)",
+                         option, previous, wanted)
         except (redis.RedisError, OSError) as exc:
             log.warning("store: could not tune %s (%s); memory per task will be higher",
                         "listpack limits", exc)

@@ -145,6 +145,22 @@ def event_row(event: Event, stream_bytes: int) -> list[str]:
     return row
 
 
+LISTPACK_VALUE_OPTIONS: Final = ("zset-max-listpack-value", "hash-max-listpack-value")
+
+
+async def raise_listpack_limits(redis: Redis, wanted: int) -> list[tuple[str, int]]:
+    """Raise the server's listpack value limits to ``wanted`` bytes where they are lower, so
+    task hashes with their ~200-byte timeline stay in the compact encoding. Returns what was
+    changed as (option, previous value); ``wanted`` 0 changes nothing."""
+    changed = []
+    for option in LISTPACK_VALUE_OPTIONS if wanted else ():
+        current = int((await redis.config_get(option)).get(option, 0))
+        if current < wanted:
+            await redis.config_set(option, wanted)
+            changed.append((option, current))
+    return changed
+
+
 class EventStore:
     """Writes batches of events to the stream and projections of one Redis (keys from ``keys``)."""
 
