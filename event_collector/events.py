@@ -63,8 +63,10 @@ class Event(msgspec.Struct, frozen=True, omit_defaults=True):
     hostname: str = ""
     pid: int = 0
     clock: int = 0
-    # Task events
+    # Task events. The order is the stream's (stored.py): what most events carry comes first.
     uuid: str = ""
+    result: str = ""
+    runtime: float | None = None
     name: str = ""
     args: str = ""
     kwargs: str = ""
@@ -77,8 +79,6 @@ class Event(msgspec.Struct, frozen=True, omit_defaults=True):
     expires: str = ""
     parent_id: str = ""
     root_id: str = ""
-    result: str = ""
-    runtime: float | None = None
     exception: str = ""
     traceback: str = ""
     terminated: bool = False
@@ -107,26 +107,3 @@ class Event(msgspec.Struct, frozen=True, omit_defaults=True):
 
 EVENT_ENCODER: Final = msgspec.json.Encoder()
 EVENT_DECODER: Final = msgspec.json.Decoder(Event)
-
-# The stream stores the collector's events as a MessagePack array of Event's fields in declaration
-# order (no field names: ~40% of the JSON's bytes); API audit events stay JSON objects.
-_StoredEvent = msgspec.defstruct(
-    "_StoredEvent",
-    [(f.name, f.type, f.default) for f in msgspec.structs.fields(Event)],
-    array_like=True, frozen=True,
-)
-_STORED_ENCODER: Final = msgspec.msgpack.Encoder()
-_STORED_DECODER: Final = msgspec.msgpack.Decoder(_StoredEvent)
-
-
-def encode_stored(event: Event) -> bytes:
-    """The stream entry field ``e`` for an event the collector appends (keys.py)."""
-    return _STORED_ENCODER.encode(msgspec.structs.astuple(event))
-
-
-def decode_stored(raw: bytes) -> Event:
-    """Any stream entry's ``e``: the collector's MessagePack array or a JSON object (audit
-    events, and entries written before the array format). Raises msgspec.DecodeError."""
-    if raw[:1] == b"{":
-        return EVENT_DECODER.decode(raw)
-    return Event(*msgspec.structs.astuple(_STORED_DECODER.decode(raw)))

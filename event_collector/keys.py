@@ -8,35 +8,42 @@ exactly as the Celery event carried them.
 Source of truth
   P events               STREAM   one entry per accepted (non-duplicate) event, field ``e`` =
                                   the normalized ``Event``: written by the collector as a
-                                  MessagePack array of its fields in declaration order
-                                  (events.py ``encode_stored``), by the API (audit events) as a
-                                  JSON object; ``events.decode_stored`` reads both.
+                                  compact MessagePack array (stored.py: type code, fields in
+                                  order up to the last non-default one, a UUID task id as 16
+                                  bytes, no event id: it is recomputed), by the API (audit
+                                  events) as a JSON object; ``stored.decode_stored`` reads both.
 
 Per task (expire together, per-state TTL once the task is finished)
   P task:<id>            HASH     the task record. Fields (absent when unknown):
                                   name args kwargs queue routing_key exchange priority worker
                                   state (PENDING|RECEIVED|STARTED|SUCCESS|FAILURE|RETRY|
-                                  REVOKED|REJECTED), sent received started succeeded failed
-                                  retried revoked rejected (timestamps), runtime retries result
-                                  exception traceback parent_id root_id eta expires
-                                  progress_current progress_total progress_ts
-                                  first_seen (index score) updated (last event timestamp)
+                                  REVOKED|REJECTED), runtime retries result exception
+                                  traceback parent_id root_id eta expires signum terminated
+                                  expired requeue progress_current progress_total
                                   root_id is absent when the task is its own root.
                                   note labels (operator annotations, JSON)
-                                  _tl: the timeline (TIMELINE_FIELD), entries in arrival
-                                  order, each ``\n<eid> <timestamp> <code><hostname>`` plus
-                                  ``\t<json>`` when the event carries small state fields
-                                  (retries runtime exception[:200] progress_* terminated
-                                  expired signum requeue); code = events.TIMELINE_CODES
-                                  (s r b o f y v j p); capped at TIMELINE_MAX newest. It is
-                                  also the task's dedup set: an event whose ``\n<eid> `` is
-                                  there is a duplicate. Kept in the hash, not a key of its own:
-                                  one key per task (memory, EXPIRE calls) and no ZADD per event.
+                                  _tl: the timeline (TIMELINE_FIELD), and the only place the
+                                  task's event timestamps are stored: the record's sent
+                                  received started succeeded failed retried revoked rejected
+                                  (latest of each kind), progress timestamp, first_seen
+                                  (earliest, the index score) and updated (latest) are read
+                                  off it (timeline.py, store.lua ``scan_timeline``). Entries
+                                  sorted by (timestamp, event id), each
+                                  ``\n<eid> <timestamp> <code><hostname>`` plus ``\t<json>``
+                                  when the event carries small state fields (retries runtime
+                                  exception[:200] progress_* terminated expired signum
+                                  requeue); code = events.TIMELINE_CODES (s r b o f y v j p),
+                                  upper-case when the hostname is the entry before's (then
+                                  left out). Capped at TIMELINE_MAX newest entries plus the
+                                  newest of each kind. It is also the task's dedup set: an
+                                  event whose ``\n<eid> `` is there is a duplicate. Kept in
+                                  the hash, not a key of its own: one key per task (memory,
+                                  EXPIRE calls) and no ZADD per event.
                                   Other hidden writer bookkeeping (readers ignore fields
                                   starting with ``_``): _pc (counter increments waiting for
-                                  the task's name), _dd/_tlmin (ids of task-state events
-                                  trimmed off the timeline and the oldest kept timestamp, for
-                                  dedup past the cap).
+                                  the task's name); once the timeline was trimmed: _dd (ids
+                                  of trimmed task-state events, for dedup past the cap),
+                                  _tlcut (the newest trimmed timestamp) and first_seen.
 
 Indexes (score = the task's ``first_seen``: its earliest known event timestamp)
   P idx:state:<STATE>    ZSET     tasks currently in STATE (moved on every state change)

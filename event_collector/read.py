@@ -16,13 +16,8 @@ import msgspec
 import orjson
 import redis.asyncio as aioredis
 
-from event_collector.events import (
-    STATE_PRECEDENCE,
-    TASK_EVENT_KINDS,
-    TIMELINE_TYPES,
-    Event,
-    decode_stored,
-)
+from event_collector import timeline
+from event_collector.events import STATE_PRECEDENCE, TASK_EVENT_KINDS, Event
 from event_collector.keys import (
     BUCKET_SECONDS,
     COUNTER_FIELD_SEPARATOR,
@@ -43,6 +38,7 @@ from event_collector.records import (
     TimelineEntry,
     WorkerInfo,
 )
+from event_collector.stored import decode_stored
 
 DEFAULT_PAGE_SIZE: Final = 50
 MAX_PAGE_SIZE: Final = 500
@@ -55,7 +51,11 @@ MAX_HISTORY_BUCKETS: Final = 1_500
 STATES: Final = STATE_PRECEDENCE
 KINDS: Final = tuple(TASK_EVENT_KINDS.values())
 
-_SUMMARY_FIELDS: Final = tuple(f for f in TaskSummary.__struct_fields__ if f != "id")
+# Hash fields a listing row is built from: first_seen/updated come from the timeline.
+_SUMMARY_FIELDS: Final = (
+    "name", "state", "queue", "worker", "runtime", "retries", "exception", "first_seen",
+    TIMELINE_FIELD,
+)  # fmt: skip
 _FILTER_FIELDS: Final = ("state", "name", "queue", "worker")
 
 
@@ -116,7 +116,7 @@ class EventReader:
 
     async def timeline(self, task_id: str) -> list[TimelineEntry]:
         raw = await self.redis.hget(self.keys.task(task_id), TIMELINE_FIELD)
-        return _timeline(_text(raw)) if raw else []  # type: ignore[arg-type]
+        return timeline.entries(_text(raw)) if raw else []  # type: ignore[arg-type]
 
     async def task_detail(
         self, task_id: str, children_max: int = 100
@@ -129,8 +129,8 @@ class EventReader:
         if not raw:
             return None
         fields = _hash_to_dict(raw)
-        timeline = _timeline(fields.pop(TIMELINE_FIELD, ""))
-        return _task_record(task_id, fields), timeline, [_text(c) for c in children]
+        events = timeline.entries(fields.get(TIMELINE_FIELD, ""))
+        return _task_record(task_id, fields), events, [_text(c) for c in children]
 
     async def children(self, task_id: str, limit: int = 1000) -> list[str]:
         ids = await self.redis.zrange(self.keys.index_children(task_id), 0, limit - 1)
@@ -390,16 +390,18 @@ class EventReader:
 
 
 def _task_record(task_id: str, fields: dict[str, str]) -> TaskRecord:
+    times = timeline.timestamps(fields.pop(TIMELINE_FIELD, ""), fields.pop("first_seen", None))
     progress = None
     if (current := fields.pop("progress_current", None)) is not None:
-        total, stamp = fields.pop("progress_total", None), fields.pop("progress_ts", None)
+        total = fields.pop("progress_total", None)
         progress = Progress(
             current=float(current),
             total=float(total) if total else None,
-            timestamp=float(stamp) if stamp else None,
+            timestamp=times.get("progress_ts"),
         )
-    fields = {k: v for k, v in fields.items() if v != ""}
-    record = msgspec.convert({**fields, "id": task_id}, TaskRecord, strict=False)
+    times.pop("progress_ts", None)
+    fields = {k: v for k, v in fields.items() if v != "" and not k.startswith("_")}
+    record = msgspec.convert({**fields, **times, "id": task_id}, TaskRecord, strict=False)
     return msgspec.structs.replace(record, progress=progress) if progress else record
 
 
@@ -407,21 +409,12 @@ def _summary(task_id: str, values: list[bytes | None]) -> TaskSummary | None:
     if all(v is None for v in values):
         return None  # expired task still in an index until the next sweep
     fields = {f: _text(v) for f, v in zip(_SUMMARY_FIELDS, values, strict=True) if v}
-    return msgspec.convert({**fields, "id": task_id}, TaskSummary, strict=False)
-
-
-def _timeline(raw: str) -> list[TimelineEntry]:
-    """The task hash's ``_tl`` (keys.py), oldest first (entries are kept in arrival order)."""
-    entries = []
-    for entry in raw.split("\n")[1:]:
-        _eid, stamp, body = entry.split(" ", 2)
-        host, _, extra = body[1:].partition("\t")
-        entries.append(TimelineEntry(
-            type=TIMELINE_TYPES.get(body[:1], ""), timestamp=float(stamp),
-            hostname=host or None, fields=orjson.loads(extra) if extra else {},
-        ))  # fmt: skip
-    entries.sort(key=lambda e: e.timestamp)
-    return entries
+    times = timeline.timestamps(fields.pop(TIMELINE_FIELD, ""), fields.pop("first_seen", None))
+    return msgspec.convert(
+        {**fields, "first_seen": times.get("first_seen"), "updated": times.get("updated"),
+         "id": task_id},
+        TaskSummary, strict=False,
+    )  # fmt: skip
 
 
 def _bucket_counts(raw: dict[Any, Any], name: str | None) -> dict[str, int]:

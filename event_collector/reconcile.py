@@ -26,8 +26,9 @@ import msgspec
 import orjson
 from redis.asyncio import Redis
 
+from event_collector import timeline
 from event_collector.events import Event
-from event_collector.keys import Keys
+from event_collector.keys import TIMELINE_FIELD, Keys
 from event_collector.normalize import event_id
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ RECONCILER_HOSTNAME: Final = "reconciler"
 _EVENT_FOR_STATUS: Final = {
     "SUCCESS": "task-succeeded", "FAILURE": "task-failed", "REVOKED": "task-revoked",
 }
-_TASK_FIELDS: Final = ("name", "queue", "worker", "started")
+_TASK_FIELDS: Final = ("name", "queue", "worker", TIMELINE_FIELD)
 
 ApplyEvents = Callable[[Sequence[Event]], Awaitable[object]]
 
@@ -125,9 +126,9 @@ class Reconciler:
             rows = await pipe.execute()
         tasks = [
             _Task(id=task_id, name=_text(name), queue=_text(queue), worker=_text(worker),
-                  started=float(started) if started else None)
-            for task_id, (name, queue, worker, started) in zip(ids, rows, strict=True)
-            if name or queue or worker or started  # the hash expired: the sweeper unindexes it
+                  started=timeline.timestamps(_text(events)).get("started"))
+            for task_id, (name, queue, worker, events) in zip(ids, rows, strict=True)
+            if events  # the hash expired: the sweeper unindexes it
         ]
         return tasks, total
 

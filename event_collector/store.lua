@@ -16,9 +16,8 @@
 -- ARGV[13] the events, one MessagePack array of arrays (one argument per batch: packing
 --          thousands of small arguments costs the client more than the script costs Redis);
 --          each: type, event id, task uuid (or ""), timestamp, hostname, stream entry length,
---          timeline entry body (or "": "<code><hostname>[\t<JSON>]", see keys.py), then
---          field/value pairs (only the fields the event carries;
---          ``store.py`` builds them).
+--          the timeline entry's JSON of small state fields (or "", see keys.py), then
+--          field/value pairs (only the fields the event carries; ``store.py`` builds them).
 -- ARGV[14] the stream entries (``e``, binary MessagePack) of the events, concatenated in order;
 --          each event's length is in its row ("0" and ARGV[14] empty when not appending).
 -- Returns { flags, facts... }. flags has one char per event: "1" applied here first, "2" applied
@@ -33,6 +32,11 @@
 -- once at the end (HSET, index moves, TTL): the result is the same as writing after every event.
 --
 -- Rules (so any arrival order and any duplication gives the same projection):
+-- * Timeline: ``_tl`` is the one place a task's event timestamps are kept: the latest
+--   timestamp of each kind (sent, received, ...), first_seen and updated are read off it
+--   (scan_timeline), never stored twice. Entries stay sorted by (timestamp, event id), so the
+--   value does not depend on arrival order; trimming to the cap keeps the newest entry of each
+--   kind, so those timestamps survive it.
 -- * Dedup: a task event is a duplicate when its id starts a timeline entry ("\n<eid> ") in
 --   the task hash's ``_tl``. Events trimmed off a capped timeline keep their id in ``_dd``
 --   (task-state events only; a trimmed-then-redelivered progress event is ignored, it could
@@ -43,13 +47,13 @@
 --   broken by STATE_PRECEDENCE. This is Celery's RETRY special case made order-free: a retried
 --   task goes RETRY -> RECEIVED -> STARTED again, and its latest attempt is what it is doing.
 --   The event that set the state is always the latest of its kind, so its timestamp is the
---   kind's timestamp field (received, started, ...): nothing extra is stored. ``worker`` is the
+--   kind's latest timeline timestamp: nothing extra is stored. ``worker`` is the
 --   hostname of that event (not for PENDING: task-sent's hostname is the producer's).
 -- * Descriptive fields (name args kwargs queue exchange routing_key priority retries eta expires
 --   parent_id root_id) come from task-sent / task-received: the attempt with the highest
 --   ``retries`` wins; a field only an older attempt carries fills the gap.
 -- * Per-kind fields (result runtime / exception traceback / terminated signum expired /
---   requeue / progress_*) come from the latest event of that kind (its kind timestamp field);
+--   requeue / progress_*) come from the latest event of that kind;
 --   a task-retried's exception never replaces a task-failed's.
 -- * Counters: every applied task-state event of kind K counts once under "<name>|K" in
 --   cnt:total and the minute/hour/day bucket of its own timestamp; a final kind (SUCCESS,
@@ -72,10 +76,9 @@ local wdd_ttl = tonumber(ARGV[12])
 local KIND = { ['task-sent'] = 'SENT', ['task-received'] = 'RECEIVED',
   ['task-started'] = 'STARTED', ['task-succeeded'] = 'SUCCESS', ['task-failed'] = 'FAILURE',
   ['task-retried'] = 'RETRY', ['task-revoked'] = 'REVOKED', ['task-rejected'] = 'REJECTED' }
--- hash field holding the latest timestamp of each kind
-local KIND_TS = { SENT = 'sent', RECEIVED = 'received', STARTED = 'started',
-  SUCCESS = 'succeeded', FAILURE = 'failed', RETRY = 'retried', REVOKED = 'revoked',
-  REJECTED = 'rejected' }
+-- timeline code of each kind (events.py TIMELINE_CODES)
+local KIND_CODE = { SENT = 's', RECEIVED = 'r', STARTED = 'b', SUCCESS = 'o', FAILURE = 'f',
+  RETRY = 'y', REVOKED = 'v', REJECTED = 'j' }
 local FINAL_RANK = { SUCCESS = 3, FAILURE = 2, REVOKED = 1 }
 local WORKER_RANK = { STARTED = 4, RECEIVED = 3, REJECTED = 2, RETRY = 1 }
 local DESCRIPTIVE = { name = true, args = true, kwargs = true, queue = true, exchange = true,
@@ -84,7 +87,7 @@ local DESCRIPTIVE = { name = true, args = true, kwargs = true, queue = true, exc
 local BUCKETS = { { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 } }
 local EID_LEN = 12
 local TL_ENTRY_MIN = 6 -- "\n<eid> <ts> <code>...": never shorter
-local TL_PROGRESS = 'p'          -- timeline code of task-progress (store.py TIMELINE_CODES)
+local TL_PROGRESS = 'p'          -- timeline code of task-progress (events.py TIMELINE_CODES)
 
 local facts = {}         -- one string per applied task-state event (see Returns)
 local counters = {}      -- key -> field -> increment, flushed once per batch
@@ -177,18 +180,37 @@ local function update_indexes(old, now, id)
 end
 
 -- args/kwargs too: task-received repeats them, and filling a gap from a loaded field folds into
--- the one HSET instead of an HSETNX call each
-local READ = { 'args', 'kwargs', 'state', 'first_seen', 'updated', 'name', 'queue', 'worker',
-  'parent_id',
-  'root_id', 'retries', '_pc', '_dd', '_tlmin', '_tl', 'progress_ts', 'sent', 'received', 'started',
-  'succeeded', 'failed', 'retried', 'revoked', 'rejected' }
--- state -> the hash field with the timestamp of the latest event of the kind that sets it
-local STATE_TS = { PENDING = 'sent', RECEIVED = 'received', STARTED = 'started',
-  SUCCESS = 'succeeded', FAILURE = 'failed', RETRY = 'retried', REVOKED = 'revoked',
-  REJECTED = 'rejected' }
+-- the one HSET instead of an HSETNX call each. first_seen, _dd and _tlcut exist only once the
+-- timeline was trimmed.
+local READ = { 'args', 'kwargs', 'state', 'first_seen', 'name', 'queue', 'worker', 'parent_id',
+  'root_id', 'retries', '_pc', '_dd', '_tlcut', '_tl' }
+-- state -> the timeline code of the kind that sets it
+local STATE_CODE = { PENDING = 's', RECEIVED = 'r', STARTED = 'b', SUCCESS = 'o', FAILURE = 'f',
+  RETRY = 'y', REVOKED = 'v', REJECTED = 'j' }
 
 local LOADED = {}
 for _, f in ipairs(READ) do LOADED[f] = true end
+
+-- Timeline entries are "\n<eid> <ts> <code><host>[\t<json>]"; an upper-case code stands for the
+-- same host as the entry before, which is then left out (keys.py).
+local TL_ENTRY = '\n([^ ]+) ([^ ]+) ([^\n\t])([^\n\t]*)\t?([^\n]*)'
+
+-- What the task's timeline says: t.kts[code] = the latest timestamp of each kind (as stored
+-- text), t.updated = the latest of all, t.first_seen (unless the hash keeps it: trimmed),
+-- t.last_host = the host of the newest entry.
+local function scan_timeline(t)
+  t.kts = {}
+  if not t._tl then return end
+  local first
+  for ts_s, code, rest in string.gmatch(t._tl, '\n[^ ]+ ([^ ]+) ([^\n\t])([^\n\t]*)') do
+    local lower = string.lower(code)
+    if lower == code then t.last_host = rest end
+    t.kts[lower] = ts_s -- sorted: the last of a code is its latest
+    first = first or ts_s
+    t.updated = ts_s
+  end
+  t.first_seen = t.first_seen or first
+end
 
 local function load_task(tkey, id)
   local v = redis.call('HMGET', tkey, unpack(READ))
@@ -196,53 +218,80 @@ local function load_task(tkey, id)
   for i, f in ipairs(READ) do
     if v[i] then t[f] = v[i] end
   end
+  scan_timeline(t)
   return t
 end
 
--- Timeline entries ("\n<eid> <ts> <code>...") of a ``_tl`` value, parsed, in stored order.
+-- Entries of a ``_tl`` value, parsed with their hosts resolved, in stored order.
 local function tl_entries(tl)
-  local entries = {}
-  for e in string.gmatch(tl, '\n[^\n]+') do
-    local eid, ts_s, code = string.match(e, '^\n([^ ]+) ([^ ]+) (.)')
-    entries[#entries + 1] = { tonumber(ts_s), eid, e, code }
+  local entries, host = {}, nil
+  for eid, ts_s, code, rest, extra in string.gmatch(tl, TL_ENTRY) do
+    local lower = string.lower(code)
+    if lower == code then host = rest end
+    entries[#entries + 1] = { ts = tonumber(ts_s), ts_s = ts_s, eid = eid, code = lower,
+      host = host, extra = extra }
   end
   return entries
 end
 
--- ``_tl`` with one more entry, kept sorted by (timestamp, event id) so the value does not depend
--- on arrival order. Events mostly arrive in order: appending is the common case.
-local function tl_insert(t, entry, ts, eid)
-  local tl = t._tl
-  if not tl or ts > tonumber(t.updated) then return (tl or '') .. entry end
-  local entries = tl_entries(tl)
-  entries[#entries + 1] = { ts, eid, entry }
-  table.sort(entries, function(a, b)
-    if a[1] ~= b[1] then return a[1] < b[1] end
-    return a[2] < b[2]
-  end)
-  local out = {}
-  for i, e in ipairs(entries) do out[i] = e[3] end
+local function tl_render(e, prev_host)
+  local body = e.host == prev_host and string.upper(e.code) or e.code .. e.host
+  local extra = e.extra ~= '' and '\t' .. e.extra or ''
+  return '\n' .. e.eid .. ' ' .. e.ts_s .. ' ' .. body .. extra
+end
+
+local function tl_join(entries)
+  local out, prev = {}, nil
+  for i, e in ipairs(entries) do
+    out[i] = tl_render(e, prev)
+    prev = e.host
+  end
   return table.concat(out)
 end
 
--- Trim the timeline (hset._tl) to its cap, oldest first, remembering the ids of trimmed
--- task-state events for dedup (_dd) and the oldest kept timestamp (_tlmin).
-local function trim_timeline(hset, t)
-  local tl = hset._tl
+-- Add one entry, keeping (timestamp, event id) order. Events mostly arrive in order:
+-- appending is the common case.
+local function tl_insert(t, e)
+  if not t._tl or e.ts > tonumber(t.updated) then
+    t._tl = (t._tl or '') .. tl_render(e, t.last_host)
+    t.last_host = e.host
+    return
+  end
+  local entries = tl_entries(t._tl)
+  entries[#entries + 1] = e
+  table.sort(entries, function(a, b)
+    if a.ts ~= b.ts then return a.ts < b.ts end
+    return a.eid < b.eid
+  end)
+  t._tl = tl_join(entries)
+  t.last_host = entries[#entries].host
+end
+
+-- Trim the timeline to its cap, oldest first, but never the newest entry of a kind (the task's
+-- per-kind timestamps live there). Trimmed task-state event ids go to _dd (dedup); _tlcut is
+-- the newest trimmed timestamp; first_seen is kept in the hash from the first trim on.
+local function trim_timeline(c, t)
+  local tl = t._tl
   -- every entry is longer than TL_ENTRY_MIN bytes: short timelines need no counting
   if #tl <= tl_max * TL_ENTRY_MIN then return end
   local _, n = string.gsub(tl, '\n', '\n')
   if n <= tl_max then return end
   local entries = tl_entries(tl)
+  local newest = {}
+  for i, e in ipairs(entries) do newest[e.code] = i end
   local excess = #entries - tl_max
-  local dd, kept = t._dd or '', {}
+  local dd, cut, kept = t._dd or '', t._tlcut, {}
   for i, e in ipairs(entries) do
-    if i > excess then kept[#kept + 1] = e[3]
-    elseif e[4] ~= TL_PROGRESS then dd = dd .. e[2] end
+    if excess > 0 and newest[e.code] ~= i then
+      excess = excess - 1
+      if e.code ~= TL_PROGRESS then dd = dd .. e.eid end
+      if not cut or e.ts > tonumber(cut) then cut = e.ts_s end
+    else
+      kept[#kept + 1] = e
+    end
   end
-  hset._tl = table.concat(kept)
-  hset._dd = dd
-  hset._tlmin = string.format('%.17g', entries[excess + 1][1])
+  t._tl, t._dd, t._tlcut = tl_join(kept), dd, cut
+  c.hset._dd, c.hset._tlcut, c.hset.first_seen = dd, cut, t.first_seen
 end
 
 -- Tasks touched by this batch: read once, changed in memory event by event, written once at the
@@ -254,7 +303,7 @@ local function task_view(id)
   local c = tasks[id]
   if not c then
     local t = load_task(P .. 'task:' .. id, id)
-    local before = { id = id, created = not t.first_seen and not t.updated }
+    local before = { id = id, created = not t._tl }
     for _, f in ipairs(INDEXED) do before[f] = t[f] end
     c = { t = t, before = before, hset = {}, hdel = {} }
     tasks[id] = c
@@ -284,30 +333,31 @@ local function flush_tasks()
   end
 end
 
-local function apply_task(etype, eid, id, ts_s, host, tl_entry, fields)
+local function apply_task(etype, eid, id, ts_s, host, tl_extra, fields)
   local ts = tonumber(ts_s)
   local kind = KIND[etype]
+  local code = kind and KIND_CODE[kind] or TL_PROGRESS
   local tkey = P .. 'task:' .. id
   local c = task_view(id)
   local t = c.t
-  local nl_eid = '\n' .. eid .. ' '
-  if t._tl and string.find(t._tl, nl_eid, 1, true) then return false end
-  if t._tlmin and ts < tonumber(t._tlmin) then
-    -- older than everything kept on a trimmed timeline: seen before unless its id is in _dd
+  if t._tl and string.find(t._tl, '\n' .. eid .. ' ', 1, true) then return false end
+  if t._tlcut and ts <= tonumber(t._tlcut) then
+    -- as old as what was trimmed off the timeline: seen before unless its id is in _dd
     if not kind or has_eid(t._dd, eid) then return false end
   end
 
   local hset, nx = {}, {}
   local again = false -- a final kind this task already had: applied, not counted again
+  local kind_ts = t.kts[code]
+  local latest_of_kind = not kind_ts or ts >= tonumber(kind_ts)
 
-  if not t.first_seen or ts < tonumber(t.first_seen) then hset.first_seen = ts_s end
-  if not t.updated or ts > tonumber(t.updated) then hset.updated = ts_s end
+  if not t.first_seen or ts < tonumber(t.first_seen) then
+    t.first_seen = ts_s
+    if t._dd then hset.first_seen = ts_s end -- trimmed: the timeline may not show it
+  end
 
   if kind then
-    local kf = KIND_TS[kind]
-    again = FINAL_RANK[kind] ~= nil and t[kf] ~= nil
-    local latest_of_kind = not t[kf] or ts >= tonumber(t[kf])
-    if latest_of_kind then hset[kf] = ts_s end
+    again = FINAL_RANK[kind] ~= nil and kind_ts ~= nil
     -- descriptive fields: highest retries wins, gaps filled from older attempts
     if kind == 'SENT' or kind == 'RECEIVED' then
       local r = tonumber(fields.retries or '0')
@@ -321,7 +371,7 @@ local function apply_task(etype, eid, id, ts_s, host, tl_entry, fields)
       end
     elseif latest_of_kind then
       local own = true
-      if kind == 'RETRY' and t.failed then own = false end
+      if kind == 'RETRY' and t.kts.f then own = false end
       if own then
         for f, v in pairs(fields) do
           if not DESCRIPTIVE[f] then hset[f] = v end
@@ -329,7 +379,7 @@ local function apply_task(etype, eid, id, ts_s, host, tl_entry, fields)
       end
     end
     local state = kind == 'SENT' and 'PENDING' or kind
-    local cur_ts = t.state and tonumber(t[STATE_TS[t.state]] or '0')
+    local cur_ts = t.state and tonumber(t.kts[STATE_CODE[t.state]] or '0')
     if stronger(state, ts, t.state, cur_ts) then
       hset.state = state
       if kind ~= 'SENT' and host ~= '' then hset.worker = host end
@@ -347,17 +397,11 @@ local function apply_task(etype, eid, id, ts_s, host, tl_entry, fields)
     elseif not again then
       hset._pc = (t._pc or '') .. kind .. '@' .. ts_s .. ';'
     end
-  else -- task-progress
-    if not t.progress_ts or ts >= tonumber(t.progress_ts) then
-      hset.progress_ts = ts_s
-      for f, v in pairs(fields) do
-        if f == 'progress_current' or f == 'progress_total' then hset[f] = v end
-      end
+  elseif latest_of_kind then -- task-progress
+    for f, v in pairs(fields) do
+      if f == 'progress_current' or f == 'progress_total' then hset[f] = v end
     end
   end
-
-  hset._tl = tl_insert(t, nl_eid .. ts_s .. ' ' .. tl_entry, ts, eid)
-  if tl_max > 0 then trim_timeline(hset, t) end
 
   -- same or older attempt: fields we did not load (exchange, eta, ...) only fill gaps; a newer
   -- value pending in c.hset is written after this and wins, as it should
@@ -366,11 +410,18 @@ local function apply_task(etype, eid, id, ts_s, host, tl_entry, fields)
   local fact
   if kind then
     local ref = ''
-    if kind == 'STARTED' then ref = t.sent or ''
-    elseif kind == 'FAILURE' then ref = t.started or '' end
+    if kind == 'STARTED' then ref = t.kts.s or ''
+    elseif kind == 'FAILURE' then ref = t.kts.b or '' end
     fact = (hset.name or t.name or '') .. '\t' ..
       (hset.queue or t.queue or fields.routing_key or '') .. '\t' .. ref
   end
+
+  tl_insert(t, { ts = ts, ts_s = ts_s, eid = eid, code = code, host = host, extra = tl_extra })
+  if latest_of_kind then t.kts[code] = ts_s end
+  if not t.updated or ts > tonumber(t.updated) then t.updated = ts_s end
+  if tl_max > 0 then trim_timeline(c, t) end
+  c.hset._tl = t._tl
+
   for f, v in pairs(hset) do
     t[f] = v
     c.hset[f] = v

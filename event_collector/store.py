@@ -20,13 +20,11 @@ from event_collector.events import (
     AUDIT_EVENT,
     TASK_EVENT_KINDS,
     TASK_PROGRESS,
-    TIMELINE_CODES,
     Event,
-    decode_stored,
-    encode_stored,
 )
 from event_collector.keys import Keys
 from event_collector.lifecycle import TaskLifecycle, is_forget_event
+from event_collector.stored import decode_stored, encode_stored
 
 LUA_SOURCE: Final = resources.files("event_collector").joinpath("store.lua").read_text()
 
@@ -114,9 +112,9 @@ def _worker_fields(event: Event, out: list[str]) -> None:
         out += ("pid", str(event.pid))
 
 
-def timeline_entry(event: Event) -> str:
-    """The timeline entry's body (keys.py ``_tl``): type code, hostname, and the small state
-    fields as JSON after a tab when the event carries any. Id and timestamp are added by Lua."""
+def timeline_extra(event: Event) -> str:
+    """The JSON of the small state fields a timeline entry keeps (keys.py ``_tl``), or "".
+    Type code, id, timestamp and hostname are added by the script."""
     extra: dict[str, object] = {}
     for name in _TIMELINE_FIELDS:
         value = getattr(event, name)
@@ -124,19 +122,19 @@ def timeline_entry(event: Event) -> str:
             extra[name] = value
     if event.exception:
         extra["exception"] = event.exception[:TIMELINE_EXCEPTION_MAX]
-    body = TIMELINE_CODES[event.type] + event.hostname
-    return body + "\t" + orjson.dumps(extra).decode() if extra else body
+    return orjson.dumps(extra).decode() if extra else ""
 
 
 def event_row(event: Event, stream_bytes: int) -> list[str]:
-    """One event in the script's layout: type id uuid ts host stream-length timeline fields...
+    """One event in the script's layout: type id uuid ts host stream-length timeline-JSON
+    fields...
 
     All strings: Redis's cmsgpack does not read MessagePack's bin type (so the binary stream
     entries travel in an argument of their own, see ``EventStore.apply``)."""
     is_task = event.type in TASK_EVENT_KINDS or event.type == TASK_PROGRESS
     row: list[str] = [
         event.type, event.id, event.uuid, repr(float(event.timestamp)), event.hostname,
-        str(stream_bytes), timeline_entry(event) if is_task else "",
+        str(stream_bytes), timeline_extra(event) if is_task else "",
     ]
     if is_task:
         _task_fields(event, row)
@@ -150,7 +148,8 @@ LISTPACK_VALUE_OPTIONS: Final = ("zset-max-listpack-value", "hash-max-listpack-v
 
 async def raise_listpack_limits(redis: Redis, wanted: int) -> list[tuple[str, int]]:
     """Raise the server's listpack value limits to ``wanted`` bytes where they are lower, so
-    task hashes with their ~200-byte timeline stay in the compact encoding. Returns what was
+    task hashes with their timeline (over 64 bytes from the second event on) stay in the
+    compact encoding. Returns what was
     changed as (option, previous value); ``wanted`` 0 changes nothing."""
     changed = []
     for option in LISTPACK_VALUE_OPTIONS if wanted else ():

@@ -17,15 +17,16 @@ from typing import Final
 import msgspec
 import redis.asyncio as aioredis
 
-from event_collector.keys import Keys
+from event_collector import timeline
+from event_collector.keys import TIMELINE_FIELD, Keys
 
 # A bigger workflow is shown truncated (``truncated: true``); paging a tree is not worth it.
 MAX_TREE_NODES: Final = 1000
 FAILED_STATES: Final = frozenset({"FAILURE", "REVOKED", "REJECTED"})
 
 _NODE_FIELDS: Final = (
-    "name", "state", "queue", "worker", "parent_id", "root_id", "first_seen", "updated",
-    "runtime", "exception", "retries",
+    "name", "state", "queue", "worker", "parent_id", "root_id", "runtime", "exception",
+    "retries", "first_seen", TIMELINE_FIELD,
 )  # fmt: skip
 
 
@@ -74,6 +75,9 @@ def _node(task_id: str, values: Sequence[bytes | str | None]) -> WorkflowNode | 
     if not fields:
         return None  # expired or forgotten, but still in the index until the next sweep
     fields.pop("root_id", None)
+    events, first_seen = fields.pop(TIMELINE_FIELD, None), fields.pop("first_seen", None)
+    times = timeline.timestamps(events or "", first_seen)
+    fields.update(first_seen=times.get("first_seen"), updated=times.get("updated"))
     return msgspec.convert({**fields, "id": task_id}, WorkflowNode, strict=False)
 
 

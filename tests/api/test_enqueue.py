@@ -8,7 +8,7 @@ import msgspec
 import pytest
 import redis
 
-from event_collector.events import decode_stored
+from event_collector.stored import decode_stored
 from tests.api.conftest import ApiClient
 from tests.services import RedisServer
 

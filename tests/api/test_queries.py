@@ -8,7 +8,7 @@ import time
 import msgspec
 import pytest
 
-from event_collector.events import decode_stored
+from event_collector.stored import decode_stored
 from tests.api.conftest import ApiClient, apply_events, task_event
 from tests.services import RedisServer
 

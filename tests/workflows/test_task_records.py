@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from event_collector.events import decode_stored
+from event_collector.stored import decode_stored
 from tests.workflows.conftest import Stack
 
 
