@@ -36,6 +36,7 @@ from bench import harness
 from bench.fill import Filler
 from bench.harness import Row, percentile, progress
 from event_collector.keys import Keys
+from event_collector.task_ids import task_id_of
 from tests.services import RedisServer, ServiceProcess, free_port, wait_until
 
 QUICK = {"enqueue": 2000, "tasks": 20_000, "queries": 300}
@@ -200,8 +201,8 @@ def raw_reads(store: redis.Redis, keys: Keys, ids: list[str], queries: int) -> d
         started = time.perf_counter()
         page = store.zrevrange(keys.index_name("demo.test_task"), 0, 49)
         pipe = store.pipeline(transaction=False)
-        for task_id in page:
-            pipe.hgetall(keys.task(task_id.decode()))
+        for member in page:
+            pipe.hgetall(keys.task(task_id_of(member)))
         pipe.execute()
         list_ms.append((time.perf_counter() - started) * 1000)
     for _ in range(queries):  # unfiltered: the newest 50 of the state indexes merged
@@ -211,8 +212,8 @@ def raw_reads(store: redis.Redis, keys: Keys, ids: list[str], queries: int) -> d
             pipe.zrevrangebyscore(key, "+inf", "-inf", start=0, num=50, withscores=True)
         rows = sorted(((s, m) for raw in pipe.execute() for m, s in raw), reverse=True)[:50]
         pipe = store.pipeline(transaction=False)
-        for _, task_id in rows:
-            pipe.hgetall(keys.task(task_id.decode()))
+        for _, member in rows:
+            pipe.hgetall(keys.task(task_id_of(member)))
         pipe.execute()
         list_all_ms.append((time.perf_counter() - started) * 1000)
     return {"get": _summary(get_ms), "list": _summary(list_ms), "list_all": _summary(list_all_ms)}

@@ -45,7 +45,9 @@ Per task (expire together, per-state TTL once the task is finished)
                                   of trimmed task-state events, for dedup past the cap),
                                   _tlcut (the newest trimmed timestamp) and first_seen.
 
-Indexes (score = the task's ``first_seen``: its earliest known event timestamp)
+Indexes (score = the task's ``first_seen``: its earliest known event timestamp; member =
+``task_ids.index_member(id)``: a canonical UUID as ``~`` + 22 base64url characters, 16 bytes
+less per entry, any other id as it is; ``task_ids.task_id_of`` reads it back)
   P idx:state:<STATE>    ZSET     tasks currently in STATE (moved on every state change)
   P idx:nostate          ZSET     tasks with no state yet (only a task-progress event seen)
                                   Every task is in exactly one of these (``Keys.state_indexes``):

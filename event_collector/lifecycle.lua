@@ -7,7 +7,7 @@
 --   from all is cheap)
 --   KEYS[12] P idx:name:<name>     KEYS[13] P idx:queue:<queue> KEYS[14] P idx:worker:<host>
 --   KEYS[15] P idx:children:<parent_id>                         KEYS[16] P idx:root:<root_id>
---   ARGV[2] task id; ARGV[3..7] name queue worker parent_id root_id as the caller read them
+--   ARGV[2] the task's index member (task_ids.index_member); ARGV[3..7] name queue worker parent_id root_id as the caller read them
 --   (index keys are built from them, so they must still be current: else "changed", re-read);
 --   ARGV[8] "1" to refuse unfinished tasks; ARGV[9] audit event JSON ("" = append none).
 --   Returns {"ok"} | {"missing"} | {"unfinished", state} | {"changed"}.
@@ -39,10 +39,10 @@ if op == "forget" then
   if ARGV[8] == "1" and not finished then
     return {"unfinished", state}
   end
-  local id = ARGV[2]
+  local member = ARGV[2]
   redis.call("DEL", KEYS[1])
   for i = 3, 16 do
-    redis.call("ZREM", KEYS[i], id)
+    redis.call("ZREM", KEYS[i], member)
   end
   if ARGV[9] ~= "" then
     redis.call("XADD", KEYS[2], "*", "e", ARGV[9])

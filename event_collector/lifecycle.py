@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 
 from event_collector.events import AUDIT_EVENT, EVENT_ENCODER, STATE_PRECEDENCE, Event
 from event_collector.keys import Keys
+from event_collector.task_ids import index_member
 
 SCRIPT_PATH: Final = Path(__file__).with_name("lifecycle.lua")
 _IDENTITY_FIELDS: Final = ("name", "queue", "worker", "parent_id", "root_id")
@@ -88,7 +89,7 @@ class TaskLifecycle:
             reply = await self._script(
                 keys=self._forget_keys(task_id, ident),
                 args=[
-                    "forget", task_id, *(ident[f] for f in _IDENTITY_FIELDS),
+                    "forget", index_member(task_id), *(ident[f] for f in _IDENTITY_FIELDS),
                     "1" if only_finished else "0",
                     EVENT_ENCODER.encode(audit) if audit is not None else "",
                 ],

@@ -39,6 +39,7 @@ from event_collector.records import (
     WorkerInfo,
 )
 from event_collector.stored import decode_stored
+from event_collector.task_ids import task_id_of
 
 DEFAULT_PAGE_SIZE: Final = 50
 MAX_PAGE_SIZE: Final = 500
@@ -79,16 +80,17 @@ class TaskQuery(msgspec.Struct, frozen=True, omit_defaults=True):
         return {f: v for f in _FILTER_FIELDS if (v := getattr(self, f)) is not None}
 
 
-def encode_cursor(score: float, task_id: str) -> str:
-    raw = orjson.dumps([score, task_id])
+def encode_cursor(score: float, member: str) -> str:
+    """Where a listing stopped: the last row's score and index member (task_ids.py)."""
+    raw = orjson.dumps([score, member])
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> tuple[float, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        score, task_id = orjson.loads(raw)
-        return float(score), str(task_id)
+        score, member = orjson.loads(raw)
+        return float(score), str(member)
     except (ValueError, TypeError) as exc:
         raise InvalidCursor(cursor) from exc
 
@@ -130,15 +132,15 @@ class EventReader:
             return None
         fields = _hash_to_dict(raw)
         events = timeline.entries(fields.get(TIMELINE_FIELD, ""))
-        return _task_record(task_id, fields), events, [_text(c) for c in children]
+        return _task_record(task_id, fields), events, [task_id_of(c) for c in children]
 
     async def children(self, task_id: str, limit: int = 1000) -> list[str]:
-        ids = await self.redis.zrange(self.keys.index_children(task_id), 0, limit - 1)
-        return [_text(i) for i in ids]  # type: ignore[misc]
+        members = await self.redis.zrange(self.keys.index_children(task_id), 0, limit - 1)
+        return [task_id_of(m) for m in members]
 
     async def workflow(self, root_id: str, limit: int = 1000) -> list[str]:
-        ids = await self.redis.zrange(self.keys.index_root(root_id), 0, limit - 1)
-        return [_text(i) for i in ids]  # type: ignore[misc]
+        members = await self.redis.zrange(self.keys.index_root(root_id), 0, limit - 1)
+        return [task_id_of(m) for m in members]
 
     # ----------------------------------------------------------------- listings
 
@@ -197,10 +199,11 @@ class EventReader:
             if not rows:
                 return TaskPage(items=items, next_cursor=None)
             found = len(items)
-            values = await self._hmget_summaries([tid for tid, _ in rows])
-            for (task_id, score), raw in zip(rows, values, strict=True):
+            task_ids = [task_id_of(member) for member, _ in rows]
+            values = await self._hmget_summaries(task_ids)
+            for (member, score), task_id, raw in zip(rows, task_ids, values, strict=True):
                 scanned += 1
-                last = (score, task_id)
+                last = (score, member)  # the cursor walks members, in the index's own order
                 if all(raw[i] == v for i, v in wanted.items()) and (row := _summary(task_id, raw)):
                     items.append(row)
                     if len(items) == limit:
@@ -269,18 +272,18 @@ class EventReader:
                     pipe.zcount(index, lower, upper)
                 return TaskCount(count=sum(int(n) for n in await pipe.execute()))
         index = indexes[0]
-        ids = await self.redis.zrange(
+        members = await self.redis.zrange(
             index, upper, lower, byscore=True, desc=True, offset=0, num=COUNT_SCAN_MAX
         )
         fields, wanted = list(rest), [v.encode() for v in rest.values()]
         total = 0
-        for start in range(0, len(ids), 1000):
+        for start in range(0, len(members), 1000):
             async with self.redis.pipeline(transaction=False) as pipe:
-                for task_id in ids[start : start + 1000]:
-                    pipe.hmget(self.keys.task(_text(task_id)), fields)  # type: ignore[arg-type]
+                for member in members[start : start + 1000]:
+                    pipe.hmget(self.keys.task(task_id_of(member)), fields)
                 rows = await pipe.execute()
             total += sum(1 for row in rows if row == wanted)
-        return TaskCount(count=total, exact=len(ids) < COUNT_SCAN_MAX)
+        return TaskCount(count=total, exact=len(members) < COUNT_SCAN_MAX)
 
     # ----------------------------------------------------------------- aggregates
 

@@ -30,6 +30,7 @@ from event_collector import timeline
 from event_collector.events import Event
 from event_collector.keys import TIMELINE_FIELD, Keys
 from event_collector.normalize import event_id
+from event_collector.task_ids import task_id_of
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ class Reconciler:
                 pipe.zrevrangebyscore(k.index_state(state), cutoff, "-inf", 0, self._limit)
                 pipe.zcount(k.index_state(state), "-inf", cutoff)
             replies = await pipe.execute()
-        ids = [i.decode() for ids in replies[0::2] for i in ids]
+        ids = [task_id_of(m) for members in replies[0::2] for m in members]
         total = sum(replies[1::2])
         if not ids:
             return [], total

@@ -16,8 +16,9 @@
 -- ARGV[13] the events, one MessagePack array of arrays (one argument per batch: packing
 --          thousands of small arguments costs the client more than the script costs Redis);
 --          each: type, event id, task uuid (or ""), timestamp, hostname, stream entry length,
---          the timeline entry's JSON of small state fields (or "", see keys.py), then
---          field/value pairs (only the fields the event carries; ``store.py`` builds them).
+--          the timeline entry's JSON of small state fields (or "", see keys.py), the task's
+--          index member (task_ids.index_member, or ""), then field/value pairs (only the
+--          fields the event carries; ``store.py`` builds them).
 -- ARGV[14] the stream entries (``e``, binary MessagePack) of the events, concatenated in order;
 --          each event's length is in its row ("0" and ARGV[14] empty when not appending).
 -- Returns { flags, facts... }. flags has one char per event: "1" applied here first, "2" applied
@@ -165,17 +166,17 @@ end
 
 -- Move the task's index entries from its view before this batch to the one after it.
 local INDEXED = { 'state', 'name', 'queue', 'worker', 'parent_id', 'root_id', 'first_seen' }
-local function update_indexes(old, now, id)
+local function update_indexes(old, now, member)
   local before, after = index_keys(old), index_keys(now)
   local score, rescored = now.first_seen, now.first_seen ~= old.first_seen
   local keep, was = {}, {}
   for _, k in ipairs(after) do keep[k] = true end
   for _, k in ipairs(before) do
     was[k] = true
-    if not keep[k] then redis.call('ZREM', k, id) end
+    if not keep[k] then redis.call('ZREM', k, member) end
   end
   for _, k in ipairs(after) do
-    if rescored or not was[k] then redis.call('ZADD', k, score, id) end
+    if rescored or not was[k] then redis.call('ZADD', k, score, member) end
   end
 end
 
@@ -299,13 +300,13 @@ end
 -- received/started/succeeded in one task.multi), so this saves most HMGET/HSET/index calls.
 local tasks, task_order = {}, {}
 
-local function task_view(id)
+local function task_view(id, member)
   local c = tasks[id]
   if not c then
     local t = load_task(P .. 'task:' .. id, id)
     local before = { id = id, created = not t._tl }
     for _, f in ipairs(INDEXED) do before[f] = t[f] end
-    c = { t = t, before = before, hset = {}, hdel = {} }
+    c = { t = t, before = before, hset = {}, hdel = {}, member = member }
     tasks[id] = c
     task_order[#task_order + 1] = id
   end
@@ -322,7 +323,7 @@ local function flush_tasks()
     if #flat > 0 then redis.call('HSET', tkey, unpack(flat)) end
     if #dels > 0 then redis.call('HDEL', tkey, unpack(dels)) end
     for _, f in ipairs(INDEXED) do
-      if t[f] ~= before[f] then update_indexes(before, t, id); break end
+      if t[f] ~= before[f] then update_indexes(before, t, c.member); break end
     end
     local ttl = t.state ~= before.state and ttl_final[t.state]
     if ttl then
@@ -333,12 +334,12 @@ local function flush_tasks()
   end
 end
 
-local function apply_task(etype, eid, id, ts_s, host, tl_extra, fields)
+local function apply_task(etype, eid, id, member, ts_s, host, tl_extra, fields)
   local ts = tonumber(ts_s)
   local kind = KIND[etype]
   local code = kind and KIND_CODE[kind] or TL_PROGRESS
   local tkey = P .. 'task:' .. id
-  local c = task_view(id)
+  local c = task_view(id, member)
   local t = c.t
   if t._tl and string.find(t._tl, '\n' .. eid .. ' ', 1, true) then return false end
   if t._tlcut and ts <= tonumber(t._tlcut) then
@@ -463,14 +464,14 @@ local out = {}
 local stream_blob, stream_at = ARGV[14], 1
 for _, ev in ipairs(cmsgpack.unpack(ARGV[13])) do
   local etype, eid, id, ts_s, host = ev[1], ev[2], ev[3], ev[4], ev[5]
-  local stream_len, tl_entry = tonumber(ev[6]), ev[7]
+  local stream_len, tl_extra, member = tonumber(ev[6]), ev[7], ev[8]
   local stream_entry = string.sub(stream_blob, stream_at, stream_at + stream_len - 1)
   stream_at = stream_at + stream_len
   local fields = {}
-  for j = 8, #ev, 2 do fields[ev[j]] = ev[j + 1] end
+  for j = 9, #ev, 2 do fields[ev[j]] = ev[j + 1] end
   local applied
   if KIND[etype] or etype == 'task-progress' then
-    applied = id ~= '' and apply_task(etype, eid, id, ts_s, host, tl_entry, fields)
+    applied = id ~= '' and apply_task(etype, eid, id, member, ts_s, host, tl_extra, fields)
   elseif string.sub(etype, 1, 7) == 'worker-' then
     applied = apply_worker(etype, eid, host, ts_s, fields)
   else

@@ -25,6 +25,7 @@ from event_collector.events import (
 from event_collector.keys import Keys
 from event_collector.lifecycle import TaskLifecycle, is_forget_event
 from event_collector.stored import decode_stored, encode_stored
+from event_collector.task_ids import index_member
 
 LUA_SOURCE: Final = resources.files("event_collector").joinpath("store.lua").read_text()
 
@@ -127,7 +128,7 @@ def timeline_extra(event: Event) -> str:
 
 def event_row(event: Event, stream_bytes: int) -> list[str]:
     """One event in the script's layout: type id uuid ts host stream-length timeline-JSON
-    fields...
+    index-member fields...
 
     All strings: Redis's cmsgpack does not read MessagePack's bin type (so the binary stream
     entries travel in an argument of their own, see ``EventStore.apply``)."""
@@ -135,6 +136,7 @@ def event_row(event: Event, stream_bytes: int) -> list[str]:
     row: list[str] = [
         event.type, event.id, event.uuid, repr(float(event.timestamp)), event.hostname,
         str(stream_bytes), timeline_extra(event) if is_task else "",
+        index_member(event.uuid) if is_task else "",
     ]
     if is_task:
         _task_fields(event, row)

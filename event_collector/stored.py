@@ -17,6 +17,7 @@ import msgspec
 
 from event_collector.events import EVENT_DECODER, EVENT_ENCODER, Event
 from event_collector.normalize import event_id
+from event_collector.task_ids import uuid_bytes, uuid_text
 
 # Type codes are positions in this tuple: append only, a stored entry keeps its code forever.
 STORED_TYPES: Final = (
@@ -60,24 +61,6 @@ _ENCODE: Final = msgspec.msgpack.Encoder().encode
 _DECODE: Final = msgspec.msgpack.Decoder(_StoredEvent).decode
 
 
-def _uuid_text(raw: bytes) -> str:
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-def _compact_uuid(task_id: str) -> str | bytes:
-    """A canonical (lower-case, hyphenated) UUID as 16 bytes; any other id as it is."""
-    if len(task_id) != 36 or not task_id[8] == task_id[13] == task_id[18] == task_id[23] == "-":
-        return task_id
-    digits = task_id.replace("-", "")
-    try:
-        raw = bytes.fromhex(digits)
-    except ValueError:
-        return task_id
-    # fromhex also takes upper case and skips spaces: only a lossless round trip is compacted
-    return raw if raw.hex() == digits else task_id
-
-
 def encode_stored(event: Event) -> bytes:
     """The stream entry field ``e`` for an event the collector appends."""
     code = _TYPE_CODES.get(event.type)
@@ -86,7 +69,7 @@ def encode_stored(event: Event) -> bytes:
     values = list(msgspec.structs.astuple(event))
     del values[0]
     values[_TYPE_AT] = code
-    values[_UUID_AT] = _compact_uuid(event.uuid)
+    values[_UUID_AT] = uuid_bytes(event.uuid) or event.uuid
     for cut in _CUTS:
         if values[cut:] == _DEFAULTS[cut:]:
             return _ENCODE(values[:cut])
@@ -102,7 +85,7 @@ def decode_stored(raw: bytes) -> Event:
         raise msgspec.DecodeError(f"unknown stored event type code {stored.type}")
     uuid = stored.uuid
     if isinstance(uuid, bytes) and len(uuid) == 16:
-        uuid = _uuid_text(uuid)
+        uuid = uuid_text(uuid)
     elif not isinstance(uuid, str):
         raise msgspec.DecodeError("stored task id is neither text nor a 16-byte UUID")
     type_ = STORED_TYPES[stored.type]

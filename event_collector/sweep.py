@@ -26,6 +26,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from event_collector.keys import COUNTER_FIELD_SEPARATOR, Keys
+from event_collector.task_ids import task_id_of
 
 
 class SweepReport(msgspec.Struct, frozen=True):
@@ -129,32 +130,32 @@ class RetentionSweeper:
         checked = removed = 0
         position, rank = self._cursor
         while checked < self._budget:
-            ids = await self._redis.zrange(walk[position], rank, rank + self._page - 1)
-            if not ids:
+            members = await self._redis.zrange(walk[position], rank, rank + self._page - 1)
+            if not members:
                 position, rank = (position + 1) % len(walk), 0
                 if position == 0:
                     break
                 continue
             async with self._redis.pipeline(transaction=False) as pipe:
-                for task_id in ids:
-                    pipe.exists(self._keys.task(task_id.decode()))
+                for member in members:
+                    pipe.exists(self._keys.task(task_id_of(member)))
                 alive = await pipe.execute()
-            gone = [task_id.decode() for task_id, a in zip(ids, alive, strict=True) if not a]
+            gone = [member.decode() for member, a in zip(members, alive, strict=True) if not a]
             await self._unindex(index_keys, gone)
-            checked += len(ids)
+            checked += len(members)
             removed += len(gone)
-            rank += len(ids) - len(gone)
+            rank += len(members) - len(gone)
         self._cursor = (position, rank)
         return removed
 
-    async def _unindex(self, index_keys: Sequence[str], task_ids: Sequence[str]) -> None:
-        if not task_ids:
+    async def _unindex(self, index_keys: Sequence[str], members: Sequence[str]) -> None:
+        if not members:
             return
         k = self._keys
         async with self._redis.pipeline(transaction=False) as pipe:
             for key in index_keys:
-                pipe.zrem(key, *task_ids)
-            pipe.delete(*_per_task_keys(k, task_ids))
+                pipe.zrem(key, *members)
+            pipe.delete(*_per_task_keys(k, (task_id_of(m) for m in members)))
             await pipe.execute()
 
     async def _trim_indexes(self, index_keys: Sequence[str], cutoff: float) -> int:

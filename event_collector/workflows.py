@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 
 from event_collector import timeline
 from event_collector.keys import TIMELINE_FIELD, Keys
+from event_collector.task_ids import task_id_of
 
 # A bigger workflow is shown truncated (``truncated: true``); paging a tree is not worth it.
 MAX_TREE_NODES: Final = 1000
@@ -133,7 +134,7 @@ class WorkflowReader:
             pipe.zrange(self.keys.index_root(task_id), 0, self.max_nodes - 1)
             pipe.zcard(self.keys.index_root(task_id))
             root_id, members, size = await pipe.execute()
-        return _text(root_id), [_text(m) for m in members], int(size)  # type: ignore[misc]
+        return _text(root_id), [task_id_of(m) for m in members], int(size)
 
     async def tree(self, task_id: str) -> WorkflowTree | None:
         """The workflow ``task_id`` belongs to (as root or member); None if nothing is known."""

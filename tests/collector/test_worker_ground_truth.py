@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 
 from event_collector.keys import Keys
 from event_collector.read import EventReader
+from event_collector.task_ids import index_member
 from tests.collector.conftest import (
     STORE_DB,
     collector_env,
@@ -151,7 +152,8 @@ def assert_ground_truth(world: World) -> None:
         task = client.hgetall(KEYS.task(task_id))
         assert task[b"state"].decode() == FINAL_STATE[outcome], (task_id, outcome, task)
         assert task[b"name"] == NAME.encode()
-        assert client.zscore(KEYS.index_state(FINAL_STATE[outcome]), task_id) is not None
+        state_index = KEYS.index_state(FINAL_STATE[outcome])
+        assert client.zscore(state_index, index_member(task_id)) is not None
         kinds = timeline_kinds(world.server.url(STORE_DB), task_id)
         assert kinds == EXPECTED_KINDS[outcome], (task_id, outcome)
     expected = world.expected_counts()
