@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Protocol
 
 from bench import harness
-from event_collector.keys import Keys
+from event_collector import timeline
+from event_collector.keys import TIMELINE_FIELD, Keys
 from tests.services import RedisServer, ServiceProcess, free_port, wait_until
 
 # What a reader can see of a task right now: (state, sent timestamp, succeeded timestamp).
@@ -130,11 +131,12 @@ class TaskpulseConsumer:
         """The task hashes, read the way the API reads them, in one pipelined round trip."""
         pipe = self.store.pipeline(transaction=False)
         for task_id in task_ids:
-            pipe.hmget(self.keys.task(task_id), ("state", "sent", "succeeded"))
-        return [
-            (state and state.decode(), sent and float(sent), done and float(done))
-            for state, sent, done in pipe.execute()
-        ]
+            pipe.hmget(self.keys.task(task_id), ("state", TIMELINE_FIELD))
+        found: list[Probe] = []
+        for state, events in pipe.execute():
+            times = timeline.timestamps(events.decode()) if events else {}
+            found.append((state and state.decode(), times.get("sent"), times.get("succeeded")))
+        return found
 
     def stop(self) -> None:
         self.proc.stop()
