@@ -403,8 +403,11 @@ def _task_record(task_id: str, fields: dict[str, str]) -> TaskRecord:
             timestamp=times.get("progress_ts"),
         )
     times.pop("progress_ts", None)
+    labels = orjson.loads(fields.pop("labels")) if fields.get("labels") else None
     fields = {k: v for k, v in fields.items() if v != "" and not k.startswith("_")}
-    record = msgspec.convert({**fields, **times, "id": task_id}, TaskRecord, strict=False)
+    record = msgspec.convert(
+        {**fields, **times, "labels": labels, "id": task_id}, TaskRecord, strict=False
+    )
     return msgspec.structs.replace(record, progress=progress) if progress else record
 
 

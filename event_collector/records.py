@@ -75,7 +75,7 @@ class TaskRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     first_seen: float | None = None
     updated: float | None = None
     note: str | None = None
-    labels: str | None = None
+    labels: dict[str, str] | None = None
     progress: Progress | None = None
 
 

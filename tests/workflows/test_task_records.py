@@ -102,7 +102,7 @@ def test_operator_sets_and_clears_a_note_and_labels(stack: Stack) -> None:
     assert r.status_code == 200, r.text
     assert r.json() == {"id": task_id, "note": "looked at it", "labels": {"ticket": "OPS-1"}}
     record = stack.call("GET", f"/tasks/{task_id}", "viewer").json()
-    assert record["note"] == "looked at it"
+    assert (record["note"], record["labels"]) == ("looked at it", {"ticket": "OPS-1"})
     assert record["state"] == "SUCCESS"
 
     cleared = stack.call("PATCH", f"/tasks/{task_id}", "operator", json={"note": ""}).json()
