@@ -52,11 +52,13 @@ MAX_HISTORY_BUCKETS: Final = 1_500
 STATES: Final = STATE_PRECEDENCE
 KINDS: Final = tuple(TASK_EVENT_KINDS.values())
 
-# Hash fields a listing row is built from: first_seen/updated come from the timeline.
+# Hash fields a listing row is built from: first_seen is the index score, updated the
+# timeline's newest entry.
 _SUMMARY_FIELDS: Final = (
-    "name", "state", "queue", "worker", "runtime", "retries", "exception", "first_seen",
-    TIMELINE_FIELD,
+    "name", "state", "queue", "worker", "runtime", "retries", "exception", TIMELINE_FIELD,
 )  # fmt: skip
+# Passed to HMGET as bytes: a page sends 50 of these, and redis-py re-encodes every str argument.
+_SUMMARY_FIELDS_RAW: Final = tuple(f.encode() for f in _SUMMARY_FIELDS)
 _FILTER_FIELDS: Final = ("state", "name", "queue", "worker")
 
 
@@ -204,7 +206,9 @@ class EventReader:
             for (member, score), task_id, raw in zip(rows, task_ids, values, strict=True):
                 scanned += 1
                 last = (score, member)  # the cursor walks members, in the index's own order
-                if all(raw[i] == v for i, v in wanted.items()) and (row := _summary(task_id, raw)):
+                if all(raw[i] == v for i, v in wanted.items()) and (
+                    row := _summary(task_id, score, raw)
+                ):
                     items.append(row)
                     if len(items) == limit:
                         break
@@ -257,7 +261,7 @@ class EventReader:
     async def _hmget_summaries(self, task_ids: Sequence[str]) -> list[list[bytes | None]]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for task_id in task_ids:
-                pipe.hmget(self.keys.task(task_id), _SUMMARY_FIELDS)
+                pipe.hmget(self.keys.task(task_id), _SUMMARY_FIELDS_RAW)
             return await pipe.execute()
 
     async def count_tasks(self, query: TaskQuery) -> TaskCount:
@@ -411,14 +415,13 @@ def _task_record(task_id: str, fields: dict[str, str]) -> TaskRecord:
     return msgspec.structs.replace(record, progress=progress) if progress else record
 
 
-def _summary(task_id: str, values: list[bytes | None]) -> TaskSummary | None:
+def _summary(task_id: str, first_seen: float, values: list[bytes | None]) -> TaskSummary | None:
     if all(v is None for v in values):
         return None  # expired task still in an index until the next sweep
     fields = {f: _text(v) for f, v in zip(_SUMMARY_FIELDS, values, strict=True) if v}
-    times = timeline.timestamps(fields.pop(TIMELINE_FIELD, ""), fields.pop("first_seen", None))
+    updated = timeline.last_timestamp(fields.pop(TIMELINE_FIELD, ""))  # type: ignore[arg-type]
     return msgspec.convert(
-        {**fields, "first_seen": times.get("first_seen"), "updated": times.get("updated"),
-         "id": task_id},
+        {**fields, "first_seen": first_seen, "updated": updated, "id": task_id},
         TaskSummary, strict=False,
     )  # fmt: skip
 

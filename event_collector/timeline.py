@@ -57,3 +57,10 @@ def timestamps(raw: str, first_seen: str | None = None) -> dict[str, float]:
         found["first_seen"] = float(first_seen or lines[0].split(" ", 2)[1])
         found["updated"] = float(lines[-1].split(" ", 2)[1])
     return found
+
+
+def last_timestamp(raw: str) -> float | None:
+    """The newest entry's timestamp (the record's ``updated``) without parsing the rest."""
+    if not raw:
+        return None
+    return float(raw[raw.rfind("\n") + 1 :].split(" ", 2)[1])
