@@ -13,7 +13,7 @@ from event_collector.keys import Keys
 from producer_api.audit import audit_event
 from producer_api.catalog import ArgumentError, Catalog, check_arguments
 from producer_api.errors import Unavailable, Unprocessable
-from producer_api.publisher import Message, Publisher
+from producer_api.publisher import DeliveryUncertain, Message, Publisher
 from producer_api.schemas import EnqueueRequest, EnqueueResponse
 
 TASK_URL = "/api/v1/tasks/{}"
@@ -97,6 +97,14 @@ class Enqueuer:
         try:
             if fresh:
                 await self.publisher.send([item.message for item in fresh], audits)
+        except DeliveryUncertain as exc:
+            # At least once: a client retrying with the same idempotency key enqueues again
+            # rather than being told of a task that may never have reached the broker.
+            await self._release_keys(fresh)
+            raise Unavailable(
+                "the broker failed while the task(s) were being sent; some may have been "
+                "enqueued", str(exc),
+            ) from exc
         except OperationalError as exc:
             await self._release_keys(fresh)
             raise Unavailable(

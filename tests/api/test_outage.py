@@ -58,3 +58,13 @@ def test_dependency_down_is_503_and_the_api_recovers(outage) -> None:
                what="readyz after Redis came back")
     assert api.get("/api/v1/tasks").status_code == 200
     assert api.post("/api/v1/tasks", json=enqueue).status_code == 202
+
+
+def test_an_enqueue_right_after_a_broker_restart_succeeds(outage) -> None:
+    server, api = outage
+    enqueue = {"name": "demo.test_task"}
+    assert api.post("/api/v1/tasks", json=enqueue).status_code == 202  # pools a connection
+    server.stop()
+    server.start()
+    r = api.post("/api/v1/tasks", json=enqueue)
+    assert r.status_code == 202, r.text
