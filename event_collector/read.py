@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Sequence
+from importlib import resources
 from typing import Any, Final
 
 import msgspec
@@ -57,8 +58,8 @@ KINDS: Final = tuple(TASK_EVENT_KINDS.values())
 _SUMMARY_FIELDS: Final = (
     "name", "state", "queue", "worker", "runtime", "retries", "exception", TIMELINE_FIELD,
 )  # fmt: skip
-# Passed to HMGET as bytes: a page sends 50 of these, and redis-py re-encodes every str argument.
 _SUMMARY_FIELDS_RAW: Final = tuple(f.encode() for f in _SUMMARY_FIELDS)
+_READ_LUA: Final = resources.files("event_collector").joinpath("read.lua").read_text()
 _FILTER_FIELDS: Final = ("state", "name", "queue", "worker")
 
 
@@ -111,6 +112,7 @@ class EventReader:
     def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
+        self._hmget_many = redis.register_script(_READ_LUA)
 
     # ----------------------------------------------------------------- single tasks
 
@@ -259,10 +261,10 @@ class EventReader:
         return [(m, s) for s, m in merged[:count]]
 
     async def _hmget_summaries(self, task_ids: Sequence[str]) -> list[list[bytes | None]]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for task_id in task_ids:
-                pipe.hmget(self.keys.task(task_id), _SUMMARY_FIELDS_RAW)
-            return await pipe.execute()
+        if not task_ids:
+            return []
+        keys = [self.keys.task(task_id) for task_id in task_ids]
+        return await self._hmget_many(keys=keys, args=_SUMMARY_FIELDS_RAW)  # type: ignore[no-any-return]
 
     async def count_tasks(self, query: TaskQuery) -> TaskCount:
         """ZCOUNT on one index (summed over the state indexes without a filter); combined
@@ -282,10 +284,8 @@ class EventReader:
         fields, wanted = list(rest), [v.encode() for v in rest.values()]
         total = 0
         for start in range(0, len(members), 1000):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for member in members[start : start + 1000]:
-                    pipe.hmget(self.keys.task(task_id_of(member)), fields)
-                rows = await pipe.execute()
+            keys = [self.keys.task(task_id_of(m)) for m in members[start : start + 1000]]
+            rows = await self._hmget_many(keys=keys, args=fields)
             total += sum(1 for row in rows if row == wanted)
         return TaskCount(count=total, exact=len(members) < COUNT_SCAN_MAX)
 
