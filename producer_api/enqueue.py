@@ -97,17 +97,14 @@ class Enqueuer:
         try:
             if fresh:
                 await self.publisher.send([item.message for item in fresh], audits)
-        except DeliveryUncertain as exc:
-            # At least once: a client retrying with the same idempotency key enqueues again
-            # rather than being told of a task that may never have reached the broker.
+        except OperationalError as exc:
+            # Released even when delivery is uncertain (at least once): a client retrying with
+            # the same idempotency key enqueues again rather than being told of a task that may
+            # never have reached the broker.
             await self._release_keys(fresh)
             raise Unavailable(
                 "the broker failed while the task(s) were being sent; some may have been "
-                "enqueued", str(exc),
-            ) from exc
-        except OperationalError as exc:
-            await self._release_keys(fresh)
-            raise Unavailable(
+                "enqueued" if isinstance(exc, DeliveryUncertain) else
                 "the broker is unreachable; the task was not enqueued (in a batch: from the "
                 "first task that failed on)", str(exc),
             ) from exc
