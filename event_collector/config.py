@@ -86,9 +86,17 @@ class CollectorSettings(msgspec.Struct, frozen=True):
     queues: str = "default,finance,reports,email"
     collector_id: str = ""
     # Raise the store's zset/hash listpack value limit to this many bytes at start (0 = leave
-    # the server alone): a task hash's timeline field (``_tl``) is ~200 bytes for a plain
-    # four-event task, and past the default 64 the hash becomes a hashtable (~2x the memory).
+    # the server alone): a task hash's timeline field (``_tl``) is ~180 bytes for a plain
+    # four-event task, and past the default 64 the hash becomes a hashtable (1,045 instead of
+    # 472 bytes a task, docs/operations.md).
     redis_listpack_value: int = 256
+    # Metric labels: celery-exporter labels workers by the host part of the node name
+    # (w1@box -> box); true labels each node (w1@box). A gone worker is exported with
+    # celery_worker_up 0 for this long, so "worker down" alerts can fire. A generic sent
+    # hostname labels task-sent counters "generic" (producers with random pod names).
+    metrics_node_hostnames: bool = False
+    metrics_worker_retention_seconds: float = 3600.0
+    metrics_generic_sent_hostname: bool = False
     log_level: str = "INFO"
     stats_interval_seconds: float = 10.0
     reconnect_max_seconds: float = 10.0

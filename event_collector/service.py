@@ -53,7 +53,12 @@ class Collector:
             settings.redis_url, socket_timeout=10, socket_connect_timeout=5
         )
         self.registry = CollectorRegistry()
-        self.metrics = CollectorMetrics(self.registry, keys=self.keys)
+        self.metrics = CollectorMetrics(
+            self.registry, keys=self.keys,
+            worker_retention_seconds=settings.metrics_worker_retention_seconds,
+            node_hostnames=settings.metrics_node_hostnames,
+            generic_sent_hostname=settings.metrics_generic_sent_hostname,
+        )
         self.store = EventStore(self.redis, self.keys, settings.retention)
         self.reader: AmqpQueueReader | RedisFanoutReader = (
             AmqpQueueReader(

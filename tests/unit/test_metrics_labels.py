@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
+from event_collector.config import load_settings
 from event_collector.events import Event
 from event_collector.keys import Keys
 from event_collector.metrics import CollectorMetrics, exception_class, host_label
+from event_collector.service import Collector
 
 NAME = "finance.check_pending_bills"
 CELERY_EXPORTER_LABELS = {
@@ -197,3 +201,19 @@ def test_a_failure_as_first_event_also_shows_the_success_counter_at_zero():
                                         exception="KeyError('k')")])
     unknown = frozenset({("name", "unknown"), ("hostname", "box"), ("queue_name", "unknown")})
     assert samples(registry)[("celery_task_succeeded_total", unknown)] == 0.0
+
+
+def test_the_collector_labels_workers_by_node_when_its_setting_says_so():
+    async def observed_hostnames() -> set[str]:
+        service = Collector(load_settings({  # built, never started: no Redis needed
+            "TASKPULSE_METRICS_NODE_HOSTNAMES": "true",
+            "TASKPULSE_METRICS_GENERIC_SENT_HOSTNAME": "1",
+        }))
+        try:
+            service.metrics.observe_applied(one_task_lifecycle())
+            return {dict(labels)["hostname"] for (name, labels) in samples(service.registry)
+                    if name.startswith("celery_task_") and name.endswith("_total")}
+        finally:
+            await service.redis.aclose()
+
+    assert asyncio.run(observed_hostnames()) == {"w1@box", "generic"}
