@@ -1,9 +1,10 @@
 """The collector's settings: one typed Struct built from ``TASKPULSE_*`` environment variables.
 
 ``settings_from_env`` is generic so other services (the API) build their own Struct the same way:
-each field ``foo_bar`` reads ``TASKPULSE_FOO_BAR``; strings from the environment are converted to
-the field's type (``msgspec.convert(..., strict=False)``), so a bad value fails at start-up with
-the variable's name in the message, never deep inside.
+each field ``foo_bar`` reads ``TASKPULSE_FOO_BAR`` (or the variable a ``names`` table gives it);
+strings from the environment are converted to the field's type (``msgspec.convert(...,
+strict=False)``), so a bad value fails at start-up with the variable's name in the message,
+never deep inside.
 """
 
 from __future__ import annotations
@@ -25,22 +26,32 @@ class SettingsError(ValueError):
 
 
 def settings_from_env(
-    struct_type: type[S], environ: Mapping[str, str] | None = None, prefix: str = ENV_PREFIX
+    struct_type: type[S],
+    environ: Mapping[str, str] | None = None,
+    prefix: str = ENV_PREFIX,
+    *,
+    names: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
 ) -> S:
-    """Build ``struct_type`` from ``<prefix><FIELD>`` variables; unset ones keep their default."""
+    """Build ``struct_type`` from ``<prefix><FIELD>`` variables (or the ``names`` table:
+    variable -> field, for a service whose variables are not its field names); unset ones keep
+    their default, ``overrides`` (command-line flags; None = not given) win."""
     env = os.environ if environ is None else environ
-    values = {}
-    for field in msgspec.structs.fields(struct_type):
-        raw = env.get(prefix + field.name.upper())
+    if names is None:
+        names = {prefix + f.name.upper(): f.name for f in msgspec.structs.fields(struct_type)}
+    values: dict[str, object] = {}
+    for variable, field in names.items():
+        raw = env.get(variable)
         if raw is not None and raw != "":
-            values[field.name] = raw
+            values[field] = raw
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
         return msgspec.convert(values, struct_type, strict=False)
     except msgspec.ValidationError as exc:
         # "Expected `int`, got `str` - at `$.batch_size`" -> name the variable instead
         message = str(exc)
-        for name in values:
-            message = message.replace(f"`$.{name}`", prefix + name.upper())
+        for variable, field in names.items():
+            message = message.replace(f"`$.{field}`", variable)
         raise SettingsError(message) from None
 
 

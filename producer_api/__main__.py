@@ -11,7 +11,7 @@ import sys
 from aiohttp import web
 
 from producer_api.app import create_app
-from producer_api.config import ENV_VARS, settings_from_env
+from producer_api.config import ENV_VARS, load_settings
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        settings = settings_from_env(os.environ, host=args.host, port=args.port)
+        settings = load_settings(os.environ, host=args.host, port=args.port)
         app = create_app(settings)
         app.on_startup.append(_freeze_gc)
     except (ValueError, OSError) as exc:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import msgspec
 
+from event_collector.config import settings_from_env
+
 PACKAGED_CATALOG = Path(__file__).with_name("catalog.json")
 
 
@@ -55,13 +57,7 @@ ENV_VARS: dict[str, str] = {
 }
 
 
-def settings_from_env(environ: Mapping[str, str], **overrides: object) -> ApiSettings:
-    """Build settings from ``environ`` (flags passed as ``overrides`` win). Bad values raise."""
-    values: dict[str, object] = {
-        field: environ[name] for name, field in ENV_VARS.items() if environ.get(name)
-    }
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return msgspec.convert(values, ApiSettings, strict=False)
-    except msgspec.ValidationError as exc:
-        raise ValueError(f"invalid API configuration: {exc}") from exc
+def load_settings(environ: Mapping[str, str], **overrides: object) -> ApiSettings:
+    """Build settings from ``environ`` (flags passed as ``overrides`` win). A bad value raises
+    ``SettingsError`` naming its variable."""
+    return settings_from_env(ApiSettings, environ, names=ENV_VARS, overrides=overrides)

@@ -62,7 +62,7 @@ class _RecordingEnv(Mapping[str, str]):
 def env_vars_read_by_code() -> frozenset[str]:
     """Every TASKPULSE_* variable the worker, collector and API settings loaders look up."""
     from event_collector.config import load_settings as collector_settings
-    from producer_api.config import settings_from_env as api_settings
+    from producer_api.config import load_settings as api_settings
     from worker.config import load_settings as worker_settings
 
     env = _RecordingEnv()
