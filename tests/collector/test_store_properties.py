@@ -15,9 +15,12 @@ from event_collector.events import TASK_EVENT_KINDS, Event
 from event_collector.keys import TIMELINE_FIELD, Keys
 from event_collector.normalize import normalize
 from event_collector.store import EventStore
+from event_collector.task_ids import index_member
 from tests.collector.conftest import STORE_DB, run, snapshot
 
 KEYS = Keys()
+# A canonical UUID, as Celery makes them: stored and indexed in compact form (task_ids.py).
+TASK_ID = "5d3e0c1a-8f4b-4c2e-9a7d-1b2c3d4e5f60"
 # The fixtures hold one redis-server; each example empties the db itself.
 FIXTURES_OK = [HealthCheck.function_scoped_fixture]
 OUTCOMES = ("success", "failure", "revoked", "running", "retrying", "rejected")
@@ -39,16 +42,19 @@ def task_lifecycle(draw: st.DrawFn) -> list[Event]:
     clock = 0
     raw: list[dict[str, Any]] = []
 
-    def emit(type_: str, host: str = "w1@h", **fields: Any) -> None:
+    worker = "w1@h"
+
+    def emit(type_: str, host: str = "", **fields: Any) -> None:
         nonlocal ts, clock
         ts += draw(st.sampled_from((0.001, 0.25, 1.5, 61.0)))
         clock += 1
         stamp = ts + sent_skew if type_ == "task-sent" else ts
-        raw.append({"type": type_, "uuid": "t-1", "hostname": host, "pid": 7,
+        raw.append({"type": type_, "uuid": TASK_ID, "hostname": host or worker, "pid": 7,
                     "clock": clock, "timestamp": stamp, **fields})
 
     desc = {"name": "demo.test_task", "args": "(1,)", "kwargs": "{}"}
     for attempt in range(retries + 1):
+        worker = f"w{attempt % 2 + 1}@h"  # a retry may run on another worker
         emit("task-sent", host="api@h", queue="default", retries=attempt, **desc)
         emit("task-received", retries=attempt, **desc)
         if outcome == "revoked" and attempt == retries:
@@ -120,14 +126,14 @@ def test_projection_matches_the_lifecycle_in_any_order(
     store_client.flushdb()
     apply_batches(redis_server.url(STORE_DB), data.draw(redelivery(events)))
 
-    task = {k.decode(): v.decode() for k, v in store_client.hgetall(KEYS.task("t-1")).items()}
+    task = {k.decode(): v.decode() for k, v in store_client.hgetall(KEYS.task(TASK_ID)).items()}
     last_state_event = max(
         (e for e in events if e.type != "task-progress" and e.type != "task-sent"),
         key=lambda e: (e.type in ("task-succeeded", "task-failed", "task-revoked"), e.timestamp),
     )
     expected_state = TASK_EVENT_KINDS[last_state_event.type]
     assert task["state"] == expected_state
-    assert store_client.zscore(KEYS.index_state(expected_state), "t-1") is not None
+    assert store_client.zscore(KEYS.index_state(expected_state), index_member(TASK_ID)) is not None
     assert task["retries"] == str(max(e.retries for e in events))
     kinds = Counter(TASK_EVENT_KINDS[e.type] for e in events if e.type in TASK_EVENT_KINDS)
     totals = store_client.hgetall(KEYS.counters_total)
@@ -135,4 +141,4 @@ def test_projection_matches_the_lifecycle_in_any_order(
         f"demo.test_task|{kind}": n for kind, n in kinds.items()
     }
     assert store_client.xlen(KEYS.events) == len(events)
-    assert store_client.hget(KEYS.task("t-1"), TIMELINE_FIELD).count(b"\n") == len(events)
+    assert store_client.hget(KEYS.task(TASK_ID), TIMELINE_FIELD).count(b"\n") == len(events)
