@@ -19,13 +19,12 @@ from event_collector.config import Retention
 from event_collector.events import (
     AUDIT_EVENT,
     TASK_EVENT_KINDS,
-    TASK_PROGRESS,
     Event,
 )
 from event_collector.keys import Keys
 from event_collector.lifecycle import TaskLifecycle, is_forget_event
 from event_collector.stored import decode_stored, encode_stored
-from event_collector.task_ids import index_member
+from event_collector.task_ids import compact_id, member_of
 
 LUA_SOURCE: Final = resources.files("event_collector").joinpath("store.lua").read_text()
 
@@ -126,17 +125,17 @@ def timeline_extra(event: Event) -> str:
     return orjson.dumps(extra).decode() if extra else ""
 
 
-def event_row(event: Event, stream_bytes: int) -> list[str]:
+def event_row(event: Event, stream_bytes: int, member: str) -> list[str]:
     """One event in the script's layout: type id uuid ts host stream-length timeline-JSON
     index-member fields...
 
     All strings: Redis's cmsgpack does not read MessagePack's bin type (so the binary stream
     entries travel in an argument of their own, see ``EventStore.apply``)."""
-    is_task = event.type in TASK_EVENT_KINDS or event.type == TASK_PROGRESS
+    is_task = event.is_task_event
     row: list[str] = [
         event.type, event.id, event.uuid, repr(float(event.timestamp)), event.hostname,
         str(stream_bytes), timeline_extra(event) if is_task else "",
-        index_member(event.uuid) if is_task else "",
+        member,
     ]
     if is_task:
         _task_fields(event, row)
@@ -186,9 +185,14 @@ class EventStore:
             return ApplyResult(applied=(), duplicates=0)
         argv: list[str | bytes] = list(self._config)
         argv[1] = "1" if append else "0"
-        stored = [encode_stored(event) for event in events] if append else []
+        # the canonical-UUID check once per event, for its stream entry and its index member
+        task_ids = [compact_id(event.uuid) for event in events]
+        stored = (
+            [encode_stored(e, t) for e, t in zip(events, task_ids, strict=True)] if append else []
+        )
         argv.append(_PACK([
-            event_row(event, len(stored[i]) if append else 0) for i, event in enumerate(events)
+            event_row(event, len(stored[i]) if append else 0, member_of(task_ids[i]))
+            for i, event in enumerate(events)
         ]))
         argv.append(b"".join(stored))
         reply = await self._script(keys=[self.keys.events], args=argv)

@@ -17,7 +17,7 @@ import msgspec
 
 from event_collector.events import EVENT_DECODER, EVENT_ENCODER, Event
 from event_collector.normalize import event_id
-from event_collector.task_ids import uuid_bytes, uuid_text
+from event_collector.task_ids import compact_id, uuid_text
 
 # Type codes are positions in this tuple: append only, a stored entry keeps its code forever.
 STORED_TYPES: Final = (
@@ -61,15 +61,16 @@ _ENCODE: Final = msgspec.msgpack.Encoder().encode
 _DECODE: Final = msgspec.msgpack.Decoder(_StoredEvent).decode
 
 
-def encode_stored(event: Event) -> bytes:
-    """The stream entry field ``e`` for an event the collector appends."""
+def encode_stored(event: Event, task_id: str | bytes | None = None) -> bytes:
+    """The stream entry field ``e`` for an event the collector appends. ``task_id`` is
+    ``task_ids.compact_id(event.uuid)`` when the caller has it already."""
     code = _TYPE_CODES.get(event.type)
     if code is None:
         return EVENT_ENCODER.encode(event)
     values = list(msgspec.structs.astuple(event))
     del values[0]
     values[_TYPE_AT] = code
-    values[_UUID_AT] = uuid_bytes(event.uuid) or event.uuid
+    values[_UUID_AT] = compact_id(event.uuid) if task_id is None else task_id
     for cut in _CUTS:
         if values[cut:] == _DEFAULTS[cut:]:
             return _ENCODE(values[:cut])

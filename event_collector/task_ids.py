@@ -33,13 +33,22 @@ def uuid_text(raw: bytes) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+def compact_id(task_id: str) -> str | bytes:
+    """How the stream keeps ``task_id``: a canonical UUID's 16 bytes, any other id as it is."""
+    return uuid_bytes(task_id) or task_id
+
+
+def member_of(compact: str | bytes) -> str:
+    """The index member for a task id in its ``compact_id`` form."""
+    if isinstance(compact, bytes):
+        return _MEMBER_MARK + urlsafe_b64encode(compact)[:22].decode()
+    # an id that starts with the mark gets a second one, so no id reads back as another
+    return _MEMBER_MARK + compact if compact.startswith(_MEMBER_MARK) else compact
+
+
 def index_member(task_id: str) -> str:
     """The member standing for ``task_id`` in the index sorted sets (keys.py)."""
-    raw = uuid_bytes(task_id)
-    if raw is not None:
-        return _MEMBER_MARK + urlsafe_b64encode(raw)[:22].decode()
-    # an id that starts with the mark gets a second one, so no id reads back as another
-    return _MEMBER_MARK + task_id if task_id.startswith(_MEMBER_MARK) else task_id
+    return member_of(compact_id(task_id))
 
 
 def task_id_of(member: bytes | str) -> str:

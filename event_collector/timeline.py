@@ -47,15 +47,16 @@ def timestamps(raw: str, first_seen: str | None = None) -> dict[str, float]:
     """``sent`` .. ``rejected``, ``progress_ts``, ``first_seen`` and ``updated`` as far as the
     timeline knows them. ``first_seen`` is the hash's own field once the timeline was trimmed."""
     found: dict[str, float] = {}
-    lines = _lines(raw)
-    for line in lines:  # sorted by time: the last entry of a kind is its latest
-        _eid, stamp, body = line.split(" ", 2)
+    first = last = ""
+    for line in _lines(raw):  # sorted by time: the last entry of a kind is its latest
+        _eid, last, body = line.split(" ", 2)
+        first = first or last
         field = TIMESTAMP_FIELDS.get(body[:1].lower())
         if field:
-            found[field] = float(stamp)
-    if lines:
-        found["first_seen"] = float(first_seen or lines[0].split(" ", 2)[1])
-        found["updated"] = float(lines[-1].split(" ", 2)[1])
+            found[field] = float(last)
+    if last:
+        found["first_seen"] = float(first_seen or first)
+        found["updated"] = float(last)
     return found
 
 
