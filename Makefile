@@ -3,13 +3,17 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The exact versions the suite passed with: a newer release elsewhere cannot break a fresh clone.
+LOCK := requirements.lock
 
-.PHONY: run test lint venv clean
+.PHONY: run test lint lock venv clean
 
-$(STAMP): pyproject.toml
+# pip and setuptools come from the lock too, and the package is built with the venv's setuptools
+# (no build isolation), so nothing in the install floats.
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --constraint $(LOCK) pip setuptools
+	$(BIN)/pip install --quiet --constraint $(LOCK) --no-build-isolation -e '.[test]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -22,6 +26,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## Re-resolve to the newest releases, run the suite on them, and rewrite the lock if it passes.
+lock:
+	PYTHON=$(PYTHON) scripts/refresh_lock.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

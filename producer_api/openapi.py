@@ -3,6 +3,7 @@ Structs they name. Nothing here is written by hand per route, so the document ca
 
 from __future__ import annotations
 
+import inspect
 import re
 from typing import Any
 
@@ -37,6 +38,7 @@ def build_openapi(app: web.Application) -> dict[str, Any]:
     types = list(dict.fromkeys(types))
     schemas, components = msgspec.json.schema_components(types, ref_template=_REF)
     by_type = dict(zip(types, schemas, strict=True))
+    _tidy_descriptions(components)
     _pin_catalog_names(components, app)
     paths: dict[str, dict[str, Any]] = {}
     for path, method, handler, spec in endpoints:
@@ -54,6 +56,20 @@ def build_openapi(app: web.Application) -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
+
+
+def _tidy_descriptions(node: Any) -> None:
+    """Descriptions come from docstrings, which msgspec releases tidy differently (0.23 dedents
+    them, earlier ones did not); clean them here so the document is the same on every release."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "description" and isinstance(value, str):
+                node[key] = inspect.cleandoc(value)
+            else:
+                _tidy_descriptions(value)
+    elif isinstance(node, list):
+        for value in node:
+            _tidy_descriptions(value)
 
 
 def _pin_catalog_names(components: dict[str, Any], app: web.Application) -> None:

@@ -36,7 +36,9 @@ def _schema_text(schema: dict[str, Any]) -> str:
         name = schema["$ref"].rsplit("/", 1)[1]
         return f"[`{name}`](#{name.lower()})"
     if "anyOf" in schema:
-        return " or ".join(_schema_text(s) for s in schema["anyOf"])
+        # null last: msgspec releases order the variants of an optional field differently.
+        variants = sorted(schema["anyOf"], key=lambda s: s.get("type") == "null")
+        return " or ".join(_schema_text(s) for s in variants)
     if "enum" in schema:
         return " \\| ".join(f"`{v}`" for v in schema["enum"])
     if schema.get("type") == "array":

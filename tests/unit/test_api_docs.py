@@ -14,3 +14,19 @@ def test_committed_api_reference_matches_the_code() -> None:
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_schema_descriptions_read_the_same_whatever_msgspec_did_to_the_docstring() -> None:
+    from producer_api.openapi import _tidy_descriptions
+
+    raw = {"description": "First line.\n\n    Second paragraph,\n    indented as in source."}
+    tidy = {"description": "First line.\n\nSecond paragraph,\nindented as in source."}
+    _tidy_descriptions(raw)
+    _tidy_descriptions(tidy)
+    assert raw == tidy
+    assert raw["description"] == "First line.\n\nSecond paragraph,\nindented as in source."
+
+
+def test_no_paragraph_of_the_reference_renders_as_a_code_block() -> None:
+    text = (REPO_ROOT / "docs" / "api.md").read_text()
+    assert [line for line in text.splitlines() if line.startswith("    ")] == []
