@@ -19,7 +19,6 @@ import requests
 
 from event_collector.events import Event
 from event_collector.keys import Keys
-from event_collector.normalize import event_id
 from event_collector.store import EventStore
 from producer_api.auth import TokenStore
 from tests.services import RedisServer, ServiceProcess, taskpulse_env
@@ -90,12 +89,6 @@ def store(api_redis: RedisServer) -> Iterator[redis.Redis]:
     yield client
     client.close()
 
-
-def task_event(kind: str, task_id: str, ts: float, hostname: str = "w1@box",
-               **fields: Any) -> Event:
-    type_ = kind if kind.startswith("task-") else f"task-{kind}"
-    return Event(id=event_id(type_, task_id, hostname, 1, 0, ts), type=type_, timestamp=ts,
-                 hostname=hostname, pid=1, uuid=task_id, **fields)
 
 
 def apply_events(redis_server: RedisServer, events: Sequence[Event], prefix: str = "tp:") -> None:

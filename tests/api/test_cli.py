@@ -12,7 +12,8 @@ import time
 import pytest
 
 from producer_api.cli import EXIT_UNREACHABLE, main
-from tests.api.conftest import ApiClient, apply_events, task_event
+from tests.api.conftest import ApiClient, apply_events
+from tests.events import task_event
 from tests.services import free_port, wait_until
 
 

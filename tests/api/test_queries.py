@@ -9,7 +9,8 @@ import msgspec
 import pytest
 
 from event_collector.stored import decode_stored
-from tests.api.conftest import ApiClient, apply_events, task_event
+from tests.api.conftest import ApiClient, apply_events
+from tests.events import task_event
 from tests.services import RedisServer
 
 NOW = time.time()

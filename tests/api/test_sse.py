@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import requests
 
-from tests.api.conftest import ApiClient, apply_events, task_event
+from tests.api.conftest import ApiClient, apply_events
+from tests.events import task_event
 
 NOW = time.time()
 

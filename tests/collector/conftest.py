@@ -1,23 +1,26 @@
-"""Fixtures for the collector's own tests: a store on the session redis-server, event builders."""
+"""Fixtures for the collector's tests: sync and async clients on the session's real redis-server,
+a store snapshot to compare projections, and metric helpers."""
 
 from __future__ import annotations
 
 import asyncio
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio import Redis
 
 from event_collector.keys import Keys
+from event_collector.store import EventStore
 
 # Re-exported: the collector tests import them from here.
 from tests.services import RedisServer, collector_env, start_collector  # noqa: F401
 
-STORE_DB = 1
+STORE_DB = 1  # as in tests.services.taskpulse_env: broker and results on 0, store on 1
 
 
 def snapshot(client: redis.Redis, keys: Keys) -> dict[str, Any]:
@@ -48,6 +51,28 @@ def store_client(clean_redis: RedisServer) -> Iterator[redis.Redis]:
     client = clean_redis.client(STORE_DB)
     yield client
     client.close()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def keys() -> Keys:
+    return Keys()
+
+
+@pytest.fixture
+async def store_redis(clean_redis: RedisServer) -> AsyncIterator[Redis]:
+    client = Redis.from_url(clean_redis.url(STORE_DB))
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def event_store(store_redis: Redis, keys: Keys) -> EventStore:
+    return EventStore(store_redis, keys)
 
 
 def run(coro: Any) -> Any:

@@ -16,7 +16,7 @@ from event_collector.read import EventReader, TaskQuery
 from event_collector.store import EventStore
 from event_collector.sweep import RetentionSweeper
 from event_collector.workflows import WorkflowReader
-from tests.collector_parts.events import sent_and_succeeded, task_event
+from tests.events import sent_and_succeeded, task_event
 
 pytestmark = pytest.mark.anyio
 

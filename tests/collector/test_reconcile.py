@@ -14,7 +14,7 @@ from event_collector.events import Event
 from event_collector.keys import Keys, counter_field
 from event_collector.reconcile import Reconciler
 from event_collector.store import EventStore
-from tests.collector_parts.events import task_event
+from tests.events import task_event
 from tests.services import RedisServer
 
 pytestmark = pytest.mark.anyio

@@ -9,7 +9,7 @@ from event_collector.config import Retention
 from event_collector.keys import Keys
 from event_collector.read import EventReader
 from event_collector.store import EventStore
-from tests.collector_parts.events import task_event
+from tests.events import task_event
 
 pytestmark = pytest.mark.anyio
 

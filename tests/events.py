@@ -7,7 +7,8 @@ from event_collector.normalize import event_id
 
 
 def task_event(kind: str, task_id: str, ts: float, hostname: str = "w1@box", **fields) -> Event:
-    type_ = f"task-{kind}"
+    """A task event; ``kind`` is ``sent`` or ``task-sent``."""
+    type_ = kind if kind.startswith("task-") else f"task-{kind}"
     return Event(
         id=event_id(type_, task_id, hostname, 1, 0, ts), type=type_, timestamp=ts,
         hostname=hostname, pid=1, uuid=task_id, **fields,

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from event_collector.keys import Keys
 from event_collector.metrics import CollectorMetrics
 from event_collector.store import EventStore
-from tests.collector_parts.events import sent_and_succeeded, task_event, worker_event
+from tests.events import sent_and_succeeded, task_event, worker_event
 
 pytestmark = pytest.mark.anyio
 

@@ -12,7 +12,7 @@ from event_collector.config import Retention
 from event_collector.keys import Keys
 from event_collector.store import EventStore
 from event_collector.sweep import RetentionSweeper
-from tests.collector_parts.events import sent_and_succeeded, task_event
+from tests.events import sent_and_succeeded, task_event
 
 pytestmark = pytest.mark.anyio
 

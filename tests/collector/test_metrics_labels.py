@@ -13,6 +13,7 @@ from event_collector.events import Event
 from event_collector.keys import Keys
 from event_collector.metrics import CollectorMetrics, exception_class, host_label
 from event_collector.service import Collector
+from tests.events import task_event
 
 NAME = "finance.check_pending_bills"
 CELERY_EXPORTER_LABELS = {
@@ -27,9 +28,6 @@ CELERY_EXPORTER_LABELS = {
     "celery_task_runtime_bucket": {"name", "hostname", "queue_name", "le"},
 }
 
-
-def task_event(kind: str, uuid: str, ts: float, **fields) -> Event:
-    return Event(id=f"{kind}-{uuid}-{ts}", type=f"task-{kind}", timestamp=ts, uuid=uuid, **fields)
 
 
 def one_task_lifecycle(task_id: str = "t1", failed: bool = False) -> list[Event]:
