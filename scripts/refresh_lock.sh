@@ -21,7 +21,7 @@ echo "lock: running lint and the suite on them"
     echo "# The exact versions the whole suite last passed with (Python $("$scratch/venv/bin/python" -c 'import platform; print(platform.python_version())')); the Makefile installs"
     echo "# through it as a constraints file. Refresh with \`make lock\` (scripts/refresh_lock.sh), which"
     echo "# only writes it after lint and the suite pass on the newest releases."
-    "$scratch/venv/bin/pip" freeze --all --exclude-editable | LC_ALL=C sort -f
+    "$scratch/venv/bin/pip" freeze --all --exclude-editable | LC_ALL=C sort -f -t= -k1,1
 } > requirements.lock
 echo "lock: wrote requirements.lock ($(grep -vc '^#' requirements.lock) packages)"
 
