@@ -11,9 +11,11 @@ LOCK := requirements.lock
 # pip and setuptools come from the lock too, and the package is built with the venv's setuptools
 # (no build isolation), so nothing in the install floats.
 $(STAMP): pyproject.toml $(LOCK)
+	@echo "installing the locked dependencies ($(LOCK)) into $(VENV); takes a minute the first time"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --constraint $(LOCK) pip setuptools
-	$(BIN)/pip install --quiet --constraint $(LOCK) --no-build-isolation -e '.[test]'
+	@# -qq: setuptools' notes about editable installs are not the user's business; errors still show.
+	$(BIN)/pip install -qq --constraint $(LOCK) --no-build-isolation -e '.[test]'
 	touch $(STAMP)
 
 venv: $(STAMP)
