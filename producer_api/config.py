@@ -30,6 +30,9 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_ttl_seconds: int = 86_400
     # Seconds between SSE heartbeat comments (keeps proxies from closing idle streams).
     sse_heartbeat_seconds: float = 15.0
+    # Events a live stream may fall behind the feed before it is ended (its client resumes with
+    # Last-Event-ID): a slow client never grows the API's memory nor holds up the others.
+    sse_backlog: int = 10_000
     # Fail fast when Redis or the broker is gone: the API answers 503 instead of hanging.
     redis_timeout_seconds: float = 2.0
     broker_timeout_seconds: float = 2.0
@@ -51,6 +54,7 @@ ENV_VARS: dict[str, str] = {
     "TASKPULSE_CATALOG_FILE": "catalog_file",
     "TASKPULSE_API_IDEMPOTENCY_TTL": "idempotency_ttl_seconds",
     "TASKPULSE_API_SSE_HEARTBEAT": "sse_heartbeat_seconds",
+    "TASKPULSE_API_SSE_BACKLOG": "sse_backlog",
     "TASKPULSE_API_REDIS_TIMEOUT": "redis_timeout_seconds",
     "TASKPULSE_API_BROKER_TIMEOUT": "broker_timeout_seconds",
     "TASKPULSE_API_PUBLISH_THREADS": "publish_threads",

@@ -80,7 +80,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Unavailable as exc:
         details = exc.details if isinstance(exc.details, dict) else {}
         dependency = details.get("dependency") or dependency_of(exc.__cause__)
-        return _unavailable(request, dependency, exc.message, exc.__cause__ or exc.details)
+        return _unavailable(request, dependency, exc.message, exc.__cause__ or exc.message)
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.details)
     except web.HTTPException as exc:

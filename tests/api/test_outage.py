@@ -101,3 +101,29 @@ def test_a_503_names_the_dependency_but_not_its_address(outage) -> None:
     assert f"WARNING producer_api: redis unavailable on GET /api/v1/stats: Error 111 connecting " \
            f"to 127.0.0.1:{server.port}" in log
     assert "WARNING producer_api: broker unavailable on POST /api/v1/tasks" in log
+
+
+def test_streams_end_when_redis_goes_and_serve_again_once_it_is_back(outage) -> None:
+    server, api = outage
+    log_before = len(outage.proc.log())
+    with api.get("/api/v1/events", stream=True, timeout=(5, 5)) as live:
+        lines = live.iter_lines(decode_unicode=True)
+        assert next(lines).startswith("retry:")
+        server.stop()
+        try:
+            # Heartbeats come every 0.3 s here, so this returns only if the server ends the stream.
+            list(lines)
+            refused = api.get("/api/v1/events", timeout=5)
+        finally:
+            server.start()
+    assert refused.status_code == 503
+    assert refused.json()["error"]["details"] == {"dependency": "redis"}
+
+    def streams_again() -> bool:
+        with api.get("/api/v1/events", stream=True, timeout=(5, 5)) as r:
+            return r.status_code == 200
+    wait_until(streams_again, timeout=15, what="a stream after Redis came back")
+    log = outage.proc.log()[log_before:]
+    assert log.count("event feed lost redis") == 1  # once per outage, however many retries
+    assert "event feed reconnected to redis" in log
+    assert "Traceback" not in log
