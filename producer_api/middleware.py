@@ -90,6 +90,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         message = exc.text if exc.text and exc.text != f"{exc.status}: {exc.reason}" else exc.reason
         headers = {k: v for k, v in exc.headers.items() if k not in _BODY_HEADERS}  # e.g. Allow
         return error_response(exc.status, code, message, headers=headers)
+    except web.RequestPayloadError as exc:  # e.g. a body that says gzip and is not
+        log.info("malformed request body on %s %s: %s", request.method, route_of(request),
+                 exc.__cause__ or exc)
+        return error_response(400, "bad_request", "malformed request body (transfer or "
+                              "content encoding)")
     except _UNAVAILABLE as exc:
         dependency = dependency_of(exc)
         return _unavailable(request, dependency, f"{dependency} is unreachable", exc)

@@ -108,3 +108,14 @@ def test_a_client_hanging_up_mid_body_is_no_server_error(edge: Edge) -> None:
     assert 'route="/api/v1/tasks",status="499"' in metrics
     assert 'status="500"' not in metrics
 
+
+
+def test_a_body_that_breaks_its_content_encoding_is_a_json_400(edge: Edge) -> None:
+    head = (
+        "POST /api/v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {edge.api.tokens['operator']}\r\nContent-Encoding: gzip\r\n"
+        "Content-Length: 10\r\nConnection: close\r\n\r\n"
+    )
+    status, headers, body = exchange(edge, head.encode() + b"not gzip!!")
+    assert status == 400
+    assert json_error(headers, body)["message"].startswith("malformed request body")
