@@ -122,8 +122,9 @@ async def stream_ids(client: aioredis.Redis) -> list[str]:
 
 
 async def write_tasks(events: EventStore, prefix: str, tasks: int, per_batch: int = 50,
-                      result: str = "'ok'") -> None:
-    """Four events per task (sent .. succeeded), applied ``per_batch`` tasks at a time."""
+                      result: str = "'ok'", pause: float = 0.0) -> None:
+    """Four events per task (sent .. succeeded), applied ``per_batch`` tasks at a time with a
+    ``pause`` between batches (so a reader in this process keeps up with the writer)."""
     now = time.time()
     for start in range(0, tasks, per_batch):
         batch = [e for i in range(start, min(tasks, start + per_batch))
@@ -132,7 +133,7 @@ async def write_tasks(events: EventStore, prefix: str, tasks: int, per_batch: in
             batch = [msgspec.structs.replace(e, result=result) if e.type == "task-succeeded"
                      else e for e in batch]
         await events.apply(batch)
-        await asyncio.sleep(0)
+        await asyncio.sleep(pause)
 
 
 def test_many_open_streams_leave_reads_readiness_and_enqueue_working(fanout: Fanout) -> None:
@@ -181,7 +182,7 @@ def test_resuming_from_an_old_id_crosses_to_live_without_gap_or_duplicate(fanout
             resume_from = (await stream_ids(client))[10]
             async with open_stream(http, fanout, last_event_id=resume_from) as stream:
                 # New entries keep coming while the stream catches up and then joins the feed.
-                writer = asyncio.create_task(write_tasks(events, "new", 300, per_batch=5))
+                writer = asyncio.create_task(write_tasks(events, "new", 300, 5, pause=0.005))
                 got = await read_until_task(stream, "new-299")
                 await writer
             everything = await stream_ids(client)
@@ -221,7 +222,7 @@ def test_a_slow_stream_is_ended_without_holding_up_the_others(fanout: Fanout) ->
         async with session() as http, store(fanout) as (client, events):
             slow_reader, slow_writer = await open_slow_stream(fanout)
             async with open_stream(http, fanout) as fast:
-                writer = asyncio.create_task(write_tasks(events, "flood", tasks, 100, result))
+                writer = asyncio.create_task(write_tasks(events, "flood", tasks, 100, result, 0.05))
                 fast_ids = await read_until_task(fast, f"flood-{tasks - 1}")
                 await writer
             slow_ids = sse_ids(await asyncio.wait_for(slow_reader.read(), 30))  # until EOF
