@@ -4,7 +4,8 @@
 - Structured values: JSON. Celery records a task's args, kwargs and result as Python reprs
   (``{'a': 1}``); they are shown as JSON when ``ast.literal_eval`` reads them, else as recorded.
 - Booleans: ``true``/``false``, as JSON spells them. Numbers: at most three decimals, no trailing
-  zeros (``10/10``, not ``10/10.0``); durations the same with a unit (``0.3s``). Nothing: ``-``.
+  zeros (``10/10``, not ``10/10.0``); durations with units, as typed (``0.3s``, ``1h30m``).
+  Nothing: ``-``.
 - ``--json`` prints the API's JSON unchanged, for scripts.
 """
 
@@ -25,6 +26,7 @@ TIME_FIELDS: Final = frozenset({
 DURATION_FIELDS: Final = frozenset({"runtime", "freq", "every"})
 RECORDED_FIELDS: Final = frozenset({"args", "kwargs", "result"})  # Python reprs, from Celery
 NOTHING: Final = "-"
+_DURATION_UNITS: Final = (("d", 86400), ("h", 3600), ("m", 60))
 
 
 def format_time(value: float | str, tz: tzinfo | None) -> str:
@@ -49,7 +51,16 @@ def format_number(value: float) -> str:
 
 
 def format_duration(seconds: float) -> str:
-    return format_number(seconds) + "s"
+    """In the form ``--since`` and ``--every`` accept: ``0.3s``, ``5m``, ``1h30m``, ``2d3h``."""
+    rest = round(seconds, 3)
+    parts = []
+    for unit, size in _DURATION_UNITS:
+        count, rest = divmod(rest, size)
+        if count:
+            parts.append(f"{int(count)}{unit}")
+    if rest or not parts:
+        parts.append(format_number(rest) + "s")
+    return "".join(parts)
 
 
 def format_bool(value: bool) -> str:

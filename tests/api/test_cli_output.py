@@ -6,7 +6,10 @@ from datetime import UTC
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from producer_api.cli.arguments import parse_duration
 from producer_api.cli.output import (
     Output,
     event_detail,
@@ -59,8 +62,17 @@ def test_numbers_drop_a_trailing_point_zero() -> None:
     ]
 
 
-def test_durations_carry_their_unit() -> None:
-    assert format_duration(0.3) == "0.3s"
+@pytest.mark.parametrize(("seconds", "shown"), [
+    (0.3, "0.3s"), (0, "0s"), (59.9996, "1m"), (300.0, "5m"), (5400, "1h30m"),
+    (90061.5, "1d1h1m1.5s"),
+])  # fmt: skip
+def test_durations_carry_their_units(seconds: float, shown: str) -> None:
+    assert format_duration(seconds) == shown
+
+
+@given(st.floats(min_value=0, max_value=400 * 86400))
+def test_a_shown_duration_reads_back_as_the_same_seconds(seconds: float) -> None:
+    assert parse_duration(format_duration(seconds)) == pytest.approx(seconds, abs=0.0005)
 
 
 def test_booleans_are_spelled_as_json_in_every_table(capsys: pytest.CaptureFixture) -> None:
