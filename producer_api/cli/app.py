@@ -67,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Times are ISO 8601 with their offset; structured values are JSON.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    group = sub.add_parser("tasks", help="list, count, show, send, watch, revoke, retry tasks")
+    group = sub.add_parser("tasks", help="find, inspect, send, follow and control tasks",
+                           description="Tasks one by one: list, count, show, send, watch, tree, "
+                           "revoke, retry, annotate, forget.")  # fmt: skip
     tsub = group.add_subparsers(dest="action", required=True, metavar="ACTION")
     tasks.register(tsub, common)
     watch.register(tsub, common)
@@ -96,5 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f"taskpulse: {exc}", file=sys.stderr)
         return exc.code
-    except BrokenPipeError:
+    except BrokenPipeError:  # e.g. piped into head
         return 0
+    except KeyboardInterrupt:
+        return 130

@@ -23,7 +23,7 @@ TIME_FIELDS: Final = frozenset({
     "first_seen", "updated", "timestamp", "last_heartbeat", "online_at", "offline_at", "created",
     "last_run_at", "next_run_at", "start", "eta", "expires",
 })  # fmt: skip
-DURATION_FIELDS: Final = frozenset({"runtime", "freq", "every"})
+DURATION_FIELDS: Final = frozenset({"runtime"})
 RECORDED_FIELDS: Final = frozenset({"args", "kwargs", "result"})  # Python reprs, from Celery
 NOTHING: Final = "-"
 _DURATION_UNITS: Final = (("d", 86400), ("h", 3600), ("m", 60))
@@ -39,7 +39,10 @@ def format_time(value: float | str, tz: tzinfo | None) -> str:
         if moment.tzinfo is None:  # Celery writes naive times in UTC (enable_utc)
             moment = moment.replace(tzinfo=UTC)
     else:
-        moment = datetime.fromtimestamp(value, UTC)
+        try:
+            moment = datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):  # beyond what a datetime can hold
+            return format_number(value)
     return moment.astimezone(tz).isoformat(timespec="seconds")
 
 

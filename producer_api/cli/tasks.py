@@ -225,7 +225,7 @@ def register(tsub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_show)
 
     p = tsub.add_parser(
-        "send", parents=[common], help="enqueue a task by name",
+        "send", parents=[common], help="enqueue a task by name (operator)",
         description="Send a task from the catalog (taskpulse catalog lists them).",
         epilog="examples:\n  taskpulse tasks send demo.test_task --kwargs '{\"message\": \"hi\"}'"
         " --wait\n  taskpulse tasks send finance.calculate_monthly_revenue --kwargs "
