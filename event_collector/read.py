@@ -27,6 +27,8 @@ from event_collector.keys import (
     bucket_start,
 )
 from event_collector.records import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
     History,
     HistoryBucket,
     Progress,
@@ -42,8 +44,6 @@ from event_collector.records import (
 from event_collector.stored import decode_stored
 from event_collector.task_ids import task_id_of
 
-DEFAULT_PAGE_SIZE: Final = 50
-MAX_PAGE_SIZE: Final = 500
 # A combined filter (e.g. state + name) walks the smallest index and checks the rest per task;
 # these bound the work one request may do. A listing returns a cursor to continue from; a count
 # says it is not exact.

@@ -5,7 +5,7 @@ These Structs are also the API's response bodies, so their docstrings end up in 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -77,6 +77,11 @@ class TaskRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     note: str | None = None
     labels: dict[str, str] | None = None
     progress: Progress | None = None
+
+
+# Rows per listing page: the API's query schema and the reader both bound ``limit`` by these.
+DEFAULT_PAGE_SIZE: Final = 50
+MAX_PAGE_SIZE: Final = 500
 
 
 class TaskPage(msgspec.Struct, frozen=True):
