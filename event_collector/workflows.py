@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 
 from event_collector import timeline
 from event_collector.keys import TIMELINE_FIELD, Keys
+from event_collector.replies import text
 from event_collector.task_ids import task_id_of
 
 # A bigger workflow is shown truncated (``truncated: true``); paging a tree is not worth it.
@@ -67,12 +68,8 @@ class WorkflowTree(msgspec.Struct, frozen=True, omit_defaults=True):
     truncated: bool = False
 
 
-def _text(value: bytes | str | None) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _node(task_id: str, values: Sequence[bytes | str | None]) -> WorkflowNode | None:
-    fields = {f: _text(v) for f, v in zip(_NODE_FIELDS, values, strict=True) if v}
+    fields = {f: text(v) for f, v in zip(_NODE_FIELDS, values, strict=True) if v}
     if not fields:
         return None  # expired or forgotten, but still in the index until the next sweep
     fields.pop("root_id", None)
@@ -128,13 +125,13 @@ class WorkflowReader:
         self.keys = keys
         self.max_nodes = max_nodes
 
-    async def _root_and_members(self, task_id: str) -> tuple[str | None, list[str], int]:
+    async def _root_and_members(self, task_id: str) -> tuple[str, list[str], int]:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hget(self.keys.task(task_id), "root_id")
             pipe.zrange(self.keys.index_root(task_id), 0, self.max_nodes - 1)
             pipe.zcard(self.keys.index_root(task_id))
             root_id, members, size = await pipe.execute()
-        return _text(root_id), [task_id_of(m) for m in members], int(size)
+        return text(root_id), [task_id_of(m) for m in members], int(size)
 
     async def tree(self, task_id: str) -> WorkflowTree | None:
         """The workflow ``task_id`` belongs to (as root or member); None if nothing is known."""
