@@ -53,6 +53,17 @@ STATE_PRECEDENCE: Final[tuple[str, ...]] = (
 )
 READY_STATES: Final = frozenset({"SUCCESS", "FAILURE", "REVOKED", "REJECTED"})
 
+# Event fields by how they are carried, for the code that reads them off a Celery event
+# (normalize.py) and flattens them for the store's Lua (store.py).
+TASK_TEXT_FIELDS: Final = (
+    "name", "args", "kwargs", "queue", "exchange", "routing_key", "eta", "expires",
+    "parent_id", "root_id", "result", "exception", "traceback", "signum",
+)  # fmt: skip
+TASK_NUMBER_FIELDS: Final = ("priority", "runtime", "progress_current", "progress_total")
+TASK_FLAG_FIELDS: Final = ("terminated", "expired", "requeue")
+WORKER_TEXT_FIELDS: Final = ("sw_ident", "sw_ver", "sw_sys")
+WORKER_NUMBER_FIELDS: Final = ("freq", "active", "processed")
+
 
 class Event(msgspec.Struct, frozen=True, omit_defaults=True):
     """One accepted event. ``id`` identifies it across collectors (see ``normalize.event_id``)."""
