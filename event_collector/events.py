@@ -51,7 +51,11 @@ STATE_PRECEDENCE: Final[tuple[str, ...]] = (
     "RETRY",
     "PENDING",
 )
+# Finished tasks: Celery's READY_STATES and REJECTED (a requeued message comes back as a
+# later RECEIVED, which replaces REJECTED: store.lua).
 READY_STATES: Final = frozenset({"SUCCESS", "FAILURE", "REVOKED", "REJECTED"})
+# Finished without success: a workflow with such a task failed, and the task may be re-sent.
+UNSUCCESSFUL_STATES: Final = READY_STATES - {"SUCCESS"}
 
 # Event fields by how they are carried, for the code that reads them off a Celery event
 # (normalize.py) and flattens them for the store's Lua (store.py).

@@ -19,13 +19,20 @@ from typing import Final
 import msgspec
 import redis.asyncio as aioredis
 
-from event_collector.events import AUDIT_EVENT, EVENT_ENCODER, STATE_PRECEDENCE, Event
+from event_collector.events import (
+    AUDIT_EVENT,
+    EVENT_ENCODER,
+    READY_STATES,
+    STATE_PRECEDENCE,
+    Event,
+)
 from event_collector.keys import Keys
 from event_collector.replies import text
 from event_collector.task_ids import index_member
 
 SCRIPT_PATH: Final = Path(__file__).with_name("lifecycle.lua")
 _IDENTITY_FIELDS: Final = ("name", "queue", "worker", "parent_id", "root_id")
+_FINISHED: Final = sorted(READY_STATES)
 # The collector may change a task between our read and the script (a late event): re-read.
 _MAX_ATTEMPTS: Final = 5
 
@@ -89,6 +96,7 @@ class TaskLifecycle:
                     "forget", index_member(task_id), *(ident[f] for f in _IDENTITY_FIELDS),
                     "1" if only_finished else "0",
                     EVENT_ENCODER.encode(audit) if audit is not None else "",
+                    *_FINISHED,
                 ],
             )  # fmt: skip
             status = text(reply[0])

@@ -18,13 +18,13 @@ import msgspec
 import redis.asyncio as aioredis
 
 from event_collector import timeline
+from event_collector.events import UNSUCCESSFUL_STATES
 from event_collector.keys import TIMELINE_FIELD, Keys
 from event_collector.replies import text
 from event_collector.task_ids import task_id_of
 
 # A bigger workflow is shown truncated (``truncated: true``); paging a tree is not worth it.
 MAX_TREE_NODES: Final = 1000
-FAILED_STATES: Final = frozenset({"FAILURE", "REVOKED", "REJECTED"})
 
 _NODE_FIELDS: Final = (
     "name", "state", "queue", "worker", "parent_id", "root_id", "runtime", "exception",
@@ -81,7 +81,7 @@ def _node(task_id: str, values: Sequence[bytes | str | None]) -> WorkflowNode | 
 
 def roll_up(nodes: Sequence[WorkflowNode]) -> tuple[str, list[str]]:
     """The workflow's state from its tasks' states, and the ids of the failed tasks."""
-    failed = [n.id for n in nodes if n.state in FAILED_STATES]
+    failed = [n.id for n in nodes if n.state in UNSUCCESSFUL_STATES]
     if failed:
         return "failed", failed
     if nodes and all(n.state == "SUCCESS" for n in nodes):
