@@ -7,7 +7,8 @@ from pathlib import Path
 
 import msgspec
 
-from event_collector.config import settings_from_env
+from event_collector.broker import broker_kind, result_backend_url
+from event_collector.environment import settings_from_env
 
 PACKAGED_CATALOG = Path(__file__).with_name("catalog.json")
 
@@ -35,6 +36,13 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     broker_timeout_seconds: float = 2.0
     # Threads that publish to the broker (kombu is blocking; the event loop never is).
     publish_threads: int = 4
+
+    def __post_init__(self) -> None:
+        broker_kind(self.broker_url)  # an unsupported broker fails at start-up
+
+    @property
+    def backend_url(self) -> str:
+        return result_backend_url(self.result_backend, self.broker_url)
 
 
 # Environment variable -> field. One table, so the README's config table can be checked against it.

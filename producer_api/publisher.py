@@ -21,6 +21,7 @@ from celery import Celery
 from kombu import Exchange, Queue
 from kombu.exceptions import BatchPublishError, OperationalError
 
+from event_collector.broker import broker_kind
 from event_collector.events import EVENT_ENCODER, Event
 from event_collector.keys import Keys
 from producer_api.catalog import Catalog
@@ -42,12 +43,6 @@ class Message(msgspec.Struct, frozen=True):
     expires: float | None = None
     parent_id: str | None = None
     root_id: str | None = None
-
-
-def broker_kind(broker_url: str) -> str:
-    """``redis`` or ``amqp``: the two brokers read message priorities in opposite directions."""
-    scheme = broker_url.partition("://")[0].lower()
-    return "redis" if scheme in ("redis", "rediss", "redis+socket", "sentinel") else "amqp"
 
 
 def producer_app(broker_url: str, catalog: Catalog, timeout: float, pool_size: int) -> Celery:

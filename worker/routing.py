@@ -25,16 +25,15 @@ from typing import Any, Final
 
 from kombu import Exchange, Queue
 
+from event_collector.broker import REDIS_PRIORITY_STEPS
+
 QUEUES: Final[tuple[str, ...]] = ("default", "finance", "reports", "email")
 PRIORITY_LEVELS: Final[tuple[str, ...]] = ("low", "normal", "high", "critical")
-REDIS_PRIORITY_STEPS: Final[list[int]] = [0, 3, 6, 9]
-# The default separator kombu puts between a queue name and its priority step; the collector
-# sums exactly these lists for queue lengths, so it is spelled out rather than left implicit.
-REDIS_PRIORITY_SEP: Final = "\x06\x16"
 AMQP_MAX_PRIORITY: Final = 4
 
 PRIORITIES: Final[dict[str, dict[str, int]]] = {
-    "redis": {"low": 9, "normal": 6, "high": 3, "critical": 0},
+    # one level per priority step (event_collector.broker): low 9, normal 6, high 3, critical 0
+    "redis": dict(zip(PRIORITY_LEVELS, reversed(REDIS_PRIORITY_STEPS), strict=True)),
     "amqp": {"low": 1, "normal": 2, "high": 3, "critical": 4},
 }
 
