@@ -21,7 +21,9 @@ from event_collector.events import (
     TASK_EVENT_KINDS,
     TASK_FLAG_FIELDS,
     TASK_NUMBER_FIELDS,
+    TASK_PROGRESS,
     TASK_TEXT_FIELDS,
+    TIMELINE_CODES,
     WORKER_NUMBER_FIELDS,
     WORKER_TEXT_FIELDS,
     Event,
@@ -31,7 +33,21 @@ from event_collector.lifecycle import TaskLifecycle, is_forget_event
 from event_collector.stored import decode_stored, encode_stored
 from event_collector.task_ids import compact_id, member_of
 
-LUA_SOURCE: Final = resources.files("event_collector").joinpath("store.lua").read_text()
+
+def _lua_event_tables() -> str:
+    """events.py's tables as the Lua locals store.lua reads (see its header)."""
+    kinds = ", ".join(f"['{type_}'] = '{kind}'" for type_, kind in TASK_EVENT_KINDS.items())
+    codes = ", ".join(f"{kind} = '{TIMELINE_CODES[t]}'" for t, kind in TASK_EVENT_KINDS.items())
+    return (
+        f"local KIND = {{ {kinds} }}\nlocal KIND_CODE = {{ {codes} }}\n"
+        f"local TL_PROGRESS = '{TIMELINE_CODES[TASK_PROGRESS]}'\n"
+    )
+
+
+LUA_SOURCE: Final = (
+    _lua_event_tables()
+    + resources.files("event_collector").joinpath("store.lua").read_text()
+)
 
 # Timeline entries repeat only small state fields; args/result/traceback stay in the task hash.
 _TIMELINE_FIELDS: Final = (
