@@ -9,7 +9,8 @@ from typing import Final
 import msgspec
 
 from event_collector.broker import broker_kind, result_backend_url
-from event_collector.environment import settings_from_env
+from event_collector.environment import DEFAULT_BROKER_URL, DEFAULT_REDIS_URL, settings_from_env
+from event_collector.keys import DEFAULT_KEY_PREFIX
 
 DAY: Final = 86400
 
@@ -37,10 +38,10 @@ _DEFAULT_RETENTION: Final = Retention()
 class CollectorSettings(msgspec.Struct, frozen=True):
     """Everything ``taskpulse-collector`` needs; see the README's configuration table."""
 
-    broker_url: str = "redis://127.0.0.1:6379/0"
-    redis_url: str = "redis://127.0.0.1:6379/1"
+    broker_url: str = DEFAULT_BROKER_URL
+    redis_url: str = DEFAULT_REDIS_URL
     result_backend: str = ""
-    key_prefix: str = "tp:"
+    key_prefix: str = DEFAULT_KEY_PREFIX
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 9808
     # Batching: a batch is written when it has this many events or is this old, whichever first.

@@ -17,6 +17,11 @@ from typing import Final, TypeVar
 import msgspec
 
 ENV_PREFIX: Final = "TASKPULSE_"
+# Defaults of the variables several roles read (the README's configuration table); the key
+# prefix's is keys.DEFAULT_KEY_PREFIX.
+DEFAULT_BROKER_URL: Final = "redis://127.0.0.1:6379/0"
+DEFAULT_REDIS_URL: Final = "redis://127.0.0.1:6379/1"
+DEFAULT_TIMEZONE: Final = "Asia/Shanghai"
 
 S = TypeVar("S", bound=msgspec.Struct)
 

@@ -5,7 +5,7 @@ Every knob the worker has is here, read once at the edge and passed down; nothin
 the environment. Variables (all optional):
 
 ==================================  ==========================================================
-``TASKPULSE_BROKER_URL``            broker, default ``redis://localhost:6379/0``
+``TASKPULSE_BROKER_URL``            broker, default ``redis://127.0.0.1:6379/0``
 ``TASKPULSE_RESULT_BACKEND``        result backend, default: the broker URL
 ``TASKPULSE_TIMEZONE``              beat schedule and report periods, default ``Asia/Shanghai``
 ``TASKPULSE_DATA_DIR``              SQLite store, exports, backups, reports; ``./.run/data``
@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 
 from event_collector.broker import BrokerKind, broker_kind, redis_py_opens, result_backend_url
-from event_collector.environment import settings_from_env
+from event_collector.environment import DEFAULT_BROKER_URL, DEFAULT_TIMEZONE, settings_from_env
 from worker.routing import PRIORITY_LEVELS
 
 
@@ -53,9 +53,9 @@ class TimeLimit(msgspec.Struct, frozen=True):
 
 
 class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
-    broker_url: str = "redis://localhost:6379/0"
+    broker_url: str = DEFAULT_BROKER_URL
     result_backend: str = ""
-    timezone: str = "Asia/Shanghai"
+    timezone: str = DEFAULT_TIMEZONE
     data_dir: Path = Path(".run/data")
     smtp_host: str = "localhost"
     smtp_port: int = 1025

@@ -31,8 +31,8 @@ from celery.utils.log import get_logger
 from redbeat import RedBeatScheduler
 from redbeat.schedulers import get_redis
 
-from event_collector.environment import settings_from_env
-from event_collector.keys import Keys
+from event_collector.environment import DEFAULT_REDIS_URL, settings_from_env
+from event_collector.keys import DEFAULT_KEY_PREFIX, Keys
 
 logger = get_logger("celery.beat")
 
@@ -40,8 +40,8 @@ logger = get_logger("celery.beat")
 class BeatSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Built by ``settings_from_env``: each field reads ``TASKPULSE_<FIELD>``."""
 
-    redis_url: str = "redis://localhost:6379/1"
-    key_prefix: str = "tp:"
+    redis_url: str = DEFAULT_REDIS_URL
+    key_prefix: str = DEFAULT_KEY_PREFIX
     beat_max_interval: float = 5.0
     # Must outlast the longest gap between ticks (max_interval) plus sending the due tasks.
     beat_lock_timeout: int = 30

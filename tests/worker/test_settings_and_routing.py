@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from event_collector.config import load_settings as collector_settings
 from event_collector.environment import SettingsError, settings_from_env
+from event_collector.keys import Keys
+from producer_api.config import load_settings as api_settings
 from worker.application import create_app
 from worker.catalog import build_catalog
 from worker.config import WorkerSettings, load_settings
@@ -17,7 +20,7 @@ from worker.routing import PRIORITIES, PRIORITY_LEVELS, queue_for
 def test_defaults_without_environment() -> None:
     settings = load_settings({})
 
-    assert settings.broker_url == "redis://localhost:6379/0"
+    assert settings.broker_url == "redis://127.0.0.1:6379/0"
     assert settings.backend_url == settings.broker_url
     assert settings.timezone == "Asia/Shanghai"
     assert settings.data_dir == Path(".run/data")
@@ -139,3 +142,13 @@ def test_beat_reads_its_settings_from_taskpulse_variables() -> None:
     })
     assert settings == BeatSettings(redis_url="redis://store:6379/1", key_prefix="x:",
                                     beat_max_interval=2.5, beat_lock_timeout=9)
+
+
+def test_every_role_defaults_the_shared_variables_alike() -> None:
+    worker, beat = load_settings({}), settings_from_env(BeatSettings, {})
+    collector, api = collector_settings({}), api_settings({})
+
+    assert worker.broker_url == collector.broker_url == api.broker_url
+    assert beat.redis_url == collector.redis_url == api.redis_url
+    assert beat.key_prefix == collector.key_prefix == api.key_prefix == Keys().prefix
+    assert worker.timezone == api.timezone
