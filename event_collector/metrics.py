@@ -34,7 +34,7 @@ from redis.asyncio import Redis
 from event_collector.events import Event
 from event_collector.keys import Keys
 from event_collector.records import WorkerInfo
-from event_collector.replies import hash_text, number, text
+from event_collector.replies import hash_text, integer, text
 from event_collector.store import TaskFacts
 from event_collector.workers import worker_info
 
@@ -98,7 +98,7 @@ class StoreSnapshot(msgspec.Struct, frozen=True):
 
 
 def _int_map(raw: Mapping[bytes, bytes]) -> dict[str, int]:
-    return {text(k): int(number(v) or 0) for k, v in raw.items()}
+    return {text(k): integer(v) or 0 for k, v in raw.items()}
 
 
 class StoreGauges:

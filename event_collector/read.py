@@ -41,7 +41,7 @@ from event_collector.records import (
     TimelineEntry,
     WorkerInfo,
 )
-from event_collector.replies import hash_text, text
+from event_collector.replies import hash_text, integer, number, text
 from event_collector.stored import decode_stored
 from event_collector.task_ids import task_id_of
 from event_collector.workers import worker_info
@@ -351,16 +351,12 @@ class EventReader:
             pipe.get(self.keys.queues_updated)
             *hashes, updated = await pipe.execute()
         lengths, consumers, workers, processes = (hash_text(h) for h in hashes)
-        stamp = float(updated) if updated is not None else None
-
-        def number(table: dict[str, str], name: str) -> int | None:
-            return int(table[name]) if name in table else None
-
         names = sorted(lengths.keys() | consumers.keys() | workers.keys() | processes.keys())
         return [
             QueueInfo(
-                name=name, length=number(lengths, name), consumers=number(consumers, name),
-                workers=number(workers, name), processes=number(processes, name), updated=stamp,
+                name=name, length=integer(lengths.get(name)),
+                consumers=integer(consumers.get(name)), workers=integer(workers.get(name)),
+                processes=integer(processes.get(name)), updated=number(updated),
             )
             for name in names
         ]

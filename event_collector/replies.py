@@ -26,3 +26,9 @@ def number(value: bytes | str | None) -> float | None:
         return float(value)
     except ValueError:
         return None
+
+
+def integer(value: bytes | str | None) -> int | None:
+    """A stored whole number (``number`` truncated); None as for ``number``."""
+    parsed = number(value)
+    return None if parsed is None else int(parsed)

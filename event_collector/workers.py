@@ -12,7 +12,7 @@ from typing import Final
 import orjson
 
 from event_collector.records import WorkerInfo
-from event_collector.replies import number
+from event_collector.replies import integer, number
 
 # celery.worker.heartbeat.Heart sends a heartbeat every ``interval or 2.0`` seconds: a worker
 # whose freq is missing or not positive beats at the default, it does not expire at once.
@@ -30,11 +30,6 @@ def is_alive(last_heartbeat: float | None, freq: float | None, online: bool, now
     return now - last_heartbeat <= interval * HEARTBEAT_EXPIRE_FACTOR
 
 
-def _int(value: str | None) -> int | None:
-    parsed = number(value)
-    return None if parsed is None else int(parsed)
-
-
 def worker_info(hostname: str, fields: Mapping[str, str], now: float) -> WorkerInfo:
     """The worker hash (``replies.hash_text`` of its HGETALL) as seen at ``now``."""
     heartbeat, freq = number(fields.get("last_heartbeat")), number(fields.get("freq"))
@@ -44,13 +39,13 @@ def worker_info(hostname: str, fields: Mapping[str, str], now: float) -> WorkerI
         alive=is_alive(heartbeat, freq, fields.get("online") != "0", now),
         last_heartbeat=heartbeat,
         freq=freq,
-        active=_int(fields.get("active")),
-        processed=_int(fields.get("processed")),
+        active=integer(fields.get("active")),
+        processed=integer(fields.get("processed")),
         loadavg=list(loadavg) if loadavg is not None else None,
         sw_ident=fields.get("sw_ident") or None,
         sw_ver=fields.get("sw_ver") or None,
         sw_sys=fields.get("sw_sys") or None,
-        pid=_int(fields.get("pid")),
+        pid=integer(fields.get("pid")),
         online_at=number(fields.get("online_at")),
         offline_at=number(fields.get("offline_at")),
     )
