@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final, Literal
 
+from kombu import Exchange, Queue
+
 BrokerKind = Literal["redis", "amqp"]
 
 # kombu.transport.TRANSPORT_ALIASES, by the transport each scheme loads (kombu.transport.redis;
@@ -60,6 +62,13 @@ def redis_py_opens(url: str) -> bool:
     """True for a Redis URL redis-py connects to by itself (``redis://``, ``rediss://``,
     ``unix://``); kombu's and Celery's own forms (``sentinel://``, ``redis+socket://``) are not."""
     return _scheme(url) in REDIS_PY_SCHEMES
+
+
+def declare_queue(name: str, kind: BrokerKind, amqp_max_priority: int) -> Queue:
+    """A queue on its own direct exchange; on RabbitMQ a priority queue. The worker and the API
+    declare queues with this alone: RabbitMQ refuses a queue re-declared with other arguments."""
+    arguments = {"x-max-priority": amqp_max_priority} if kind == "amqp" else None
+    return Queue(name, Exchange(name, type="direct"), routing_key=name, queue_arguments=arguments)
 
 
 def priority_lists(queue: str, steps: Sequence[int] = REDIS_PRIORITY_STEPS) -> list[str]:

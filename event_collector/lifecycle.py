@@ -31,6 +31,8 @@ from event_collector.replies import text
 from event_collector.task_ids import index_member
 
 SCRIPT_PATH: Final = Path(__file__).with_name("lifecycle.lua")
+# The audit action the API records for a forget, and rebuild looks for.
+FORGET_ACTION: Final = "forget"
 _IDENTITY_FIELDS: Final = ("name", "queue", "worker", "parent_id", "root_id")
 _FINISHED: Final = sorted(READY_STATES)
 # The collector may change a task between our read and the script (a late event): re-read.
@@ -56,7 +58,7 @@ class Annotation(msgspec.Struct, frozen=True):
 
 
 def is_forget_event(event: Event) -> bool:
-    return event.type == AUDIT_EVENT and event.action == "forget" and bool(event.uuid)
+    return event.type == AUDIT_EVENT and event.action == FORGET_ACTION and bool(event.uuid)
 
 
 def _field_op(value: object) -> str:

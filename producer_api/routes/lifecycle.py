@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import msgspec
 from aiohttp import web
 
-from event_collector.lifecycle import Annotation, ForgetOutcome, TaskLifecycle
+from event_collector.lifecycle import FORGET_ACTION, Annotation, ForgetOutcome, TaskLifecycle
 from event_collector.replies import text
 from producer_api.audit import audit_event
 from producer_api.errors import Conflict, NotFound
@@ -57,7 +57,7 @@ async def forget_task(request: web.Request) -> web.Response:
     name, state = await request.app[REDIS].hmget(request.app[KEYS].task(task_id), "name", "state")
     detail = {"state": text(state) or None}
     audit = audit_event(
-        request[ACTOR].name, "forget", task_id, text(name), _json(detail)
+        request[ACTOR].name, FORGET_ACTION, task_id, text(name), _json(detail)
     )
     result = await request.app[LIFECYCLE].forget(task_id, audit)
     if result.outcome is ForgetOutcome.MISSING:
