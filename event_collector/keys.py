@@ -115,6 +115,8 @@ WORKER_DEDUP_TTL_SECONDS: Final = 3600
 
 COUNTER_FIELD_SEPARATOR: Final = "|"
 
+# TASKPULSE_KEY_PREFIX's default, for every role that reads the store.
+DEFAULT_KEY_PREFIX: Final = "tp:"
 BUCKET_SECONDS: Final[dict[str, int]] = {"minute": 60, "hour": 3600, "day": 86400}
 _BUCKET_CODES: Final[dict[str, str]] = {"minute": "m", "hour": "h", "day": "d"}
 
@@ -122,7 +124,7 @@ _BUCKET_CODES: Final[dict[str, str]] = {"minute": "m", "hour": "h", "day": "d"}
 class Keys(msgspec.Struct, frozen=True):
     """Key builder for one prefix. Cheap to create; create once per process and pass it down."""
 
-    prefix: str = "tp:"
+    prefix: str = DEFAULT_KEY_PREFIX
 
     @property
     def events(self) -> str:

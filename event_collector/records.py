@@ -123,7 +123,8 @@ class History(msgspec.Struct, frozen=True):
 
 
 class WorkerInfo(msgspec.Struct, frozen=True, omit_defaults=True):
-    """A worker as last seen. ``alive`` = last heartbeat within freq x 2 and not offline."""
+    """A worker as last seen. ``alive`` = not offline and last heartbeat within freq x 2
+    (Celery's default 2 s heartbeat when freq is missing or 0)."""
 
     hostname: str
     alive: bool

@@ -18,12 +18,13 @@ import msgspec
 import redis.asyncio as aioredis
 
 from event_collector import timeline
+from event_collector.events import UNSUCCESSFUL_STATES
 from event_collector.keys import TIMELINE_FIELD, Keys
+from event_collector.replies import text
 from event_collector.task_ids import task_id_of
 
 # A bigger workflow is shown truncated (``truncated: true``); paging a tree is not worth it.
 MAX_TREE_NODES: Final = 1000
-FAILED_STATES: Final = frozenset({"FAILURE", "REVOKED", "REJECTED"})
 
 _NODE_FIELDS: Final = (
     "name", "state", "queue", "worker", "parent_id", "root_id", "runtime", "exception",
@@ -67,12 +68,8 @@ class WorkflowTree(msgspec.Struct, frozen=True, omit_defaults=True):
     truncated: bool = False
 
 
-def _text(value: bytes | str | None) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _node(task_id: str, values: Sequence[bytes | str | None]) -> WorkflowNode | None:
-    fields = {f: _text(v) for f, v in zip(_NODE_FIELDS, values, strict=True) if v}
+    fields = {f: text(v) for f, v in zip(_NODE_FIELDS, values, strict=True) if v}
     if not fields:
         return None  # expired or forgotten, but still in the index until the next sweep
     fields.pop("root_id", None)
@@ -84,7 +81,7 @@ def _node(task_id: str, values: Sequence[bytes | str | None]) -> WorkflowNode | 
 
 def roll_up(nodes: Sequence[WorkflowNode]) -> tuple[str, list[str]]:
     """The workflow's state from its tasks' states, and the ids of the failed tasks."""
-    failed = [n.id for n in nodes if n.state in FAILED_STATES]
+    failed = [n.id for n in nodes if n.state in UNSUCCESSFUL_STATES]
     if failed:
         return "failed", failed
     if nodes and all(n.state == "SUCCESS" for n in nodes):
@@ -128,13 +125,13 @@ class WorkflowReader:
         self.keys = keys
         self.max_nodes = max_nodes
 
-    async def _root_and_members(self, task_id: str) -> tuple[str | None, list[str], int]:
+    async def _root_and_members(self, task_id: str) -> tuple[str, list[str], int]:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hget(self.keys.task(task_id), "root_id")
             pipe.zrange(self.keys.index_root(task_id), 0, self.max_nodes - 1)
             pipe.zcard(self.keys.index_root(task_id))
             root_id, members, size = await pipe.execute()
-        return _text(root_id), [task_id_of(m) for m in members], int(size)
+        return text(root_id), [task_id_of(m) for m in members], int(size)
 
     async def tree(self, task_id: str) -> WorkflowTree | None:
         """The workflow ``task_id`` belongs to (as root or member); None if nothing is known."""

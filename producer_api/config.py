@@ -7,20 +7,27 @@ from pathlib import Path
 
 import msgspec
 
-from event_collector.config import settings_from_env
+from event_collector.broker import broker_kind, result_backend_url
+from event_collector.environment import (
+    DEFAULT_BROKER_URL,
+    DEFAULT_REDIS_URL,
+    DEFAULT_TIMEZONE,
+    settings_from_env,
+)
+from event_collector.keys import DEFAULT_KEY_PREFIX
 
 PACKAGED_CATALOG = Path(__file__).with_name("catalog.json")
 
 
 class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
-    broker_url: str = "redis://127.0.0.1:6379/0"
+    broker_url: str = DEFAULT_BROKER_URL
     # The monitoring store the collector writes (read here; the API appends audit events only).
-    redis_url: str = "redis://127.0.0.1:6379/1"
-    key_prefix: str = "tp:"
+    redis_url: str = DEFAULT_REDIS_URL
+    key_prefix: str = DEFAULT_KEY_PREFIX
     # Chords count their header's results there; "" = the broker URL, as the worker does.
     result_backend: str = ""
     # Beat's timezone, so the schedules API computes the same next run as beat.
-    timezone: str = "Asia/Shanghai"
+    timezone: str = DEFAULT_TIMEZONE
     host: str = "0.0.0.0"
     port: int = 8080
     tokens_file: str = "tokens.json"
@@ -35,6 +42,13 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     broker_timeout_seconds: float = 2.0
     # Threads that publish to the broker (kombu is blocking; the event loop never is).
     publish_threads: int = 4
+
+    def __post_init__(self) -> None:
+        broker_kind(self.broker_url)  # an unsupported broker fails at start-up
+
+    @property
+    def backend_url(self) -> str:
+        return result_backend_url(self.result_backend, self.broker_url)
 
 
 # Environment variable -> field. One table, so the README's config table can be checked against it.

@@ -18,9 +18,9 @@ import msgspec
 import redis
 import redis.exceptions
 from celery import Celery
-from kombu import Exchange, Queue
 from kombu.exceptions import BatchPublishError, OperationalError
 
+from event_collector.broker import broker_kind, declare_queue
 from event_collector.events import EVENT_ENCODER, Event
 from event_collector.keys import Keys
 from producer_api.catalog import Catalog
@@ -44,24 +44,12 @@ class Message(msgspec.Struct, frozen=True):
     root_id: str | None = None
 
 
-def broker_kind(broker_url: str) -> str:
-    """``redis`` or ``amqp``: the two brokers read message priorities in opposite directions."""
-    scheme = broker_url.partition("://")[0].lower()
-    return "redis" if scheme in ("redis", "rediss", "redis+socket", "sentinel") else "amqp"
-
-
 def producer_app(broker_url: str, catalog: Catalog, timeout: float, pool_size: int) -> Celery:
     kind = broker_kind(broker_url)
-    # Queues declared exactly as the worker declares them: on RabbitMQ a queue re-declared with
-    # other arguments is a channel error.
-    max_priority = max(catalog.priorities.amqp.values())
-    arguments = {"x-max-priority": max_priority} if kind == "amqp" else None
+    max_priority = max(catalog.priorities.amqp.values())  # the worker's (catalog.json)
     app = Celery("taskpulse-api", broker=broker_url, set_as_current=False)
     app.conf.update(
-        task_queues=[
-            Queue(q, Exchange(q, type="direct"), routing_key=q, queue_arguments=arguments)
-            for q in catalog.queues
-        ],
+        task_queues=[declare_queue(q, kind, max_priority) for q in catalog.queues],
         # The collector learns name/args/queue from task-sent; without it a task is unknown
         # until a worker receives it.
         task_send_sent_event=True,

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
+from event_collector.broker import broker_kind
 from event_collector.keys import Keys
 from event_collector.read import EventReader
 from producer_api.auth import TokenStore
@@ -19,7 +20,7 @@ from producer_api.catalog import Catalog
 from producer_api.config import ApiSettings
 from producer_api.enqueue import Enqueuer
 from producer_api.metrics import ApiMetrics
-from producer_api.publisher import Publisher, broker_kind, producer_app
+from producer_api.publisher import Publisher, producer_app
 
 log = logging.getLogger("producer_api")
 

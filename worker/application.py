@@ -6,15 +6,9 @@ from typing import Any
 
 from celery import Celery
 
+from event_collector.broker import REDIS_PRIORITY_SEPARATOR, REDIS_PRIORITY_STEPS
 from worker.config import WorkerSettings
-from worker.routing import (
-    AMQP_MAX_PRIORITY,
-    REDIS_PRIORITY_SEP,
-    REDIS_PRIORITY_STEPS,
-    TaskRouter,
-    declare_queues,
-    priority_value,
-)
+from worker.routing import AMQP_MAX_PRIORITY, TaskRouter, declare_queues, priority_value
 from worker.schedule import beat_schedule
 from worker.tasks import register_tasks
 
@@ -60,8 +54,8 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
         "result_expires": settings.result_expires,
         # Name, args and queue in the result too: failed tasks can be re-sent from it.
         "result_extended": True,
-        "task_soft_time_limit": settings.time_limit.soft,
-        "task_time_limit": settings.time_limit.hard,
+        "task_soft_time_limit": settings.soft_time_limit,
+        "task_time_limit": settings.time_limit,
         "task_queues": declare_queues(kind),
         "task_default_queue": "default",
         "task_default_exchange": "default",
@@ -81,4 +75,4 @@ def _transport_options(kind: str) -> dict[str, Any]:
         return {}
     # Spelled out (they are kombu's defaults) because routing.PRIORITIES and the collector's
     # queue-length sum depend on exactly these lists.
-    return {"priority_steps": REDIS_PRIORITY_STEPS, "sep": REDIS_PRIORITY_SEP}
+    return {"priority_steps": list(REDIS_PRIORITY_STEPS), "sep": REDIS_PRIORITY_SEPARATOR}

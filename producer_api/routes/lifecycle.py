@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 import msgspec
 from aiohttp import web
 
-from event_collector.lifecycle import Annotation, ForgetOutcome, TaskLifecycle
+from event_collector.lifecycle import FORGET_ACTION, Annotation, ForgetOutcome, TaskLifecycle
+from event_collector.replies import text
 from producer_api.audit import audit_event
 from producer_api.errors import Conflict, NotFound
 from producer_api.http import endpoint, json_response, read_body
@@ -54,9 +55,9 @@ async def forget_task(request: web.Request) -> web.Response:
     task_id = request.match_info["task_id"]
     # What was forgotten stays readable in the audit trail.
     name, state = await request.app[REDIS].hmget(request.app[KEYS].task(task_id), "name", "state")
-    detail = {"state": state.decode() if state else None}
+    detail = {"state": text(state) or None}
     audit = audit_event(
-        request[ACTOR].name, "forget", task_id, name.decode() if name else "", _json(detail)
+        request[ACTOR].name, FORGET_ACTION, task_id, text(name), _json(detail)
     )
     result = await request.app[LIFECYCLE].forget(task_id, audit)
     if result.outcome is ForgetOutcome.MISSING:
@@ -77,6 +78,6 @@ async def _annotations(request: web.Request, task_id: str) -> TaskAnnotations:
     note, labels = await request.app[REDIS].hmget(request.app[KEYS].task(task_id), "note", "labels")
     return TaskAnnotations(
         id=task_id,
-        note=note.decode() if note else None,
+        note=text(note) or None,
         labels=msgspec.json.decode(labels) if labels else None,
     )

@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from event_collector.events import UNSUCCESSFUL_STATES
 from event_collector.read import InvalidCursor, TaskQuery
 from event_collector.records import TaskCount, TaskPage
 from producer_api.audit import append_audit, audit_event
@@ -29,7 +30,7 @@ from producer_api.schemas import (
 )
 
 routes = web.RouteTableDef()
-RETRYABLE_STATES = frozenset({"FAILURE", "REVOKED", "REJECTED"})
+RETRYABLE_STATES = UNSUCCESSFUL_STATES
 
 
 def _actor(request: web.Request) -> str:

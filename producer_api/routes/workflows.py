@@ -27,7 +27,7 @@ async def ctx(app: web.Application) -> AsyncIterator[None]:
     """Runs after the API's own contexts: it needs their Redis pool and enqueuer."""
     settings = app[SETTINGS]
     celery_app = workflow_app(
-        settings.broker_url, settings.result_backend or settings.broker_url, app[CATALOG],
+        settings.broker_url, settings.backend_url, app[CATALOG],
         settings.broker_timeout_seconds, settings.publish_threads,
     )  # fmt: skip
     app[WORKFLOWS] = WorkflowPublisher(celery_app, app[ENQUEUER])

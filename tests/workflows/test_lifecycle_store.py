@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from event_collector.events import AUDIT_EVENT, Event
+from event_collector.events import AUDIT_EVENT, READY_STATES, STATE_PRECEDENCE, Event
 from event_collector.keys import Keys
 from event_collector.lifecycle import Annotation, ForgetOutcome, TaskLifecycle
 from event_collector.normalize import event_id
@@ -120,6 +120,24 @@ def test_an_unfinished_task_is_not_forgotten(clean_redis: RedisServer) -> None:
     assert result.outcome is ForgetOutcome.UNFINISHED
     assert result.state == "STARTED"
     assert exists == 1
+
+
+async def _forget_in_every_state(url: str) -> dict[str, ForgetOutcome]:
+    client = aioredis.Redis.from_url(url)
+    try:
+        life = TaskLifecycle(client, KEYS)
+        for state in STATE_PRECEDENCE:
+            await client.hset(KEYS.task(f"t-{state}"), mapping={"state": state})
+        return {s: (await life.forget(f"t-{s}", None)).outcome for s in STATE_PRECEDENCE}
+    finally:
+        await client.aclose()
+
+
+def test_exactly_the_ready_states_count_as_finished_for_forget(clean_redis: RedisServer) -> None:
+    outcomes = asyncio.run(_forget_in_every_state(clean_redis.url(1)))
+    forgotten = {s for s, outcome in outcomes.items() if outcome is ForgetOutcome.FORGOTTEN}
+    assert forgotten == READY_STATES
+    assert set(outcomes.values()) == {ForgetOutcome.FORGOTTEN, ForgetOutcome.UNFINISHED}
 
 
 async def _annotate(url: str) -> tuple[bool, dict[bytes, bytes], bool]:
