@@ -90,7 +90,9 @@ Producer API
 Beat schedule (celery-redbeat's own layout, under B = ``redbeat:`` + P, outside ``P*`` on purpose:
 ``rebuild`` drops ``P*`` projections, and a schedule is configuration, not a projection)
   B<name>                HASH     one entry: ``definition`` (task, schedule, args, kwargs, options,
-                                  enabled; JSON) and ``meta`` (last_run_at, total_run_count)
+                                  enabled; JSON) and ``meta`` (last_run_at, total_run_count);
+                                  ``taskpulse_resumed`` once the API resumed it (the last real
+                                  run before that; producer_api.schedule_store.Resumed)
   B:schedule             ZSET     entry key -> next due time;  B:lock  STRING  the active beat
   B:seeded               SET      static entries already seeded once (worker.dynamic_schedule)
 
