@@ -200,11 +200,16 @@ def _prepare(path: Path) -> None:
 def _legacy_source(path: Path) -> Path | None:
     """The old JSON file to import: ``path`` itself, or ``<stem>.json`` beside a new path."""
     if path.exists():
-        with path.open("rb") as handle:
-            head = handle.read(len(SQLITE_HEADER))
-        return None if head in (SQLITE_HEADER, b"") else path
+        return None if _head(path) in (SQLITE_HEADER, b"") else path
     sibling = path.with_suffix(".json")
-    return sibling if sibling != path and sibling.is_file() else None
+    if sibling == path or not sibling.is_file():
+        return None
+    return None if _head(sibling) == SQLITE_HEADER else sibling  # a database of its own
+
+
+def _head(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read(len(SQLITE_HEADER))
 
 
 def _import(source: Path, path: Path) -> None:

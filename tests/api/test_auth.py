@@ -133,6 +133,11 @@ def test_a_json_file_beside_a_new_database_path_is_imported(tmp_path) -> None:
     assert json.loads((tmp_path / "tokens.json").read_text())["tokens"]  # left as it was
 
 
+def test_a_database_named_json_beside_a_new_path_is_not_imported(tmp_path) -> None:
+    TokenStore(tmp_path / "tokens.json").create("elsewhere", "admin")
+    assert TokenStore(tmp_path / "tokens.db").list() == []
+
+
 def test_a_file_that_is_neither_database_nor_json_is_refused_and_left_alone(tmp_path) -> None:
     path = tmp_path / "tokens.db"
     path.write_text("not tokens")
