@@ -84,13 +84,21 @@ Queues (written by the collector's broker poller, read by the API)
 
 Producer API
   P idem:<key>           STRING   idempotency key -> the first enqueue's response (JSON), TTL;
-                                  written by the API (SET NX), the only key it writes besides
-                                  the audit events it appends to ``P events``.
+                                  written by the API (SET NX).
+  P workflow:<root_id>   HASH     a workflow sent through the API: chord body task id -> the id of
+                                  the first task of that chord's header, TTL
+                                  (``workflows.WORKFLOW_TTL_SECONDS``); written by the API before
+                                  it sends the workflow. Celery events cannot tell a chord's body
+                                  from a task its parent started, and the tree needs to. Kept by
+                                  ``rebuild``: no event carries it.
+  Besides these two, the API writes only the audit events it appends to ``P events``.
 
 Beat schedule (celery-redbeat's own layout, under B = ``redbeat:`` + P, outside ``P*`` on purpose:
 ``rebuild`` drops ``P*`` projections, and a schedule is configuration, not a projection)
   B<name>                HASH     one entry: ``definition`` (task, schedule, args, kwargs, options,
-                                  enabled; JSON) and ``meta`` (last_run_at, total_run_count)
+                                  enabled; JSON) and ``meta`` (last_run_at, total_run_count);
+                                  ``taskpulse_resumed`` once the API resumed it (the last real
+                                  run before that; producer_api.schedule_store.Resumed)
   B:schedule             ZSET     entry key -> next due time;  B:lock  STRING  the active beat
   B:seeded               SET      static entries already seeded once (worker.dynamic_schedule)
 
@@ -200,6 +208,9 @@ class Keys(msgspec.Struct, frozen=True):
 
     def idempotency(self, key: str) -> str:
         return f"{self.prefix}idem:{key}"
+
+    def workflow(self, root_id: str) -> str:
+        return f"{self.prefix}workflow:{root_id}"
 
     def collector(self, collector_id: str) -> str:
         return f"{self.prefix}collector:{collector_id}"

@@ -56,8 +56,9 @@ _TIMELINE_FIELDS: Final = (
 )
 TIMELINE_EXCEPTION_MAX: Final = 200
 _PACK: Final = msgspec.msgpack.Encoder().encode
-# Keys rebuild must keep: the stream itself and what the broker poller owns.
-_KEEP_ON_REBUILD: Final = ("events", "queues", "collector:")
+# Keys rebuild must keep: the stream itself, what the broker poller owns, and the chord shapes
+# the API records (``P workflow:``), which no event carries.
+_KEEP_ON_REBUILD: Final = ("events", "queues", "collector:", "workflow:")
 
 
 class TaskFacts(msgspec.Struct, frozen=True):

@@ -30,7 +30,8 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     timezone: str = DEFAULT_TIMEZONE
     host: str = "0.0.0.0"
     port: int = 8080
-    tokens_file: str = "tokens.json"
+    # SQLite; an old JSON tokens file here (or a tokens.json beside it) is imported once.
+    tokens_file: str = "tokens.db"
     max_body_bytes: int = 1024 * 1024
     catalog_file: str = str(PACKAGED_CATALOG)
     # How long an idempotency key keeps answering with the first task's id.

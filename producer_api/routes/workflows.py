@@ -9,7 +9,7 @@ import redis
 from aiohttp import web
 from kombu.exceptions import OperationalError
 
-from event_collector.workflows import WorkflowReader, WorkflowTree
+from event_collector.workflows import WorkflowReader, WorkflowTree, record_chord_bodies
 from producer_api.audit import append_audit, audit_event
 from producer_api.errors import NotFound, Unavailable, Unprocessable
 from producer_api.http import endpoint, json_response, read_body
@@ -17,6 +17,7 @@ from producer_api.middleware import ACTOR
 from producer_api.resources import CATALOG, ENQUEUER, KEYS, REDIS, SETTINGS
 from producer_api.workflow_canvas import WorkflowPublisher, workflow_app
 from producer_api.workflow_schemas import WorkflowRequest, WorkflowResponse
+from producer_api.workflow_shape import chord_bodies
 
 routes = web.RouteTableDef()
 WORKFLOWS = web.AppKey("workflows", WorkflowPublisher)
@@ -54,6 +55,8 @@ async def send_workflow(request: web.Request) -> web.Response:
     publisher = request.app[WORKFLOWS]
     planned = publisher.plan(req)
     try:
+        await record_chord_bodies(request.app[REDIS], request.app[KEYS],
+                                  planned.response.root_id, chord_bodies(planned.canvas))
         await publisher.send(planned)
     except (OperationalError, redis.RedisError, OSError) as exc:
         raise Unavailable("the broker or result backend is unreachable", str(exc)) from exc

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from producer_api.auth import TokenStore
 from producer_api.cli import main
 from producer_api.cli.client import EXIT_UNREACHABLE
 from tests.api.conftest import ApiClient, apply_events
@@ -101,7 +102,7 @@ def test_tokens_create_with_a_file_needs_no_running_api(cli, tmp_path) -> None:
                        str(path), "--json")
     assert code == 0
     assert json.loads(out)["token"].startswith("tp_")
-    assert json.loads(path.read_text())["tokens"][0]["name"] == "boot"
+    assert [e.name for e in TokenStore(path).list()] == ["boot"]
 
 
 def test_stats_workers_queues_history_print_tables(cli, store) -> None:

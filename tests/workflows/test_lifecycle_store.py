@@ -14,7 +14,7 @@ from event_collector.keys import Keys
 from event_collector.lifecycle import Annotation, ForgetOutcome, TaskLifecycle
 from event_collector.normalize import event_id
 from event_collector.store import EventStore
-from event_collector.workflows import WorkflowReader
+from event_collector.workflows import WORKFLOW_TTL_SECONDS, WorkflowReader, record_chord_bodies
 from producer_api.catalog import load_catalog
 from producer_api.config import PACKAGED_CATALOG
 from producer_api.errors import NotFound
@@ -103,6 +103,29 @@ def test_rebuild_keeps_a_forgotten_task_forgotten(clean_redis: RedisServer) -> N
     assert gone == 0
     assert kept == 1
     assert indexed == [b"kept"]
+
+
+async def _chord_tree_after_rebuild(url: str) -> tuple[list[tuple[str, str | None]], int]:
+    client = aioredis.Redis.from_url(url)
+    try:
+        store = EventStore(client, KEYS)
+        await record_chord_bodies(client, KEYS, "r", {"cb": "h1"})
+        await store.apply([*finished("h1", 100.0, root="r"), *finished("h2", 100.0, root="r"),
+                           *finished("cb", 101.0, parent="h2", root="r")])  # fmt: skip
+        await store.rebuild()
+        tree = await WorkflowReader(client, KEYS).tree("r")
+        assert tree is not None
+        return [(n.id, n.role) for n in tree.root.children], await client.ttl(KEYS.workflow("r"))
+    finally:
+        await client.aclose()
+
+
+def test_recorded_chord_bodies_shape_the_tree_and_survive_a_rebuild(
+    clean_redis: RedisServer,
+) -> None:
+    children, ttl = asyncio.run(_chord_tree_after_rebuild(clean_redis.url(1)))
+    assert children == [("h1", None), ("h2", None), ("cb", "chord_body")]
+    assert 0 < ttl <= WORKFLOW_TTL_SECONDS
 
 
 async def _forget_unfinished(url: str) -> tuple[Any, int]:
