@@ -37,6 +37,7 @@ parameter is optional. Parameters are given in positional order, so ``args`` map
 from __future__ import annotations
 
 import inspect
+import types
 import typing
 from typing import Any
 
@@ -46,6 +47,7 @@ from celery import Celery
 from worker.config import WorkerSettings
 from worker.routing import PRIORITIES, PRIORITY_LEVELS, QUEUES, queue_for
 from worker.tasks import task_names
+from worker.tasks.base import parameters
 
 CATALOG_VERSION = 1
 
@@ -66,26 +68,39 @@ def build_catalog(app: Celery) -> dict[str, Any]:
 
 def describe_task(name: str, task: Any) -> dict[str, Any]:
     fn = type(task).__wrapped__  # the plain function Celery built the task class from
-    hints = typing.get_type_hints(fn)
-    params = list(inspect.signature(fn).parameters.values())[1:]  # drop the bound ``self``
     return {
         "name": name,
         "queue": queue_for(name),
         "description": _summary(fn.__doc__ or ""),
-        "parameters": [_describe_parameter(p, hints[p.name]) for p in params],
+        "parameters": [_describe_parameter(p, hint) for p, hint in parameters(fn)],
     }
 
 
 def _describe_parameter(param: inspect.Parameter, hint: Any) -> dict[str, Any]:
+    # The schema carries the annotation's constraints (bounds, patterns, enums): the worker
+    # checks calls against the very same annotation (``TaskpulseTask.__call__``).
     described: dict[str, Any] = {
         "name": param.name,
-        "type": hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", ""),
+        "type": _type_name(hint),
         "required": param.default is inspect.Parameter.empty,
         "schema": msgspec.json.schema(hint),
     }
     if not described["required"]:
         described["default"] = param.default
     return described
+
+
+def _type_name(hint: Any) -> str:
+    """The Python type without its constraints (they are in the schema): ``int | None``."""
+    if typing.get_origin(hint) is typing.Annotated:
+        return _type_name(typing.get_args(hint)[0])
+    if hint is type(None):
+        return "None"
+    if isinstance(hint, type):
+        return hint.__name__
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return " | ".join(_type_name(arg) for arg in typing.get_args(hint))
+    return str(hint).replace("typing.", "")
 
 
 def _summary(doc: str) -> str:

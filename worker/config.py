@@ -22,6 +22,8 @@ the environment. Variables (all optional):
 ``TASKPULSE_RETRY_BACKOFF_MAX``     cap of one backoff in seconds, default 600
 ``TASKPULSE_CACHE_REDIS_URL``       Redis cleaned by ``cleanup_cache``; default: the result
                                     backend if it is Redis, else the broker
+``TASKPULSE_CACHE_KEY_PREFIX``      the only keys ``cleanup_cache`` may delete start with it;
+                                    default ``taskpulse:cache:`` (no glob characters)
 ==================================  ==========================================================
 """
 
@@ -69,8 +71,14 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     retry_backoff: int = 2
     retry_backoff_max: int = 600
     cache_redis_url: str = ""
+    cache_key_prefix: str = "taskpulse:cache:"
 
     def __post_init__(self) -> None:
+        if not self.cache_key_prefix or any(c in self.cache_key_prefix for c in "*?[]\\"):
+            raise ValueError(
+                "TASKPULSE_CACHE_KEY_PREFIX must be a non-empty literal key prefix (no glob "
+                f"characters), not {self.cache_key_prefix!r}"
+            )
         if self.default_priority not in PRIORITY_LEVELS:
             raise ValueError(
                 f"TASKPULSE_DEFAULT_PRIORITY must be one of {', '.join(PRIORITY_LEVELS)}, "
@@ -146,6 +154,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> WorkerSettings:
         retry_backoff=read.number("RETRY_BACKOFF", int, defaults.retry_backoff),
         retry_backoff_max=read.number("RETRY_BACKOFF_MAX", int, defaults.retry_backoff_max),
         cache_redis_url=read.text("CACHE_REDIS_URL", ""),
+        cache_key_prefix=read.text("CACHE_KEY_PREFIX", defaults.cache_key_prefix),
     )
 
 
