@@ -83,9 +83,12 @@ Queues (written by the collector's broker poller, read by the API)
   P queues:updated       STRING   timestamp of the last poll
 
 Producer API
-  P idem:<key>           STRING   idempotency key -> the first enqueue's response (JSON), TTL;
-                                  written by the API (SET NX), the only key it writes besides
-                                  the audit events it appends to ``P events``.
+  P idem:<key>           STRING   idempotency key -> the first enqueue's request fingerprint
+                                  and response (JSON), TTL; written by the API (SET NX)
+  P enq:<id>             STRING   a task the API just enqueued (name, queue, time; JSON), short
+                                  TTL; read by the API only while ``P task:<id>`` is missing
+                                  (producer_api/enqueued.py). With ``idem`` the only keys the API
+                                  writes besides the audit events it appends to ``P events``.
 
 Beat schedule (celery-redbeat's own layout, under B = ``redbeat:`` + P, outside ``P*`` on purpose:
 ``rebuild`` drops ``P*`` projections, and a schedule is configuration, not a projection)
@@ -198,6 +201,9 @@ class Keys(msgspec.Struct, frozen=True):
 
     def idempotency(self, key: str) -> str:
         return f"{self.prefix}idem:{key}"
+
+    def enqueued(self, task_id: str) -> str:
+        return f"{self.prefix}enq:{task_id}"
 
     def collector(self, collector_id: str) -> str:
         return f"{self.prefix}collector:{collector_id}"
