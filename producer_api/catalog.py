@@ -52,6 +52,7 @@ class TaskSpec(msgspec.Struct, frozen=True, omit_defaults=True):
     queue: str
     parameters: list[Parameter] = []
     description: str = ""
+    returns: dict[str, Any] = {}  # JSON Schema of the result; {} = anything
 
 
 class Priorities(msgspec.Struct, frozen=True):
@@ -144,6 +145,38 @@ def check_arguments(spec: TaskSpec, args: list[Any], kwargs: dict[str, Any]) -> 
         problem = schema_problem(param.schema, value)
         if problem:
             raise ArgumentError(f"{spec.name}: {param.name!r} {problem}", field)
+
+
+def result_problem(spec: TaskSpec, result: dict[str, Any], kwargs: dict[str, Any]) -> str | None:
+    """Why ``spec`` cannot take a value of schema ``result`` (the step before's result, which
+    Celery puts first in a mutable step's args) as its first argument; None if it can."""
+    if not spec.parameters:
+        return f"{spec.name} takes no arguments, so it cannot take the result of the step before"
+    first = spec.parameters[0]
+    if first.name in kwargs:
+        return (f"{spec.name} would get {first.name!r} twice: as the result of the step before "
+                "and from kwargs")
+    given, wanted = _json_types(result), _json_types(first.schema)
+    if given is not None and wanted is not None and not given & wanted:
+        return (f"{spec.name}'s first parameter {first.name!r} takes {sorted(wanted)}, but the "
+                f"step before returns {sorted(given)}")
+    return None
+
+
+def _json_types(schema: dict[str, Any]) -> set[str] | None:
+    """The JSON types ``schema`` admits (``number`` and ``integer`` overlap); None: any."""
+    if "anyOf" in schema:
+        branches = [_json_types(sub) for sub in schema["anyOf"]]
+        return None if None in branches else set().union(*branches)  # type: ignore[arg-type]
+    if "type" in schema:
+        kinds = {schema["type"]} if isinstance(schema["type"], str) else set(schema["type"])
+    elif "enum" in schema or "const" in schema:
+        kinds = {_json_type(v) for v in schema.get("enum", [schema.get("const")])}
+    else:
+        return None
+    if kinds & {"number", "integer"}:
+        kinds |= {"number", "integer"}
+    return kinds
 
 
 def schema_problem(schema: dict[str, Any], value: Any) -> str | None:

@@ -21,7 +21,8 @@ never imports worker code. Format (JSON object)::
             {"name": "kind", "type": "Literal['users', ...]", "required": false,
              "default": "bills", "schema": {"enum": [...]}},
             ...
-          ]
+          ],
+          "returns": {"type": "object"}
         },
         ...
       ]
@@ -30,8 +31,10 @@ never imports worker code. Format (JSON object)::
 ``priorities.redis`` / ``priorities.amqp`` are the numbers to pass as ``priority=`` to
 ``send_task`` for the broker kind in use (``redis://`` vs ``amqp://``); the two brokers order
 priorities in opposite directions (see ``worker.routing``). A parameter's ``schema`` is the JSON
-Schema of its annotation (validate kwargs with it); ``default`` is present only when the
-parameter is optional. Parameters are given in positional order, so ``args`` map onto them too.
+Schema of its annotation, constraints included (validate kwargs with it; the worker checks
+every call against the same annotation); ``default`` is present only when the parameter is
+optional. ``returns`` is the JSON Schema of the task's return annotation. Parameters are given
+in positional order, so ``args`` map onto them too.
 """
 
 from __future__ import annotations
@@ -73,6 +76,9 @@ def describe_task(name: str, task: Any) -> dict[str, Any]:
         "queue": queue_for(name),
         "description": _summary(fn.__doc__ or ""),
         "parameters": [_describe_parameter(p, hint) for p, hint in parameters(fn)],
+        # What the task returns: a workflow step that takes the previous step's result as its
+        # first argument is checked against it.
+        "returns": msgspec.json.schema(typing.get_type_hints(fn).get("return", Any)),
     }
 
 
