@@ -32,6 +32,10 @@ class Endpoint(msgspec.Struct, frozen=True):
     errors: tuple[int, ...] = ()
     content_type: str = "application/json"
     tag: str = "tasks"
+    # Path parameter -> the response field that fills it (``{"task_id": "id"}``): the OpenAPI
+    # links this response to every operation taking that parameter (clients and the stateful
+    # fuzzer follow them).
+    links: tuple[tuple[str, str], ...] = ()
 
 
 def endpoint(
@@ -45,8 +49,10 @@ def endpoint(
     errors: tuple[int, ...] = (),
     content_type: str = "application/json",
     tag: str = "tasks",
+    links: dict[str, str] | None = None,
 ) -> Callable[[Handler], Handler]:
-    spec = Endpoint(summary, role, body, query, response, status, errors, content_type, tag)
+    spec = Endpoint(summary, role, body, query, response, status, errors, content_type, tag,
+                    tuple((links or {}).items()))
 
     def mark(handler: Handler) -> Handler:
         handler.endpoint = spec  # type: ignore[attr-defined]
@@ -84,12 +90,9 @@ def _allowed_values(type_: Any, path: str) -> list[Any]:
 
     nodes = branches(schema)
     for step in _PATH_STEP.findall(path):
-        key = "items" if step.startswith("[") else None
-        nodes = [
-            b for n in nodes
-            for b in branches(n[key] if key else n.get("properties", {}).get(step, {}))
-            if (key in n if key else step in n.get("properties", {}))
-        ]
+        children = [n.get("items") if step.startswith("[") else n.get("properties", {}).get(step)
+                    for n in nodes]  # fmt: skip
+        nodes = [b for child in children if isinstance(child, dict) for b in branches(child)]
     return [value for node in nodes for value in node.get("enum", ())]
 
 

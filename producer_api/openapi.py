@@ -44,6 +44,7 @@ def build_openapi(app: web.Application) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for path, method, handler, spec in endpoints:
         paths.setdefault(path, {})[method] = _operation(path, handler, spec, by_type, components)
+    _add_links(paths, endpoints)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -96,13 +97,15 @@ def _task_variant(task: TaskSpec) -> dict[str, Any]:
     params = task.parameters
     required = [p.name for p in params if p.required]
     needs = f" Required: {', '.join(required)}." if required else ""
+    # prefixItems may not be empty: a task without parameters takes no args at all.
+    args = ({"type": "array", "prefixItems": [p.schema for p in params], "items": False}
+            if params else {"type": "array", "maxItems": 0})
     return {
         "title": task.name,
         "description": f"{task.description}{needs}",
         "properties": {
             "name": {"const": task.name},
-            "args": {"type": "array", "prefixItems": [p.schema for p in params],
-                     "items": False},
+            "args": args,
             "kwargs": {"type": "object", "properties": {p.name: p.schema for p in params},
                        "additionalProperties": False},
         },
@@ -159,6 +162,23 @@ def _operation(
             "content": {"application/json": {"schema": by_type[ErrorResponse]}},
         }
     return op
+
+
+def _add_links(
+    paths: dict[str, dict[str, Any]], endpoints: list[tuple[str, str, Any, Endpoint]]
+) -> None:
+    """OpenAPI links from each ``@endpoint(links=...)`` response to the operations it feeds."""
+    for path, method, _, spec in endpoints:
+        links = {}
+        for param, field in spec.links:
+            for target, _, handler, _ in endpoints:
+                if f"{{{param}}}" in target:
+                    links[handler.__name__] = {
+                        "operationId": handler.__name__,
+                        "parameters": {param: f"$response.body#/{field}"},
+                    }
+        if links:
+            paths[path][method]["responses"][str(spec.status)]["links"] = links
 
 
 def _success(spec: Endpoint, by_type: dict[Any, Any]) -> dict[str, Any]:

@@ -64,7 +64,8 @@ def _with_header_key(request: web.Request, req: EnqueueRequest) -> EnqueueReques
 
 @routes.post("/tasks")
 @endpoint("Enqueue one task by name", "operator", body=EnqueueRequest,
-          response=EnqueueResponse, status=202, errors=(400, 409, 413, 422, 503))
+          response=EnqueueResponse, status=202, errors=(400, 409, 413, 422, 503),
+          links={"task_id": "id"})
 async def enqueue_task(request: web.Request) -> web.Response:
     req = _with_header_key(request, await read_body(request, EnqueueRequest))
     enqueuer = request.app[ENQUEUER]
@@ -158,10 +159,12 @@ async def revoke_task(request: web.Request) -> web.Response:
 
 @routes.post("/tasks/{task_id}/retry")
 @endpoint("Re-send a failed task with its arguments; the new task's parent is the old one",
-          "operator", response=EnqueueResponse, status=202, errors=(404, 409, 503))
+          "operator", response=EnqueueResponse, status=202, errors=(404, 409, 503),
+          links={"task_id": "id"})
 async def retry_task(request: web.Request) -> web.Response:
     task_id = request.match_info["task_id"]
-    record = await request.app[READER].get_task(task_id)
+    record = await request.app[READER].get_task(task_id) or await enqueued_record(
+        request.app[REDIS], request.app[KEYS], task_id)
     if record is None:
         raise NotFound(f"no task {task_id!r}", {"id": task_id})
     if record.state not in RETRYABLE_STATES or not record.name:

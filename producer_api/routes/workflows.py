@@ -46,6 +46,7 @@ async def ctx(app: web.Application) -> AsyncIterator[None]:
     status=202,
     errors=(400, 413, 422, 503),
     tag="workflows",
+    links={"task_id": "root_id"},
 )
 async def send_workflow(request: web.Request) -> web.Response:
     try:

@@ -113,6 +113,16 @@ def test_a_bad_enum_value_lists_the_valid_ones(api: ApiClient) -> None:
                                    "allowed": ["critical", "high", "low", "normal"]}
 
 
+def test_a_bad_enum_value_deep_in_a_workflow_lists_the_valid_ones(api: ApiClient) -> None:
+    # Found by the fuzzer: a 500 while looking the valid values up through nested steps.
+    body = {"chord": {"header": [{}], "body": {"group": [{"name": "demo.test_task",
+                                                          "priority": "AAA"}]}}}
+    r = api.post("/api/v1/workflows", json=body)
+    assert r.status_code == 422
+    assert error(r)["details"]["field"] == "chord.body.group[0].priority"
+    assert error(r)["details"]["allowed"] == ["critical", "high", "low", "normal"]
+
+
 # ----------------------------------------------------------------------------- caps
 
 
@@ -287,6 +297,19 @@ def test_a_just_enqueued_task_shows_as_pending_before_the_collector_has_it(
     assert tree.json()["root"]["state"] == "PENDING"
     assert tree.json()["by_state"] == {"PENDING": 1}
     assert (events.status_code, events.json()["events"]) == (200, [])
+
+
+def test_a_just_enqueued_task_is_a_conflict_not_a_404_for_retry_forget_and_annotate(
+    api: ApiClient, store: redis.Redis
+) -> None:
+    task_id = api.post("/api/v1/tasks", json={"name": "demo.test_task"}).json()["id"]
+
+    retry = api.post(f"/api/v1/tasks/{task_id}/retry")
+    forget = api.request("DELETE", f"/api/v1/tasks/{task_id}")
+    annotate = api.request("PATCH", f"/api/v1/tasks/{task_id}", json={"note": "n"})
+
+    assert [r.status_code for r in (retry, forget, annotate)] == [409, 409, 409]
+    assert error(forget)["details"] == {"state": "PENDING"}
 
 
 def test_once_the_collector_has_the_task_its_record_is_the_answer(
