@@ -27,6 +27,9 @@ from event_collector.keys import (
     bucket_start,
 )
 from event_collector.records import (
+    DEFAULT_PAGE_SIZE,
+    MAX_HISTORY_BUCKETS,
+    MAX_PAGE_SIZE,
     History,
     HistoryBucket,
     Progress,
@@ -42,14 +45,11 @@ from event_collector.records import (
 from event_collector.stored import decode_stored
 from event_collector.task_ids import task_id_of
 
-DEFAULT_PAGE_SIZE: Final = 50
-MAX_PAGE_SIZE: Final = 500
 # A combined filter (e.g. state + name) walks the smallest index and checks the rest per task;
 # these bound the work one request may do. A listing returns a cursor to continue from; a count
 # says it is not exact.
 LIST_SCAN_MAX: Final = 5_000
 COUNT_SCAN_MAX: Final = 20_000
-MAX_HISTORY_BUCKETS: Final = 1_500
 STATES: Final = STATE_PRECEDENCE
 KINDS: Final = tuple(TASK_EVENT_KINDS.values())
 

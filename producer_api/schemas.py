@@ -11,8 +11,13 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from event_collector.read import DEFAULT_PAGE_SIZE, MAX_HISTORY_BUCKETS, MAX_PAGE_SIZE
-from event_collector.records import TaskRecord, TimelineEntry
+from event_collector.records import (
+    DEFAULT_PAGE_SIZE,
+    MAX_HISTORY_BUCKETS,
+    MAX_PAGE_SIZE,
+    TaskRecord,
+    TimelineEntry,
+)
 
 Priority = Literal["low", "normal", "high", "critical"]
 Role = Literal["viewer", "operator", "admin"]
