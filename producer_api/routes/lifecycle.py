@@ -69,6 +69,8 @@ async def forget_task(request: web.Request) -> web.Response:
             f"task {task_id} is {result.state}; revoke it first (POST .../revoke)",
             {"state": result.state},
         )
+    # The API's own "just enqueued" marker must not bring a forgotten task back as PENDING.
+    await request.app[REDIS].delete(request.app[KEYS].enqueued(task_id))
     return json_response(TaskForgotten(id=task_id))
 
 

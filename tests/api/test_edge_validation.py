@@ -321,6 +321,16 @@ def test_once_the_collector_has_the_task_its_record_is_the_answer(
     assert api.get(f"/api/v1/tasks/{task_id}").json()["state"] == "STARTED"
 
 
+def test_a_forgotten_task_does_not_come_back_as_pending(
+    api: ApiClient, api_redis: RedisServer, store: redis.Redis
+) -> None:
+    task_id = api.post("/api/v1/tasks", json={"name": "demo.test_task"}).json()["id"]
+    apply_events(api_redis, [task_event("succeeded", task_id, time.time(), runtime=0.1)])
+
+    assert api.request("DELETE", f"/api/v1/tasks/{task_id}").status_code == 200
+    assert api.get(f"/api/v1/tasks/{task_id}").status_code == 404
+
+
 # ----------------------------------------------------------------------------- workflows
 
 
