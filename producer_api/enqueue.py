@@ -47,10 +47,11 @@ def _decode_claim(raw: bytes, fingerprint: str) -> Claim:
 
 
 class Limits(msgspec.Struct, frozen=True):
-    """Caps from the settings: how far ahead (seconds) and how big (encoded args + kwargs)."""
+    """Caps from the settings (``ApiSettings``): how far ahead, in seconds, and how big, in
+    bytes of encoded args + kwargs, one task may be."""
 
-    max_delay_seconds: float = 365 * 86400
-    max_args_bytes: int = 64 * 1024
+    max_delay_seconds: float
+    max_args_bytes: int
 
 
 class Resolved(msgspec.Struct, frozen=True):
@@ -78,7 +79,7 @@ class Enqueuer:
         publisher: Publisher,
         broker_kind: str,
         idempotency_ttl: int,
-        limits: Limits | None = None,
+        limits: Limits,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -86,7 +87,7 @@ class Enqueuer:
         self.publisher = publisher
         self.broker_kind = broker_kind
         self.idempotency_ttl = idempotency_ttl
-        self.limits = limits or Limits()
+        self.limits = limits
 
     def resolve(
         self, req: EnqueueRequest, field: str = "", parent_id: str | None = None,

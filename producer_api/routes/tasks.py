@@ -159,7 +159,7 @@ async def revoke_task(request: web.Request) -> web.Response:
 
 @routes.post("/tasks/{task_id}/retry")
 @endpoint("Re-send a failed task with its arguments; the new task's parent is the old one",
-          "operator", response=EnqueueResponse, status=202, errors=(404, 409, 503),
+          "operator", response=EnqueueResponse, status=202, errors=(404, 409, 413, 422, 503),
           links={"task_id": "id"})
 async def retry_task(request: web.Request) -> web.Response:
     task_id = request.match_info["task_id"]
