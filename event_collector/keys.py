@@ -83,15 +83,18 @@ Queues (written by the collector's broker poller, read by the API)
   P queues:updated       STRING   timestamp of the last poll
 
 Producer API
-  P idem:<key>           STRING   idempotency key -> the first enqueue's response (JSON), TTL;
-                                  written by the API (SET NX).
+  P idem:<key>           STRING   idempotency key -> the first enqueue's request fingerprint
+                                  and response (JSON), TTL; written by the API (SET NX)
+  P enq:<id>             STRING   a task the API just enqueued (name, queue, time; JSON), short
+                                  TTL; read by the API only while ``P task:<id>`` is missing
+                                  (producer_api/enqueued.py)
   P workflow:<root_id>   HASH     a workflow sent through the API: chord body task id -> the id of
                                   the first task of that chord's header, TTL
                                   (``workflows.WORKFLOW_TTL_SECONDS``); written by the API before
                                   it sends the workflow. Celery events cannot tell a chord's body
                                   from a task its parent started, and the tree needs to. Kept by
                                   ``rebuild``: no event carries it.
-  Besides these two, the API writes only the audit events it appends to ``P events``.
+  Besides these three, the API writes only the audit events it appends to ``P events``.
 
 Beat schedule (celery-redbeat's own layout, under B = ``redbeat:`` + P, outside ``P*`` on purpose:
 ``rebuild`` drops ``P*`` projections, and a schedule is configuration, not a projection)
@@ -211,6 +214,9 @@ class Keys(msgspec.Struct, frozen=True):
 
     def workflow(self, root_id: str) -> str:
         return f"{self.prefix}workflow:{root_id}"
+
+    def enqueued(self, task_id: str) -> str:
+        return f"{self.prefix}enq:{task_id}"
 
     def collector(self, collector_id: str) -> str:
         return f"{self.prefix}collector:{collector_id}"

@@ -28,6 +28,7 @@ from event_collector.keys import (
 )
 from event_collector.records import (
     DEFAULT_PAGE_SIZE,
+    MAX_HISTORY_BUCKETS,
     MAX_PAGE_SIZE,
     History,
     HistoryBucket,
@@ -51,7 +52,6 @@ from event_collector.workers import worker_info
 # says it is not exact.
 LIST_SCAN_MAX: Final = 5_000
 COUNT_SCAN_MAX: Final = 20_000
-MAX_HISTORY_BUCKETS: Final = 1_500
 STATES: Final = STATE_PRECEDENCE
 KINDS: Final = tuple(TASK_EVENT_KINDS.values())
 

@@ -117,6 +117,10 @@ class HistoryBucket(msgspec.Struct, frozen=True):
     counts: dict[str, int]
 
 
+# Buckets one history request may cover: the API's query schema and the reader both say so.
+MAX_HISTORY_BUCKETS: Final = 1_500
+
+
 class History(msgspec.Struct, frozen=True):
     granularity: str
     buckets: list[HistoryBucket]

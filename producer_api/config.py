@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 
@@ -15,6 +16,7 @@ from event_collector.environment import (
     settings_from_env,
 )
 from event_collector.keys import DEFAULT_KEY_PREFIX
+from producer_api.schemas import MAX_DELAY_CEILING_SECONDS
 
 PACKAGED_CATALOG = Path(__file__).with_name("catalog.json")
 
@@ -36,6 +38,14 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     catalog_file: str = str(PACKAGED_CATALOG)
     # How long an idempotency key keeps answering with the first task's id.
     idempotency_ttl_seconds: int = 86_400
+    # How far ahead a task may be scheduled or kept (countdown, eta, expires): a task due in
+    # 9999 would sit in the broker and the store for ever.
+    max_delay_seconds: Annotated[float, msgspec.Meta(gt=0, le=MAX_DELAY_CEILING_SECONDS)] = (
+        365 * 86_400
+    )
+    # Cap on one task's encoded args + kwargs: every byte is stored in the broker message, the
+    # task-sent event, the stream and the task record, and kept for days.
+    max_args_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 64 * 1024
     # Seconds between SSE heartbeat comments (keeps proxies from closing idle streams).
     sse_heartbeat_seconds: float = 15.0
     # Fail fast when Redis or the broker is gone: the API answers 503 instead of hanging.
@@ -65,6 +75,8 @@ ENV_VARS: dict[str, str] = {
     "TASKPULSE_API_MAX_BODY_BYTES": "max_body_bytes",
     "TASKPULSE_CATALOG_FILE": "catalog_file",
     "TASKPULSE_API_IDEMPOTENCY_TTL": "idempotency_ttl_seconds",
+    "TASKPULSE_API_MAX_DELAY_SECONDS": "max_delay_seconds",
+    "TASKPULSE_API_MAX_ARGS_BYTES": "max_args_bytes",
     "TASKPULSE_API_SSE_HEARTBEAT": "sse_heartbeat_seconds",
     "TASKPULSE_API_REDIS_TIMEOUT": "redis_timeout_seconds",
     "TASKPULSE_API_BROKER_TIMEOUT": "broker_timeout_seconds",

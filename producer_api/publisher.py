@@ -70,11 +70,20 @@ class DeliveryUncertain(OperationalError):
 
 
 class _Request(msgspec.Struct):
-    """One caller's messages and their audit events, waiting for the next flush."""
+    """One caller's messages, their audit events and markers, waiting for the next flush."""
 
     messages: Sequence[Message]
     audits: Sequence[Event]
+    markers: Sequence[Marker]
     done: asyncio.Future[None]
+
+
+class Marker(msgspec.Struct, frozen=True):
+    """A short-lived key the API writes once the message is out (``producer_api.enqueued``)."""
+
+    key: str
+    value: bytes
+    ttl_seconds: int
 
 
 class Publisher:
@@ -105,12 +114,15 @@ class Publisher:
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    async def send(self, messages: Sequence[Message], audits: Sequence[Event] = ()) -> None:
-        """Publish ``messages`` in order, then record ``audits``; raises OperationalError if
-        the broker refused them (audit write failures are logged, never raised: the tasks
-        are out by then)."""
+    async def send(
+        self, messages: Sequence[Message], audits: Sequence[Event] = (),
+        markers: Sequence[Marker] = (),
+    ) -> None:
+        """Publish ``messages`` in order, then record ``audits`` and ``markers`` (one pipeline);
+        raises OperationalError if the broker refused them (audit write failures are logged,
+        never raised: the tasks are out by then)."""
         done = asyncio.get_running_loop().create_future()
-        self._pending.append(_Request(messages, audits, done))
+        self._pending.append(_Request(messages, audits, markers, done))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_pending())
         await done
@@ -148,8 +160,9 @@ class Publisher:
                     errors.append(broker_down)
         except BatchPublishError as exc:
             errors = [DeliveryUncertain(str(exc.__cause__ or exc))] * len(batch)
-        self._write_audits([a for r, e in zip(batch, errors, strict=True) if e is None
-                            for a in r.audits])
+        sent = [r for r, e in zip(batch, errors, strict=True) if e is None]
+        self._write_audits([a for r in sent for a in r.audits],
+                           [m for r in sent for m in r.markers])
         return errors
 
     def _publish(self, producer: Any, m: Message) -> None:
@@ -170,13 +183,15 @@ class Publisher:
             options["expiration"] = m.expires  # broker-side TTL too, as send_task sets it
         amqp.send_task_message(producer, m.name, message, queue=amqp.queues[m.queue], **options)
 
-    def _write_audits(self, audits: Sequence[Event]) -> None:
-        if not audits:
+    def _write_audits(self, audits: Sequence[Event], markers: Sequence[Marker] = ()) -> None:
+        if not audits and not markers:
             return
         try:
             with self.audit_redis.pipeline(transaction=False) as pipe:
                 for event in audits:
                     pipe.xadd(self.keys.events, {"e": EVENT_ENCODER.encode(event)})
+                for marker in markers:
+                    pipe.set(marker.key, marker.value, ex=marker.ttl_seconds)
                 pipe.execute()
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             # The tasks are on the broker already: failing the request now would invite a

@@ -18,7 +18,7 @@ from event_collector.read import EventReader
 from producer_api.auth import TokenStore
 from producer_api.catalog import Catalog
 from producer_api.config import ApiSettings
-from producer_api.enqueue import Enqueuer
+from producer_api.enqueue import Enqueuer, Limits
 from producer_api.metrics import ApiMetrics
 from producer_api.publisher import Publisher, producer_app
 
@@ -77,6 +77,7 @@ async def publisher_ctx(app: web.Application) -> AsyncIterator[None]:
     app[ENQUEUER] = Enqueuer(
         app[REDIS], app[KEYS], app[CATALOG], publisher, broker_kind(settings.broker_url),
         settings.idempotency_ttl_seconds,
+        Limits(settings.max_delay_seconds, settings.max_args_bytes),
     )
     yield
     publisher.close()

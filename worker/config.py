@@ -23,6 +23,8 @@ the environment. Variables (all optional):
 ``TASKPULSE_RETRY_BACKOFF_MAX``     cap of one backoff in seconds, default 600
 ``TASKPULSE_CACHE_REDIS_URL``       Redis cleaned by ``cleanup_cache``; default: the result
                                     backend if it is Redis, else the broker
+``TASKPULSE_CACHE_KEY_PREFIX``      the only keys ``cleanup_cache`` may delete start with it;
+                                    default ``taskpulse:cache:`` (no glob characters)
 ==================================  ==========================================================
 """
 
@@ -71,6 +73,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     retry_backoff: int = 2
     retry_backoff_max: int = 600
     cache_redis_url: str = ""
+    cache_key_prefix: str = "taskpulse:cache:"
 
     def __post_init__(self) -> None:
         broker_kind(self.broker_url)  # an unsupported broker fails at start-up
@@ -78,6 +81,11 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
             TimeLimit(soft=self.soft_time_limit, hard=self.time_limit)
         except ValueError as exc:
             raise ValueError(f"TASKPULSE_SOFT_TIME_LIMIT / TASKPULSE_TIME_LIMIT: {exc}") from None
+        if not self.cache_key_prefix or any(c in self.cache_key_prefix for c in "*?[]\\"):
+            raise ValueError(
+                "TASKPULSE_CACHE_KEY_PREFIX must be a non-empty literal key prefix (no glob "
+                f"characters), not {self.cache_key_prefix!r}"
+            )
         if self.default_priority not in PRIORITY_LEVELS:
             raise ValueError(
                 f"TASKPULSE_DEFAULT_PRIORITY must be one of {', '.join(PRIORITY_LEVELS)}, "

@@ -11,6 +11,7 @@ from kombu.exceptions import OperationalError
 
 from event_collector.workflows import WorkflowReader, WorkflowTree, record_chord_bodies
 from producer_api.audit import append_audit, audit_event
+from producer_api.enqueued import enqueued_record, pending_tree
 from producer_api.errors import NotFound, Unavailable, Unprocessable
 from producer_api.http import endpoint, json_response, read_body
 from producer_api.middleware import ACTOR
@@ -46,6 +47,7 @@ async def ctx(app: web.Application) -> AsyncIterator[None]:
     status=202,
     errors=(400, 413, 422, 503),
     tag="workflows",
+    links={"task_id": "root_id"},
 )
 async def send_workflow(request: web.Request) -> web.Response:
     try:
@@ -81,5 +83,9 @@ async def task_tree(request: web.Request) -> web.Response:
     task_id = request.match_info["task_id"]
     tree = await request.app[TREES].tree(task_id)
     if tree is None:
-        raise NotFound(f"no task or workflow {task_id!r} is known")
+        # Just enqueued and not recorded by the collector yet: PENDING (producer_api/enqueued.py)
+        pending = await enqueued_record(request.app[REDIS], request.app[KEYS], task_id)
+        if pending is None:
+            raise NotFound(f"no task or workflow {task_id!r} is known")
+        tree = pending_tree(pending)
     return json_response(tree)
