@@ -226,7 +226,7 @@ def test_catalog_of_one_task(taskpulse) -> None:
 def test_schedules_add(taskpulse) -> None:
     out = taskpulse("schedules", "add", "nightly-export", "exports.export_data", "--cron",
                     "0 2 * * *", "--kwargs", '{"fmt": "json"}', "--paused")  # fmt: skip
-    assert_snapshot("schedules_add", mask(TIME, "<now>", out))
+    assert_snapshot("schedules_add", out)
 
 
 def test_schedules_list(taskpulse) -> None:
@@ -234,7 +234,7 @@ def test_schedules_list(taskpulse) -> None:
               "--paused")  # fmt: skip
     taskpulse("schedules", "add", "ping", "demo.test_task", "--every", "5m", "--paused")
     out = taskpulse("schedules", "list")
-    assert_snapshot("schedules_list", mask(TIME, "<now>", out))
+    assert_snapshot("schedules_list", out)
 
 
 def test_schedules_remove(taskpulse) -> None:
