@@ -25,7 +25,6 @@ from tests.services import RedisServer
 
 SNAPSHOTS = Path(__file__).parent / "cli_snapshots"
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00")
 BASE = 1767225600.0  # 2026-01-01T00:00:00Z
 OK, FAILED, RUNNING = ("6f1c2e4a-0000-4000-8000-00000000000" + c for c in "123")
 CHAIN_ROOT, CHAIN_CHILD = ("6f1c2e4a-0000-4000-8000-00000000000" + c for c in "45")
