@@ -50,14 +50,15 @@ def port_accepts(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def processes_in_group(pgid: int) -> list[int]:
-    """Live processes (zombies included) whose process group is ``pgid`` (Linux /proc)."""
+    """Running processes whose process group is ``pgid`` (Linux /proc). Zombies do not count:
+    they are dead, waiting for a parent (possibly init) to collect their exit status."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rpartition(")")[2].split()
+            state, _ppid, group = stat.read_text().rpartition(")")[2].split()[:3]
         except OSError:  # gone while we looked
             continue
-        if int(fields[2]) == pgid:
+        if int(group) == pgid and state != "Z":
             found.append(int(stat.parent.name))
     return found
 
