@@ -554,9 +554,9 @@ def print_where_to_look(api_url: str, metrics_port: int, prometheus_url: str | N
   prometheus   {prometheus_url or "not started (make run ARGS=--with-prometheus)"}
   admin token  {token}
 
-  Use the taskpulse CLI from another shell (or: . {venv_bin}/activate instead of the PATH line):
+  Use the taskpulse CLI from another shell:
     export TASKPULSE_API_URL={api_url} TASKPULSE_TOKEN={token}
-    export PATH={venv_bin}:"$PATH"
+    export PATH={venv_bin}:"$PATH"    # or: . {venv_bin}/activate
     taskpulse tasks send demo.test_task --wait
     taskpulse tasks list --state FAILURE
     taskpulse stats

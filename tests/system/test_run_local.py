@@ -37,6 +37,8 @@ class DemoRun:
 def port_taken(port: int) -> Iterator[None]:
     """``port`` busy for the duration (already busy is as good)."""
     with socket.socket() as sock:
+        # Past connections in TIME_WAIT must not stop us: they do not make the port busy.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         with contextlib.suppress(OSError):
             sock.bind(("127.0.0.1", port))
             sock.listen()
@@ -104,9 +106,9 @@ def test_make_run_prints_the_lines_that_put_the_cli_on_the_path(demo_run: DemoRu
     assert token is not None
 
     shell = subprocess.run(
-        ["bash", "-c", "; ".join([*exports, "command -v taskpulse",
-                                  'echo "$TASKPULSE_API_URL $TASKPULSE_TOKEN"',
-                                  "taskpulse --help > /dev/null"])],
+        ["bash", "-ec", "\n".join([*exports, "command -v taskpulse",
+                                    'echo "$TASKPULSE_API_URL $TASKPULSE_TOKEN"',
+                                    "taskpulse --help > /dev/null"])],
         env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
         capture_output=True, text=True, timeout=60,
     )
