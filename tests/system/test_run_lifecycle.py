@@ -48,6 +48,12 @@ def auth(run: LocalRun) -> dict[str, str]:
     return {"Authorization": f"Bearer {run.token}"}
 
 
+def tokens(run: LocalRun) -> list[dict[str, object]]:
+    listed = requests.get(f"{run.api_url}/api/v1/tokens", headers=auth(run), timeout=10)
+    assert listed.status_code == 200, listed.text
+    return listed.json()["tokens"]
+
+
 def ports_of(run: LocalRun) -> list[int]:
     redis_port = int(run.printed(r"local Redis on redis://127\.0\.0\.1:(\d+)/"))
     return [redis_port] + [int(run.env[name]) for name in
@@ -72,7 +78,7 @@ def assert_stopped_in_order_leaving_nothing(run: LocalRun, children: dict[str, i
 def test_a_second_run_with_the_same_run_dir_is_refused_naming_the_holder(
     running: LocalRun,
 ) -> None:
-    tokens_before = (running.run_dir / "tokens.json").read_bytes()
+    tokens_before = tokens(running)
 
     twin = subprocess.run(make_run_argv(running.run_dir), cwd=REPO_ROOT, env=run_env(),
                           capture_output=True, text=True, timeout=60)
@@ -81,7 +87,7 @@ def test_a_second_run_with_the_same_run_dir_is_refused_naming_the_holder(
     assert f"pid {running.script_pid()}" in twin.stderr, twin.stderr
     # Refused before it started a Redis, seeded data or created a token.
     assert "started" not in twin.stdout, twin.stdout
-    assert (running.run_dir / "tokens.json").read_bytes() == tokens_before
+    assert tokens(running) == tokens_before
 
 
 # -- the worker is supervised ------------------------------------------------------------------
