@@ -34,6 +34,7 @@ import redis.exceptions
 from event_collector.events import EVENT_ENCODER, Event
 from event_collector.keys import Keys
 from event_collector.read import EventPage, EventReader
+from event_collector.replies import text
 from producer_api.errors import Unavailable
 
 log = logging.getLogger("producer_api")
@@ -93,8 +94,8 @@ class TaskNames:
                     pipe.hget(self.keys.task(task_id), "name")
                 found = await pipe.execute()
             for task_id, raw in zip(unnamed, found, strict=True):
-                if raw:  # unknown yet (its task-sent not folded): ask again next time
-                    self._remember(task_id, raw.decode())
+                if name := text(raw):  # unknown yet (task-sent not folded): ask again next time
+                    self._remember(task_id, name)
         return [LiveEvent(entry_id, self._named(event)) for entry_id, event in entries]
 
     def _named(self, event: Event) -> Event:

@@ -68,3 +68,11 @@ def test_publisher_reports_what_it_published(tmp_path) -> None:
     # 10 tasks: 10 task-sent messages + 3 task.multi per group of 4 (groups 4, 4, 2) = 19
     assert '"events": 40' in out
     assert '"messages": 19' in out
+
+
+def test_tokens_bench_prints_its_verdict_table() -> None:
+    out = run_script("bench/tokens.py", "--sizes", "3,50", "--auth-calls", "20",
+                     "--create-calls", "2", "--rounds", "1")
+    assert "== token store: SQLite (taskpulse) vs the JSON file" in out
+    assert "authenticate() @ 50 tokens" in out
+    assert "create() @ 50 tokens" in out
