@@ -141,9 +141,10 @@ def render(spec: dict[str, Any]) -> str:
         "**Errors** always have the shape `{\"error\": {\"code\", \"message\", \"details\"}}`;",
         "`details.field` names the offending field of a 422. A JSON body nested deeper than",
         f"{MAX_JSON_DEPTH} levels (objects and arrays, the body itself counted) is a 422 with",
-        "`details.max_depth`. Redis or broker down: 503 with `details.dependency` (`redis` or",
-        f"`broker`). A request line or header over {MAX_LINE_BYTES} bytes is a 400, more than",
-        f"{MAX_HEADERS} headers a 431, in the same shape.",
+        "`details.max_depth`. A dependency down: 503 with `details.dependency` (`redis`,",
+        "`broker` or `token_store`). A request line or header over",
+        f"{MAX_LINE_BYTES} bytes is a 400, more than {MAX_HEADERS} headers a 431, in the same",
+        "shape.",
         "",
     ]
     by_tag: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
