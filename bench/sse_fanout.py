@@ -215,6 +215,9 @@ async def _phase(api: Api, server: RedisServer, streams: int, args: argparse.Nam
             if not loader.is_alive():
                 raise RuntimeError("the load process died before it was ready")
         assert parent.recv() == "ready"
+        cpu = harness.cpu_seconds(api.proc.pid)  # the load alone: no timed requests yet
+        await asyncio.sleep(args.cpu_window)
+        cpu = harness.cpu_seconds(api.proc.pid) - cpu
         connector = aiohttp.TCPConnector(limit=1)
         async with aiohttp.ClientSession(connector=connector) as session:
             started = time.perf_counter()
@@ -228,7 +231,8 @@ async def _phase(api: Api, server: RedisServer, streams: int, args: argparse.Nam
             loader.kill()
     live = streams - counts["refused"]
     expected = counts["written"] * live
-    return {**timed, "seconds": seconds, "streams": streams, **counts,
+    return {**timed, "seconds": seconds, "api_cpu_pct": 100.0 * cpu / args.cpu_window,
+            "streams": streams, **counts,
             "delivered_pct": 100.0 * counts["deliveries"] / expected if expected else None}
 
 
@@ -260,6 +264,8 @@ def rows_for(result: dict, streams: int) -> list[Row]:
             loaded["failed"] == 0, better="lower"),
         Row("GET /readyz ready (redis true) %", loaded["ready_pct"], base["ready_pct"], "100",
             loaded["ready_pct"] == 100.0),
+        Row("API CPU % of a core, load alone", loaded["api_cpu_pct"], base["api_cpu_pct"],
+            better="lower"),
         Row(f"streams refused of {streams}", loaded["refused"], None, "0",
             loaded["refused"] == 0, better="lower"),
         Row("events delivered to every stream %", delivered, None, "100", delivered >= 99.9),
@@ -272,6 +278,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--streams", type=int, default=300, help="SSE streams held open")
     parser.add_argument("--requests", type=int, default=500, help="timed /stats per phase")
     parser.add_argument("--rate", type=float, default=200.0, help="events/s written meanwhile")
+    parser.add_argument("--cpu-window", type=float, default=5.0,
+                        help="seconds the API's CPU is measured under the load alone")
     parser.add_argument("--peer-root", type=Path,
                         help="another checkout whose API to measure the same way")
     return parser.parse_args(argv)

@@ -41,6 +41,9 @@ log = logging.getLogger("producer_api")
 
 BATCH: Final = 500  # entries per XREAD of the feed and per catch-up XRANGE page
 BLOCK_MS: Final = 1000  # how long the feed's XREAD waits for new entries
+# Fan-outs are at least this far apart unless the stream has a backlog (a full batch): each one
+# costs every stream a socket write, so fewer, fuller batches cost the event loop less.
+FANOUT_INTERVAL: Final = 0.1
 CATCH_UP_READERS: Final = 4  # catch-up reads on the shared pool at once: it stays free for the rest
 NAME_CACHE: Final = 10_000  # task id -> name entries kept
 RETRY_FIRST, RETRY_MAX = 0.1, 2.0  # seconds between reconnect attempts, doubling
@@ -174,13 +177,17 @@ class EventFeed:
         if self._lost_redis:
             log.info("event feed reconnected to redis")
             self._lost_redis = False
+        loop = asyncio.get_running_loop()
         while self._listeners:
             page = await self._stream.read_events(self._head, count=BATCH, block_ms=BLOCK_MS)
             if page.last_id is None:
                 continue
+            published = loop.time()
             batch = await self._names.fill(self._stream.redis, page.events)
             self._head = page.last_id  # with the publish below, in one step of the loop
             self._publish(batch)
+            if page.size < BATCH:
+                await asyncio.sleep(published + FANOUT_INTERVAL - loop.time())
         self._head = None
         self._settled.clear()
 
@@ -213,22 +220,28 @@ class EventFeed:
     @contextlib.asynccontextmanager
     async def subscribe(self, after: str | None) -> AsyncIterator[Subscription]:
         """A subscription to entries after ``after`` (None: from now on). Raises ``Unavailable``
-        (before the caller has sent anything) when the feed cannot reach Redis."""
+        (before the caller has sent anything) when the feed cannot reach Redis; a Redis error
+        while fixing "now" propagates (the error middleware makes it a 503 too)."""
         if self._closed:
             raise Unavailable("the API is shutting down", {"dependency": "redis"})
         self._listeners += 1
         self._wanted.set()
-        subscription = Subscription(self, after)
+        subscription: Subscription | None = None
         try:
             if not await self._live():
                 raise Unavailable("the live event feed cannot reach redis",
                                   {"dependency": "redis"})
             if after is None:
-                subscription.join_now()
+                # From now on: the stream's newest entry, not the feed's head, which may be up to
+                # FANOUT_INTERVAL behind. On the shared pool, so bounded like catch-up reads.
+                async with self._catch_up:
+                    after = await self._store.last_event_id()
+            subscription = Subscription(self, after)
             yield subscription
         finally:
             self._listeners -= 1
-            subscription.leave()
+            if subscription is not None:
+                subscription.leave()
 
     async def _live(self) -> bool:
         if not self._settled.is_set():
@@ -246,19 +259,10 @@ class EventFeed:
 class Subscription:
     """One SSE stream's view of the feed: catch-up pages first, then the shared live batches."""
 
-    def __init__(self, feed: EventFeed, after: str | None) -> None:
+    def __init__(self, feed: EventFeed, after: str) -> None:
         self._feed = feed
         self._cursor = after  # the last entry this subscriber has been given
         self._joined: _Subscriber | None = None
-
-    def join_now(self) -> None:
-        """Join the live feed at its head; only in the same loop step as checking that head."""
-        feed = self._feed
-        assert feed._head is not None
-        self._joined = _Subscriber()
-        feed._subscribers.add(self._joined)
-        if self._cursor is None or stream_position(self._cursor) < stream_position(feed._head):
-            self._cursor = feed._head
 
     def leave(self) -> None:
         if self._joined is not None:
@@ -274,9 +278,11 @@ class Subscription:
                 if not await feed._live():
                     return
                 continue
-            assert self._cursor is not None
             if stream_position(self._cursor) >= stream_position(head):
-                self.join_now()
+                # Joined in the same step of the loop as the head was checked: the feed's next
+                # batch starts right after ``head``, and entries up to the cursor are skipped.
+                self._joined = _Subscriber()
+                feed._subscribers.add(self._joined)
                 break
             page, batch = await feed._read_range(self._cursor, head)
             # A short page read everything up to ``head``; a full one may have stopped before.
@@ -294,8 +300,8 @@ class Subscription:
             if batch is None:
                 return
             joined.pending -= len(batch)
-            cursor = stream_position(self._cursor) if self._cursor else (0, 0)
-            if stream_position(batch[0].id) <= cursor:  # joined behind a client that was ahead
+            cursor = stream_position(self._cursor)
+            if stream_position(batch[0].id) <= cursor:  # the cursor was ahead of the feed
                 batch = [e for e in batch if stream_position(e.id) > cursor]
             if batch:
                 self._cursor = batch[-1].id
