@@ -11,7 +11,7 @@ import base64
 import time
 from collections.abc import Sequence
 from importlib import resources
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import msgspec
 import orjson
@@ -370,19 +370,38 @@ class EventReader:
 
     async def read_events(
         self, after_id: str, count: int = 100, block_ms: int | None = None
-    ) -> list[tuple[str, Event]]:
+    ) -> EventPage:
         """Entries strictly after ``after_id``; waits up to ``block_ms`` when there are none."""
         reply = await self.redis.xread({self.keys.events: after_id}, count=count, block=block_ms)
-        if not reply:
-            return []
-        out: list[tuple[str, Event]] = []
-        for entry_id, fields in reply[0][1]:
-            payload = fields.get(b"e", fields.get("e"))
-            try:
-                out.append((text(entry_id), decode_stored(payload)))
-            except (msgspec.DecodeError, TypeError):
-                continue  # an entry we cannot read is skipped, not fatal to every reader
-        return out
+        return _event_page(reply[0][1] if reply else [])
+
+    async def read_range(self, after_id: str, until_id: str, count: int) -> EventPage:
+        """Entries strictly after ``after_id`` up to ``until_id`` included, oldest first."""
+        entries = await self.redis.xrange(
+            self.keys.events, min=f"({after_id}", max=until_id, count=count
+        )
+        return _event_page(entries)
+
+
+class EventPage(NamedTuple):
+    """Stream entries read in one call. ``last_id`` is the id of the last entry read, readable
+    or not, so a reader moves past an entry it had to skip; None when nothing was read."""
+
+    last_id: str | None
+    size: int
+    events: list[tuple[str, Event]]
+
+
+def _event_page(entries: list[Any]) -> EventPage:
+    events: list[tuple[str, Event]] = []
+    for entry_id, fields in entries:
+        payload = fields.get(b"e", fields.get("e"))
+        try:
+            events.append((text(entry_id), decode_stored(payload)))
+        except (msgspec.DecodeError, TypeError):
+            continue  # an entry we cannot read is skipped, not fatal to every reader
+    last_id = text(entries[-1][0]) if entries else None
+    return EventPage(last_id, len(entries), events)
 
 
 def _task_record(task_id: str, fields: dict[str, str]) -> TaskRecord:

@@ -10,6 +10,7 @@ import sys
 
 from aiohttp import web
 
+from producer_api import server
 from producer_api.app import create_app
 from producer_api.config import ENV_VARS, load_settings
 
@@ -50,8 +51,7 @@ def main(argv: list[str] | None = None) -> None:
         settings.host, settings.port, settings.broker_url.rpartition("@")[2],
         settings.redis_url.rpartition("@")[2], settings.tokens_file,
     )
-    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None,
-                shutdown_timeout=5)
+    server.run(app, settings.host, settings.port, shutdown_timeout=5)
 
 
 if __name__ == "__main__":

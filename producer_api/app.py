@@ -28,7 +28,7 @@ from producer_api.resources import (
     publisher_ctx,
     redis_ctx,
 )
-from producer_api.routes import API_PREFIX, API_TABLES, EXTRA_CTX, ROOT_TABLES
+from producer_api.routes import API_PREFIX, API_TABLES, EXTRA_CTX, ON_SHUTDOWN, ROOT_TABLES
 
 log = logging.getLogger("producer_api")
 
@@ -52,6 +52,7 @@ def create_app(settings: ApiSettings, registry: CollectorRegistry | None = None)
     app[OPENAPI] = msgspec.json.encode(build_openapi(app))
     app[DOCS_PAGE] = resources.files("producer_api").joinpath("static/docs.html").read_bytes()
     app.cleanup_ctx.extend([redis_ctx, publisher_ctx, *EXTRA_CTX])
+    app.on_shutdown.extend(ON_SHUTDOWN)
     if not app[TOKENS].list():
         log.warning(
             "no API tokens in %s: every authenticated route answers 401. Create one with "

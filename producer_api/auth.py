@@ -107,7 +107,9 @@ class TokenStore:
         try:
             yield
         except sqlite3.OperationalError as exc:  # locked past the timeout, disk full, I/O error
-            raise Unavailable(f"token store {self.path} is unavailable", str(exc)) from exc
+            # The path and SQLite's words go to the log (the cause), not to the client.
+            raise Unavailable("the token store is unavailable",
+                              {"dependency": "token_store"}) from exc
 
     def authenticate(self, presented: str) -> TokenEntry | None:
         """The entry whose digest matches ``presented``, or None."""

@@ -48,6 +48,9 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_args_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 64 * 1024
     # Seconds between SSE heartbeat comments (keeps proxies from closing idle streams).
     sse_heartbeat_seconds: float = 15.0
+    # Events a live stream may fall behind the feed before it is ended (its client resumes with
+    # Last-Event-ID): a slow client never grows the API's memory nor holds up the others.
+    sse_backlog: int = 10_000
     # Fail fast when Redis or the broker is gone: the API answers 503 instead of hanging.
     redis_timeout_seconds: float = 2.0
     broker_timeout_seconds: float = 2.0
@@ -78,6 +81,7 @@ ENV_VARS: dict[str, str] = {
     "TASKPULSE_API_MAX_DELAY_SECONDS": "max_delay_seconds",
     "TASKPULSE_API_MAX_ARGS_BYTES": "max_args_bytes",
     "TASKPULSE_API_SSE_HEARTBEAT": "sse_heartbeat_seconds",
+    "TASKPULSE_API_SSE_BACKLOG": "sse_backlog",
     "TASKPULSE_API_REDIS_TIMEOUT": "redis_timeout_seconds",
     "TASKPULSE_API_BROKER_TIMEOUT": "broker_timeout_seconds",
     "TASKPULSE_API_PUBLISH_THREADS": "publish_threads",

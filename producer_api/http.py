@@ -14,6 +14,7 @@ import msgspec
 from aiohttp import web
 
 from producer_api.errors import BadRequest, Unprocessable
+from producer_api.json_depth import MAX_JSON_DEPTH, deepest_field, too_deep
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 T = TypeVar("T")
@@ -97,10 +98,16 @@ def _allowed_values(type_: Any, path: str) -> list[Any]:
 
 
 async def read_body(request: web.Request, type_: type[T], optional: bool = False) -> T:
-    """Decode and validate the JSON body: 400 if it is not JSON, 422 if it breaks the schema."""
+    """Decode and validate the JSON body: 400 if it is not JSON, 422 if it breaks the schema or
+    nests deeper than ``MAX_JSON_DEPTH``."""
     raw = await request.read()  # over client_max_size: aiohttp raises 413
     if not raw.strip() and optional:
         return type_()
+    if too_deep(raw):
+        raise Unprocessable(
+            f"JSON nested deeper than {MAX_JSON_DEPTH} levels (objects and arrays)",
+            {"field": deepest_field(raw), "in": "body", "max_depth": MAX_JSON_DEPTH},
+        )
     try:
         return msgspec.json.decode(raw, type=type_)
     except msgspec.ValidationError as exc:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 
 import redis.exceptions
-from aiohttp import web
+from aiohttp import hdrs, web
 from kombu.exceptions import OperationalError
 
 from producer_api.auth import role_allows
-from producer_api.errors import ERROR_CODES, ApiError, Forbidden, Unauthorized
+from producer_api.errors import ERROR_CODES, ApiError, Forbidden, Unauthorized, Unavailable
 from producer_api.http import Handler, endpoint_of, json_response
 from producer_api.resources import METRICS, TOKENS
 from producer_api.schemas import ErrorBody, ErrorResponse
@@ -19,19 +20,44 @@ log = logging.getLogger("producer_api")
 
 ACTOR = "taskpulse.actor"  # request key: the authenticated TokenEntry
 _UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OperationalError)
+# nginx's "client closed request": recorded in the metrics when a client hangs up before its
+# answer (nobody receives it), so a hang-up is not counted as a server error.
+CLIENT_CLOSED_REQUEST = 499
+# Headers an HTTPException carries that describe its own text body, not the JSON we send instead.
+_BODY_HEADERS = frozenset({hdrs.CONTENT_TYPE, hdrs.CONTENT_LENGTH})
 
 
-def error_response(status: int, code: str, message: str, details: object = None) -> web.Response:
-    headers = {"WWW-Authenticate": 'Bearer realm="taskpulse"'} if status == 401 else None
+def error_response(
+    status: int, code: str, message: str, details: object = None,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    sent = dict(headers or {})
+    if status == 401:
+        sent["WWW-Authenticate"] = 'Bearer realm="taskpulse"'
     body = ErrorResponse(error=ErrorBody(code=code, message=message, details=details))
-    return json_response(body, status=status, headers=headers)
+    return json_response(body, status=status, headers=sent or None)
+
+
+def route_of(request: web.Request) -> str:
+    """The route template (``/api/v1/tasks/{task_id}``), never the raw path: bounded labels."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+def dependency_of(exc: BaseException | None) -> str:
+    """The backing service an outage error came from, as a 503 names it."""
+    return "redis" if isinstance(exc, redis.exceptions.RedisError) else "broker"
 
 
 @web.middleware
 async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
-    resource = request.match_info.route.resource
-    route = resource.canonical if resource is not None else "unmatched"
+    route = route_of(request)
     status = 500
     try:
         response = await handler(request)
@@ -45,9 +71,16 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every failure becomes ``{"error": {...}}``; a dependency being down is a 503, not a 500."""
+    """Every failure becomes ``{"error": {...}}``; a dependency being down is a 503, not a 500.
+
+    A 503 names the dependency (``redis`` or ``broker``) and nothing more: addresses and driver
+    messages go to the log, not to clients."""
     try:
         return await handler(request)
+    except Unavailable as exc:
+        details = exc.details if isinstance(exc.details, dict) else {}
+        dependency = details.get("dependency") or dependency_of(exc.__cause__)
+        return _unavailable(request, dependency, exc.message, exc.__cause__ or exc.message)
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.details)
     except web.HTTPException as exc:
@@ -55,13 +88,32 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         code = ERROR_CODES.get(exc.status) or exc.reason.lower().replace(" ", "_")
         message = exc.text if exc.text and exc.text != f"{exc.status}: {exc.reason}" else exc.reason
-        return error_response(exc.status, code, message)
+        headers = {k: v for k, v in exc.headers.items() if k not in _BODY_HEADERS}  # e.g. Allow
+        return error_response(exc.status, code, message, headers=headers)
+    except web.RequestPayloadError as exc:  # e.g. a body that says gzip and is not
+        log.info("malformed request body on %s %s: %s", request.method, route_of(request),
+                 exc.__cause__ or exc)
+        return error_response(400, "bad_request", "malformed request body (transfer or "
+                              "content encoding)")
     except _UNAVAILABLE as exc:
-        log.warning("dependency unavailable on %s %s: %s", request.method, request.path, exc)
-        return error_response(503, "unavailable", "a backing service is unreachable", str(exc))
+        dependency = dependency_of(exc)
+        return _unavailable(request, dependency, f"{dependency} is unreachable", exc)
+    except ConnectionError:
+        if not client_gone(request):
+            log.exception("unhandled error on %s %s", request.method, route_of(request))
+            return error_response(500, "internal_error", "internal error")
+        log.info("client hung up during %s %s", request.method, route_of(request))
+        return web.Response(status=CLIENT_CLOSED_REQUEST)
     except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.exception("unhandled error on %s %s", request.method, route_of(request))
         return error_response(500, "internal_error", "internal error")
+
+
+def _unavailable(request: web.Request, dependency: str, message: str,
+                 cause: object) -> web.Response:
+    log.warning("%s unavailable on %s %s: %s", dependency, request.method, route_of(request),
+                cause)
+    return error_response(503, "unavailable", message, {"dependency": dependency})
 
 
 @web.middleware

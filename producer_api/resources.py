@@ -38,12 +38,13 @@ OPENAPI = web.AppKey("openapi", bytes)  # the encoded document, built once at st
 DOCS_PAGE = web.AppKey("docs_page", bytes)
 
 
-def open_redis(settings: ApiSettings) -> aioredis.Redis:
+def open_redis(settings: ApiSettings, socket_timeout: float | None = None) -> aioredis.Redis:
     # Short timeouts and one quick retry: a dead Redis turns into a 503 within seconds, and the
-    # pool reconnects by itself once Redis is back.
+    # pool reconnects by itself once Redis is back. A client that blocks (XREAD BLOCK) passes a
+    # socket timeout longer than its block.
     return aioredis.Redis.from_url(
         settings.redis_url,
-        socket_timeout=settings.redis_timeout_seconds,
+        socket_timeout=socket_timeout or settings.redis_timeout_seconds,
         socket_connect_timeout=settings.redis_timeout_seconds,
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
         health_check_interval=30,

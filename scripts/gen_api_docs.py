@@ -122,6 +122,9 @@ def _task_parameters(lines: list[str], variants: list[dict[str, Any]]) -> None:
 
 
 def render(spec: dict[str, Any]) -> str:
+    from producer_api.json_depth import MAX_JSON_DEPTH
+    from producer_api.server import MAX_HEADERS, MAX_LINE_BYTES
+
     lines = [
         "# taskpulse API reference",
         "",
@@ -136,7 +139,12 @@ def render(spec: dict[str, Any]) -> str:
         "a role too low: 403. Create tokens with `taskpulse tokens create --role <role>`.",
         "",
         "**Errors** always have the shape `{\"error\": {\"code\", \"message\", \"details\"}}`;",
-        "`details.field` names the offending field of a 422. Redis or broker down: 503.",
+        "`details.field` names the offending field of a 422. A JSON body nested deeper than",
+        f"{MAX_JSON_DEPTH} levels (objects and arrays, the body itself counted) is a 422 with",
+        "`details.max_depth`. A dependency down: 503 with `details.dependency` (`redis`,",
+        "`broker` or `token_store`). A request line or header over",
+        f"{MAX_LINE_BYTES} bytes is a 400, more than {MAX_HEADERS} headers a 431, in the same",
+        "shape.",
         "",
     ]
     by_tag: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}

@@ -19,6 +19,7 @@ from producer_api.routes import (
 API_PREFIX = "/api/v1"
 API_TABLES = (tasks.routes, stats.routes, events.routes, catalog.routes, tokens.routes,
               workflows.routes, schedules.routes, lifecycle.routes)
-# Contexts of the workflow/schedule/lifecycle routes: they run after the API's own.
-EXTRA_CTX = (workflows.ctx, schedules.ctx, lifecycle.ctx)
+# Contexts of the event/workflow/schedule/lifecycle routes: they run after the API's own.
+EXTRA_CTX = (events.ctx, workflows.ctx, schedules.ctx, lifecycle.ctx)
+ON_SHUTDOWN = (events.end_streams,)
 ROOT_TABLES = (health.routes,)

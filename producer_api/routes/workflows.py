@@ -12,7 +12,7 @@ from kombu.exceptions import OperationalError
 from event_collector.workflows import WorkflowReader, WorkflowTree, record_chord_bodies
 from producer_api.audit import append_audit, audit_event
 from producer_api.enqueued import enqueued_record, pending_tree
-from producer_api.errors import NotFound, Unavailable, Unprocessable
+from producer_api.errors import NotFound, Unavailable
 from producer_api.http import endpoint, json_response, read_body
 from producer_api.middleware import ACTOR
 from producer_api.resources import CATALOG, ENQUEUER, KEYS, REDIS, SETTINGS
@@ -50,10 +50,7 @@ async def ctx(app: web.Application) -> AsyncIterator[None]:
     links={"task_id": "root_id"},
 )
 async def send_workflow(request: web.Request) -> web.Response:
-    try:
-        req = await read_body(request, WorkflowRequest)
-    except RecursionError:  # msgspec gives up on absurd nesting before our depth check runs
-        raise Unprocessable("workflows nest at most a few levels", {"field": "$"}) from None
+    req = await read_body(request, WorkflowRequest)  # absurd nesting: 422 from read_body
     publisher = request.app[WORKFLOWS]
     planned = publisher.plan(req)
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from producer_api.json_depth import MAX_JSON_DEPTH
 from tests.api.conftest import ApiClient
 
 
@@ -102,6 +103,13 @@ def test_unknown_route_is_a_json_404_and_wrong_method_a_json_405(api: ApiClient)
     error_of(r)
 
 
+def test_a_405_says_which_methods_are_allowed(api: ApiClient) -> None:
+    r = api.request("DELETE", "/api/v1/stats")
+    assert r.status_code == 405
+    assert set(r.headers["Allow"].split(",")) >= {"GET"}
+    assert r.headers["Content-Type"].startswith("application/json")
+
+
 def test_missing_token_is_401(api: ApiClient) -> None:
     r = api.get("/api/v1/tasks", role=None)
     assert r.status_code == 401
@@ -118,3 +126,44 @@ def test_wrong_role_is_403(api: ApiClient) -> None:
     r = api.post("/api/v1/tasks", role="viewer", json={"name": "demo.test_task"})
     assert r.status_code == 403
     assert error_of(r)["details"] == {"role": "viewer", "required": "operator"}
+
+
+DEEP = "[" * 990 + "]" * 990  # ~1000 levels: msgspec's recursion used to give up with a 500
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("POST", "/api/v1/tasks", f'{{"name": "demo.test_task", "args": [{DEEP}]}}', "args"),
+        ("POST", "/api/v1/tasks/batch",
+         f'{{"tasks": [{{"name": "demo.test_task", "kwargs": {{"message": {DEEP}}}}}]}}',
+         "tasks[0].kwargs.message"),
+        ("POST", "/api/v1/schedules",
+         f'{{"name": "deep", "task": "demo.test_task", "interval": {{"every": 60}}, '
+         f'"kwargs": {{"message": {DEEP}}}}}', "kwargs.message"),
+        ("PATCH", "/api/v1/schedules/deep", f'{{"args": {DEEP}}}', "args"),
+        ("POST", "/api/v1/workflows",
+         f'{{"chain": [{{"name": "demo.test_task", "args": {DEEP}}}]}}', "chain[0].args"),
+        ("PATCH", "/api/v1/tasks/some-task", f'{{"labels": {{"a": {DEEP}}}}}', "labels.a"),
+        ("POST", "/api/v1/tokens", f'{{"name": {DEEP}}}', "name"),
+        ("POST", "/api/v1/tasks/some-task/revoke", f'{{"terminate": {DEEP}}}', "terminate"),
+    ],
+)
+def test_deeply_nested_body_is_422_naming_the_field(
+    api: ApiClient, method: str, path: str, body: str, field: str
+) -> None:
+    r = api.request(method, path, data=body.encode(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 422, r.text
+    error = error_of(r)
+    assert error["code"] == "validation_error"
+    assert error["details"] == {"field": field, "in": "body", "max_depth": MAX_JSON_DEPTH}
+
+
+def test_a_body_nested_to_the_limit_is_not_refused_for_depth(api: ApiClient) -> None:
+    # 2 levels of envelope ({"kwargs": {"message": ...}}) + 62 of list: exactly the limit.
+    value = "[" * (MAX_JSON_DEPTH - 2) + "]" * (MAX_JSON_DEPTH - 2)
+    body = f'{{"name": "demo.test_task", "kwargs": {{"message": {value}}}}}'
+    r = api.post("/api/v1/tasks", data=body.encode(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 422
+    assert error_of(r)["details"]["field"] == "kwargs.message"  # the catalog: not a string
+    assert "max_depth" not in error_of(r)["details"]

@@ -6,22 +6,34 @@ This module has its own redis-server and API process, so stopping Redis here dis
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from tests.api.conftest import ApiClient, make_tokens, start_api
-from tests.services import RedisServer, wait_until
+from tests.services import RedisServer, ServiceProcess, wait_until
+
+
+@dataclass
+class Outage:
+    server: RedisServer  # the store and the broker
+    api: ApiClient
+    proc: ServiceProcess
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.server, self.api))
 
 
 @pytest.fixture(scope="module")
-def outage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisServer, ApiClient]]:
+def outage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outage]:
     workdir = tmp_path_factory.mktemp("outage")
     server = RedisServer(workdir)
     server.start()
     tokens = make_tokens(workdir / "tokens.json")
     proc, base = start_api(server, workdir, workdir / "tokens.json",
                            TASKPULSE_API_SSE_HEARTBEAT="0.3")
-    yield server, ApiClient(base, tokens)
+    yield Outage(server, ApiClient(base, tokens), proc)
     proc.stop()
     server.stop()
 
@@ -68,3 +80,50 @@ def test_an_enqueue_right_after_a_broker_restart_succeeds(outage) -> None:
     server.start()
     r = api.post("/api/v1/tasks", json=enqueue)
     assert r.status_code == 202, r.text
+
+
+def test_a_503_names_the_dependency_but_not_its_address(outage) -> None:
+    server, api = outage
+    server.stop()
+    try:
+        store_down = api.get("/api/v1/stats")
+        broker_down = api.post("/api/v1/tasks", json={"name": "demo.test_task"})
+    finally:
+        server.start()
+    assert store_down.status_code == broker_down.status_code == 503
+    assert store_down.json()["error"]["details"] == {"dependency": "redis"}
+    assert broker_down.json()["error"]["details"] == {"dependency": "broker"}
+    for r in (store_down, broker_down):
+        assert "127.0.0.1" not in r.text, r.text
+        assert str(server.port) not in r.text, r.text
+    # The address is for the operator: in the log, with the route.
+    log = outage.proc.log()
+    assert f"WARNING producer_api: redis unavailable on GET /api/v1/stats: Error 111 connecting " \
+           f"to 127.0.0.1:{server.port}" in log
+    assert "WARNING producer_api: broker unavailable on POST /api/v1/tasks" in log
+
+
+def test_streams_end_when_redis_goes_and_serve_again_once_it_is_back(outage) -> None:
+    server, api = outage
+    log_before = len(outage.proc.log())
+    with api.get("/api/v1/events", stream=True, timeout=(5, 5)) as live:
+        lines = live.iter_lines(decode_unicode=True)
+        assert next(lines).startswith("retry:")
+        server.stop()
+        try:
+            # Heartbeats come every 0.3 s here, so this returns only if the server ends the stream.
+            list(lines)
+            refused = api.get("/api/v1/events", timeout=5)
+        finally:
+            server.start()
+    assert refused.status_code == 503
+    assert refused.json()["error"]["details"] == {"dependency": "redis"}
+
+    def streams_again() -> bool:
+        with api.get("/api/v1/events", stream=True, timeout=(5, 5)) as r:
+            return r.status_code == 200
+    wait_until(streams_again, timeout=15, what="a stream after Redis came back")
+    log = outage.proc.log()[log_before:]
+    assert log.count("event feed lost redis") == 1  # once per outage, however many retries
+    assert "event feed reconnected to redis" in log
+    assert "Traceback" not in log

@@ -125,3 +125,19 @@ def test_malformed_last_event_id_is_422(api: ApiClient) -> None:
 def test_without_a_token_the_stream_is_refused(api: ApiClient) -> None:
     with requests.get(api.base_url + "/api/v1/events", stream=True, timeout=5) as r:
         assert r.status_code == 401
+
+
+def test_task_events_without_a_name_carry_the_name_from_the_task_record(
+    api: ApiClient, api_redis, store
+) -> None:
+    sent, received, started, succeeded = lifecycle("named-1", NOW)
+    apply_events(api_redis, [sent, received])  # the record knows the name before the stream
+    sse = Sse(api, {"task_id": "named-1"})
+    try:
+        apply_events(api_redis, [started, succeeded])  # these two carry no name
+        got = sse.take(2)
+    finally:
+        sse.close()
+    assert [(m["event"], m["data"]["name"]) for m in got] == [
+        ("task-started", "demo.test_task"), ("task-succeeded", "demo.test_task"),
+    ]

@@ -47,6 +47,14 @@ def test_api_bench_prints_its_verdict_table() -> None:
     assert "GET /tasks/{id} p99 ms @ 200" in out
 
 
+def test_sse_fanout_bench_prints_its_verdict_table() -> None:
+    out = run_script("bench/sse_fanout.py", "--streams", "5", "--requests", "20")
+    assert "== SSE fan-out, taskpulse: 5 open streams vs none ==" in out
+    assert "GET /stats p99 ms" in out
+    delivered = next(line for line in out.splitlines() if line.startswith("events delivered"))
+    assert delivered.split("|")[1].strip() == "100"
+
+
 def test_publisher_reports_what_it_published(tmp_path) -> None:
     from tests.services import RedisServer
 

@@ -149,9 +149,27 @@ def test_stats_cost_does_not_depend_on_task_count(clean_redis: RedisServer) -> N
 def test_read_events_returns_entries_after_the_given_id(clean_redis: RedisServer) -> None:
     events = [ev("sent", "e1", 1.0, name="a.b"), ev("started", "e1", 2.0)]
     first = run(clean_redis, events, lambda r: r.read_events("0-0", count=10))
-    rest = run(clean_redis, [], lambda r: r.read_events(first[0][0], count=10))
-    assert [e.type for _, e in first] == ["task-sent", "task-started"]
-    assert [e.type for _, e in rest] == ["task-started"]
+    rest = run(clean_redis, [], lambda r: r.read_events(first.events[0][0], count=10))
+    assert [e.type for _, e in first.events] == ["task-sent", "task-started"]
+    assert [e.type for _, e in rest.events] == ["task-started"]
+    assert rest.last_id == first.last_id == first.events[1][0]
+
+
+def test_read_range_stops_at_the_given_id(clean_redis: RedisServer) -> None:
+    events = [ev("sent", "r1", 1.0, name="a.b"), ev("started", "r1", 2.0),
+              ev("succeeded", "r1", 3.0)]
+    ids = [i for i, _ in run(clean_redis, events, lambda r: r.read_events("0-0")).events]
+    page = run(clean_redis, [], lambda r: r.read_range(ids[0], ids[1], count=10))
+    assert [i for i, _ in page.events] == [ids[1]]
+    assert (page.size, page.last_id) == (1, ids[1])
+
+
+def test_an_unreadable_entry_is_skipped_but_read_past(clean_redis: RedisServer) -> None:
+    first = run(clean_redis, [ev("sent", "u1", 1.0, name="a.b")],
+                lambda r: r.read_events("0-0")).last_id
+    garbage = clean_redis.client(1).xadd(KEYS.events, {"e": b"\xc1 not msgpack"}).decode()
+    page = run(clean_redis, [], lambda r: r.read_events(first))
+    assert (page.size, page.events, page.last_id) == (1, [], garbage)
 
 
 def test_cursor_round_trips_and_garbage_is_rejected() -> None:
