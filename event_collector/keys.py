@@ -82,10 +82,16 @@ Queues (written by the collector's broker poller, read by the API)
   P queues:processes     HASH     queue name -> pool processes of those workers
   P queues:updated       STRING   timestamp of the last poll
 
-Producer API
+Producer API (the only keys it writes, besides the audit events it appends to ``P events``)
   P idem:<key>           STRING   idempotency key -> the first enqueue's response (JSON), TTL;
-                                  written by the API (SET NX), the only key it writes besides
-                                  the audit events it appends to ``P events``.
+                                  written by the API (SET NX).
+  P ui:session:<hash>    HASH     a web console sign-in: token_id csrf created. <hash> = SHA-256
+                                  of the session id the browser holds in its cookie, so a store
+                                  dump holds no usable session. TTL = the idle timeout, renewed
+                                  on every request (producer_api/console/sessions.py).
+  P ui:login:<hash>      STRING   a one-time sign-in link: SHA-256 of its code -> the token id it
+                                  signs in as; short TTL, deleted by the GETDEL that redeems it.
+                                  Both are dropped by ``rebuild`` (console users sign in again).
 
 Beat schedule (celery-redbeat's own layout, under B = ``redbeat:`` + P, outside ``P*`` on purpose:
 ``rebuild`` drops ``P*`` projections, and a schedule is configuration, not a projection)
@@ -198,6 +204,12 @@ class Keys(msgspec.Struct, frozen=True):
 
     def idempotency(self, key: str) -> str:
         return f"{self.prefix}idem:{key}"
+
+    def ui_session(self, session_hash: str) -> str:
+        return f"{self.prefix}ui:session:{session_hash}"
+
+    def ui_login(self, code_hash: str) -> str:
+        return f"{self.prefix}ui:login:{code_hash}"
 
     def collector(self, collector_id: str) -> str:
         return f"{self.prefix}collector:{collector_id}"

@@ -79,6 +79,11 @@ class TokenStore:
                 found = entry
         return found
 
+    def get(self, token_id: str) -> TokenEntry | None:
+        """The entry with this id (console sessions re-check their token on every request)."""
+        self._maybe_reload()
+        return next((e for e in self._entries if e.id == token_id), None)
+
     def list(self) -> list[TokenEntry]:
         self._reload()
         return list(self._entries)

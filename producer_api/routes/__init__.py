@@ -4,6 +4,7 @@ Prometheus look for them."""
 
 from __future__ import annotations
 
+from producer_api.console import routes as console
 from producer_api.routes import (
     catalog,
     events,
@@ -18,7 +19,8 @@ from producer_api.routes import (
 
 API_PREFIX = "/api/v1"
 API_TABLES = (tasks.routes, stats.routes, events.routes, catalog.routes, tokens.routes,
-              workflows.routes, schedules.routes, lifecycle.routes)
+              workflows.routes, schedules.routes, lifecycle.routes, console.api)
 # Contexts of the workflow/schedule/lifecycle routes: they run after the API's own.
-EXTRA_CTX = (workflows.ctx, schedules.ctx, lifecycle.ctx)
-ROOT_TABLES = (health.routes,)
+EXTRA_CTX = (workflows.ctx, schedules.ctx, lifecycle.ctx, console.ctx)
+# The web console (/ui) is served at the root too; its pages are not API routes.
+ROOT_TABLES = (health.routes, console.ui)
