@@ -14,12 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from tests.services import REPO_ROOT
-# The workflow tests' real stack, started once more for this package (package-scoped fixture).
-from tests.workflows.conftest import Stack, stack  # noqa: F401
-
-playwright_api = pytest.importorskip("playwright.sync_api")
+from tests.workflows import conftest as workflows
+from tests.workflows.conftest import Stack
 
 CHROMIUM = os.environ.get("TASKPULSE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -28,19 +27,22 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 SCREENSHOTS = REPO_ROOT / "docs" / "img"
 
+# The workflow tests' real stack, started once more for this package (it is package-scoped).
+stack = workflows.stack
+
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[playwright_api.Browser]:
+def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    with playwright_api.sync_playwright() as p:
+    with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
 
 
 @pytest.fixture
-def context(browser: playwright_api.Browser, stack: Stack) -> Iterator[playwright_api.BrowserContext]:
+def context(browser: Browser, stack: Stack) -> Iterator[BrowserContext]:
     ctx = browser.new_context(base_url=stack.base_url, viewport={"width": 1360, "height": 900})
     ctx.set_default_timeout(10_000)
     yield ctx
@@ -48,11 +50,11 @@ def context(browser: playwright_api.Browser, stack: Stack) -> Iterator[playwrigh
 
 
 @pytest.fixture
-def page(context: playwright_api.BrowserContext) -> playwright_api.Page:
+def page(context: BrowserContext) -> Page:
     return context.new_page()
 
 
-def sign_in(page: playwright_api.Page, token: str, next_path: str = "/ui/") -> None:
+def sign_in(page: Page, token: str, next_path: str = "/ui/") -> None:
     """Through the sign-in form, as a person would."""
     page.goto(f"/ui/login?next={next_path}")
     page.fill("input[name=token]", token)
@@ -61,7 +63,7 @@ def sign_in(page: playwright_api.Page, token: str, next_path: str = "/ui/") -> N
     page.wait_for_selector("#who .role")
 
 
-def screenshot(page: playwright_api.Page, name: str) -> None:
+def screenshot(page: Page, name: str) -> None:
     """Kept in docs/img when TASKPULSE_UI_SCREENSHOTS=1 (the README shows them)."""
     if os.environ.get("TASKPULSE_UI_SCREENSHOTS") == "1":
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)

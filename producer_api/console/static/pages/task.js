@@ -69,8 +69,8 @@ function treeNode(node, currentId) {
     ? h('ul', {}, node.children.map((c) => treeNode(c, currentId))) : null);
 }
 
-function workflow(tree, currentId) {
-  if (!tree || tree.total < 2) return null;
+function workflow(tree, currentId, always = false) {
+  if (!tree || (tree.total < 2 && !always)) return null;
   return h('section', { class: 'block', 'data-testid': 'workflow' },
     h('h2', {}, 'Workflow'),
     h('p', { class: 'rollup', 'data-rollup': tree.state, 'data-total': tree.total },
@@ -130,8 +130,17 @@ class TaskView {
         get(`/tasks/${encodeURIComponent(this.id)}/tree`).catch(() => null),
       ]);
     } catch (error) {
-      const text = error instanceof ApiError && error.status === 404
-        ? `No task ${this.id} is known (never seen, expired, or deleted).` : errorText(error);
+      const missing = error instanceof ApiError && error.status === 404;
+      const tree = missing ? await get(`/tasks/${encodeURIComponent(this.id)}/tree`)
+        .catch(() => null) : null;
+      if (tree) {
+        // A group or chord sent as a whole: its id is no task's, but it is a workflow.
+        replace(this.root, h('div', { class: 'page-head' }, h('h1', {}, 'Workflow'),
+          h('div', { class: 'mono muted' }, this.id)), workflow(tree, null, true));
+        return;
+      }
+      const text = missing ? `No task ${this.id} is known (never seen, expired, or deleted).`
+        : errorText(error);
       replace(this.root, h('h1', {}, 'Task'), h('p', { class: 'error' }, text));
       return;
     }

@@ -98,13 +98,20 @@ class TasksView {
         `last ${w}`])], query.get('window')),
       select('limit', 'Rows', LIMITS.map((l) => [l, l]), query.get('limit') || '50'),
       h('a', { href: '/ui/tasks', class: 'clear' }, 'clear filters'));
-    // A value from the URL that no option lists yet (e.g. a worker gone since) stays selected.
-    for (const f of ['queue', 'worker']) {
-      const el = this.form.elements[f];
-      const value = query.get(f);
-      if (value && el.value !== value) {
-        el.append(h('option', { value, selected: true }, value));
+    // A value from the URL that no option lists (e.g. a worker gone since) stays selected.
+    this.syncForm(query);
+  }
+
+  // The form shows what the URL says (after Back, a shared link, a clear) without re-rendering
+  // the text field being typed in.
+  syncForm(query) {
+    for (const el of this.form.elements) {
+      if (!el.name || (el === document.activeElement && el.tagName === 'INPUT')) continue;
+      const value = query.get(el.name) || (el.name === 'limit' ? '50' : '');
+      if (el.tagName === 'SELECT' && value && ![...el.options].some((o) => o.value === value)) {
+        el.append(h('option', { value }, value));
       }
+      el.value = value;
     }
   }
 
@@ -119,9 +126,8 @@ class TasksView {
       queues: (queues || []).map((q) => q.name),
       workers: (workers || []).map((w) => w.hostname).sort(),
     };
-    if (!this.form.contains(document.activeElement)) {
-      this.renderForm(new URLSearchParams(location.search));
-    }
+    const typing = document.activeElement?.name === 'name' && this.form.contains(document.activeElement);
+    if (!typing) this.renderForm(new URLSearchParams(location.search));
   }
 
   changed(target) {
@@ -136,7 +142,7 @@ class TasksView {
   async update(ctx) {
     const started = this.changeStarted || performance.now();
     this.changeStarted = null;
-    if (!this.form.contains(document.activeElement)) this.renderForm(ctx.query);
+    this.syncForm(ctx.query);
     await this.load(ctx.query, started, 'filter');
   }
 
