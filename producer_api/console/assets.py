@@ -1,9 +1,11 @@
 """The console's files: read from the package once at startup, served from memory.
 
 Only files that ship in ``console/static`` can be served (no path from the request reaches the
-file system). Each answer carries a content-hash ETag with ``Cache-Control: no-cache``, so a
-reload costs a round of 304s and a new release is picked up at once; text files are gzipped once
-here when the browser accepts it.
+file system). They are served under ``/ui/static/<version>/``, the version being a hash of all of
+them, so a browser keeps them for good (``immutable``) and a new release is new URLs: a daily
+user's page load asks for no file but the shell. The shell and the sign-in page name the version
+(``{{static}}``); the modules import each other relatively, so they stay within one version.
+Text files are gzipped once here when the browser accepts it.
 
 ``facts.js`` is generated, not shipped: the states and their precedence, which event means which
 state, which states retry, the role ranks — each has one owner in Python, and the console imports
@@ -73,7 +75,20 @@ def facts_module(stuck_after_seconds: float) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def load_assets(stuck_after_seconds: float) -> dict[str, Asset]:
+class Assets(msgspec.Struct, frozen=True):
+    files: dict[str, Asset]  # by path under static/, e.g. "pages/tasks.js"
+    version: str
+
+    @property
+    def prefix(self) -> str:
+        return f"/ui/static/{self.version}"
+
+    def page(self, name: str) -> str:
+        """A templated page (index.html, login.html) with its file URLs filled in."""
+        return self.files[name].body.decode().replace("{{static}}", self.prefix)
+
+
+def load_assets(stuck_after_seconds: float) -> Assets:
     """Every shipped file by its path under ``static/`` (``pages/tasks.js``), plus facts.js."""
     root = resources.files("producer_api").joinpath("console/static")
     found: dict[str, Asset] = {}
@@ -87,11 +102,14 @@ def load_assets(stuck_after_seconds: float) -> dict[str, Asset]:
 
     walk(root, "")
     found["facts.js"] = _asset("facts.js", facts_module(stuck_after_seconds))
-    return found
+    version = hashlib.sha256("".join(sorted(a.etag for a in found.values())).encode())
+    return Assets(files=found, version=version.hexdigest()[:12])
 
 
-def respond(request: web.Request, asset: Asset) -> web.Response:
-    headers = {"ETag": asset.etag, "Cache-Control": "no-cache", **SECURITY_HEADERS}
+def respond(request: web.Request, asset: Asset, forever: bool = False) -> web.Response:
+    """``forever``: the URL names this exact content, so it may be kept without asking again."""
+    cache = "public, max-age=31536000, immutable" if forever else "no-cache"
+    headers = {"ETag": asset.etag, "Cache-Control": cache, **SECURITY_HEADERS}
     if request.headers.get("If-None-Match") == asset.etag:
         return web.Response(status=304, headers=headers)
     body = asset.body

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from producer_api.audit import append_audit, audit_event
 from producer_api.auth import TokenEntry
-from producer_api.console.assets import SECURITY_HEADERS, Asset, load_assets, respond
+from producer_api.console.assets import SECURITY_HEADERS, Assets, load_assets, respond
 from producer_api.console.sessions import (
     SESSION_COOKIE,
     SESSIONS,
@@ -34,7 +34,7 @@ from producer_api.resources import KEYS, REDIS, SETTINGS, TOKENS
 
 ui = web.RouteTableDef()  # served at the root: /ui/...
 api = web.RouteTableDef()  # served under /api/v1
-ASSETS = web.AppKey("console_assets", dict[str, Asset])
+ASSETS = web.AppKey("console_assets", Assets)
 MAX_TOKEN_CHARS: Final = 200
 # Why the sign-in page is shown, by the reason code the console or a redirect puts in the URL.
 MESSAGES: Final = {
@@ -85,7 +85,7 @@ def _safe_next(target: str | None) -> str:
 
 def _login_page(request: web.Request, reason: str | None, next_path: str,
                 status: int = 200) -> web.Response:
-    template = request.app[ASSETS]["login.html"].body.decode()
+    template = request.app[ASSETS].page("login.html")
     message = MESSAGES.get(reason or "", "")
     page = (template
             .replace("{{message}}", html.escape(message))
@@ -172,18 +172,23 @@ async def session_info(request: web.Request) -> web.Response:
     return json_response(info, headers={"Cache-Control": "no-store"})
 
 
-@ui.get("/ui/static/{path:.+}")
+@ui.get("/ui/static/{version}/{path:.+}")
 async def static_file(request: web.Request) -> web.Response:
-    asset = request.app[ASSETS].get(request.match_info["path"])
-    if asset is None or request.match_info["path"] == "login.html":
+    assets = request.app[ASSETS]
+    path = request.match_info["path"]
+    asset = assets.files.get(path)
+    if asset is None or path in ("index.html", "login.html"):
         raise web.HTTPNotFound()
-    return respond(request, asset)
+    # A page of an older release may still ask for its version: it gets today's file, uncached.
+    return respond(request, asset, forever=request.match_info["version"] == assets.version)
 
 
 @ui.get("/ui/{page:.*}")
 async def shell(request: web.Request) -> web.Response:
     """Every console page: the router in the browser renders what the path names."""
-    return respond(request, request.app[ASSETS]["index.html"])
+    headers = {**SECURITY_HEADERS, "Cache-Control": "no-cache"}
+    return web.Response(text=request.app[ASSETS].page("index.html"), content_type="text/html",
+                        headers=headers)
 
 
 @api.post("/ui/login-links")

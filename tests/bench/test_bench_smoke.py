@@ -60,3 +60,13 @@ def test_publisher_reports_what_it_published(tmp_path) -> None:
     # 10 tasks: 10 task-sent messages + 3 task.multi per group of 4 (groups 4, 4, 2) = 19
     assert '"events": 40' in out
     assert '"messages": 19' in out
+
+
+def test_ui_bench_prints_its_verdict_table() -> None:
+    flower = [] if flower_available() else ["--skip-flower"]
+    out = run_script("bench/ui.py", "--tasks", "500", "--flower-tasks", "200", "--runs", "2",
+                     "--filter-runs", "2", "--live-seconds", "2", "--live-rate", "100", *flower)
+    assert "== web console: taskpulse vs Flower 2.2 tasks page" in out
+    assert "tasks page first render p95 ms" in out
+    received = next(line for line in out.splitlines() if line.startswith("live: events received"))
+    assert received.split("|")[1].strip() not in ("0", "0.00", "n/a"), "the live page saw nothing"

@@ -3,14 +3,6 @@ import { request, setCsrf } from './api.js';
 import { h, replace } from './dom.js';
 import { can } from './roles.js';
 import { route, start } from './router.js';
-import * as enqueue from './pages/enqueue.js';
-import * as overview from './pages/overview.js';
-import * as queues from './pages/queues.js';
-import * as schedules from './pages/schedules.js';
-import * as task from './pages/task.js';
-import * as tasks from './pages/tasks.js';
-import * as tokens from './pages/tokens.js';
-import * as workers from './pages/workers.js';
 
 const NAV = [
   ['/ui/', 'Overview', 'viewer'],
@@ -49,17 +41,21 @@ function navigation(session) {
 }
 
 async function boot() {
-  const session = await request('GET', '/ui/session'); // 401: redirected to the sign-in page
-  setCsrf(session.csrf);
-  navigation(session);
-  route(/^\/ui\/?$/, overview);
-  route(/^\/ui\/tasks\/?$/, tasks);
-  route(/^\/ui\/tasks\/([^/]+)$/, task);
-  route(/^\/ui\/workers\/?$/, workers);
-  route(/^\/ui\/queues\/?$/, queues);
-  route(/^\/ui\/schedules\/?$/, schedules);
-  route(/^\/ui\/enqueue\/?$/, enqueue);
-  route(/^\/ui\/tokens\/?$/, tokens);
+  // The page's own requests start at once, beside this one: the tasks list does not wait for it.
+  const session = request('GET', '/ui/session'); // 401: redirected to the sign-in page
+  session.then((signedIn) => {
+    setCsrf(signedIn.csrf);
+    navigation(signedIn);
+  }, () => {});
+  // Each page's module is loaded when first visited.
+  route(/^\/ui\/?$/, () => import('./pages/overview.js'));
+  route(/^\/ui\/tasks\/?$/, () => import('./pages/tasks.js'));
+  route(/^\/ui\/tasks\/([^/]+)$/, () => import('./pages/task.js'));
+  route(/^\/ui\/workers\/?$/, () => import('./pages/workers.js'));
+  route(/^\/ui\/queues\/?$/, () => import('./pages/queues.js'));
+  route(/^\/ui\/schedules\/?$/, () => import('./pages/schedules.js'));
+  route(/^\/ui\/enqueue\/?$/, () => import('./pages/enqueue.js'));
+  route(/^\/ui\/tokens\/?$/, () => import('./pages/tokens.js'));
   await start(document.getElementById('app'), session);
 }
 

@@ -18,6 +18,7 @@ export class LiveStream {
     this.timer = null;
     this.paused = false;
     this.missed = 0;
+    this.received = 0;
     this.source = null;
   }
 
@@ -27,6 +28,7 @@ export class LiveStream {
     const text = params.toString();
     this.source = new EventSource(`/api/v1/events${text ? `?${text}` : ''}`);
     const receive = (message) => {
+      this.received += 1;
       this.buffer.push(message.data);
       if (this.timer === null) this.timer = setTimeout(() => this.flush(), this.interval);
     };

@@ -1,6 +1,8 @@
 // URL-addressable pages with the History API: every page and filter is a link, Back works.
 //
-// A page module exports mount(root, ctx) -> view; a view may have update(ctx) (same page, new
+// A route names a loader of its page module (``() => import(...)``), which exports
+// mount(root, ctx) -> view (ctx.session is a promise of the signed-in session: a page that
+// shows role-dependent controls awaits it); a view may have update(ctx) (same page, new
 // query: keep the live stream, refetch the rows) and leave() (stop timers and streams).
 
 const routes = [];
@@ -8,8 +10,8 @@ let current = null;
 let root = null;
 let session = null;
 
-export function route(pattern, page) {
-  routes.push({ pattern, page });
+export function route(pattern, load) {
+  routes.push({ pattern, load });
 }
 
 export function navigate(url, { replace = false } = {}) {
@@ -31,15 +33,16 @@ export function setQuery(changes, { replace = false } = {}) {
 }
 
 function match() {
-  for (const { pattern, page } of routes) {
+  for (const { pattern, load } of routes) {
     const found = pattern.exec(location.pathname);
-    if (found) return { page, params: found.slice(1).map(decodeURIComponent) };
+    if (found) return { load, params: found.slice(1).map(decodeURIComponent) };
   }
   return null;
 }
 
 async function render() {
   const found = match();
+  if (found) found.page = await found.load();
   const ctx = { params: found ? found.params : [], query: new URLSearchParams(location.search),
     session };
   document.dispatchEvent(new CustomEvent('console:navigate'));

@@ -122,7 +122,7 @@ class SchedulesView {
 }
 
 export async function mount(root, ctx) {
-  const view = new SchedulesView(root, ctx.session);
+  const view = new SchedulesView(root, await ctx.session);
   await view.load();
   return view;
 }

@@ -292,7 +292,7 @@ class TaskView {
 }
 
 export async function mount(root, ctx) {
-  const view = new TaskView(root, ctx);
+  const view = new TaskView(root, { ...ctx, session: await ctx.session });
   await view.load();
   return view;
 }

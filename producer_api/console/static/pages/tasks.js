@@ -211,8 +211,10 @@ class TasksView {
   timing(kind, renderMs, apiMs) {
     // Kept on the element for the benchmark (bench/ui.py) and shown for the curious.
     const at = performance.now();
+    this.renders = (this.renders || 0) + 1;
     Object.assign(this.root.dataset, { renderKind: kind, renderMs: renderMs.toFixed(1),
-      apiMs: apiMs === null ? '' : apiMs.toFixed(1), renderedAt: at.toFixed(1) });
+      apiMs: apiMs === null ? '' : apiMs.toFixed(1), renderedAt: at.toFixed(1),
+      renderSeq: String(this.renders) });
     this.timingEl.textContent = `rendered in ${renderMs.toFixed(0)} ms`
       + (apiMs === null ? '' : ` · API ${apiMs.toFixed(1)} ms`);
     document.dispatchEvent(new CustomEvent('console:rendered', { detail: { kind, renderMs,
@@ -224,6 +226,13 @@ class TasksView {
     this.liveEl.textContent = status === 'paused' && missed
       ? `paused · ${number(missed)} events since` : status;
     this.liveEl.dataset.status = status;
+  }
+
+  // Called at every flush: how many events the stream delivered (shown on hover, read by
+  // bench/ui.py to check the stream really was busy).
+  countReceived() {
+    this.liveEl.dataset.received = String(this.live.received);
+    this.liveEl.title = `${number(this.live.received)} events received`;
   }
 
   togglePause() {
@@ -240,6 +249,7 @@ class TasksView {
   // New and changed tasks from the stream. Rows are inserted only on the first page of an
   // open-ended list; everywhere else rows already shown are kept current.
   apply(events) {
+    this.countReceived();
     const query = this.query;
     if (!query) return;
     const inserting = !query.get('cursor') && !query.get('until');

@@ -85,7 +85,7 @@ class TokensView {
 }
 
 export async function mount(root, ctx) {
-  const view = new TokensView(root, ctx.session);
+  const view = new TokensView(root, await ctx.session);
   await view.load();
   return view;
 }
