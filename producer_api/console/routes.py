@@ -109,10 +109,9 @@ async def _start_session(request: web.Request, entry: TokenEntry, how: str,
     await append_audit(request.app[REDIS], request.app[KEYS],
                        [audit_event(entry.name, "console-sign-in", detail=how)])
     response = web.HTTPSeeOther(next_path)
-    response.set_cookie(
-        SESSION_COOKIE, session_id, httponly=True, samesite="Strict", path="/",
-        secure=request.secure, max_age=request.app[SETTINGS].ui_session_ttl_seconds,
-    )
+    # No Max-Age: the browser keeps it until it closes; the server's idle timeout decides.
+    response.set_cookie(SESSION_COOKIE, session_id, httponly=True, samesite="Strict", path="/",
+                        secure=request.secure)
     return response
 
 
@@ -141,6 +140,8 @@ async def login(request: web.Request) -> web.Response:
 
 @ui.get("/ui/login/{code}")
 async def login_with_link(request: web.Request) -> web.Response:
+    if request.method == "HEAD":  # a link preview must not use up the one-time code
+        return web.Response(headers=SECURITY_HEADERS)
     token_id = await request.app[SESSIONS].redeem_link(request.match_info["code"])
     entry = request.app[TOKENS].get(token_id) if token_id else None
     if entry is None:

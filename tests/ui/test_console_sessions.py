@@ -199,6 +199,16 @@ def test_a_one_time_sign_in_link_works_once(browser: Browser, stack: Stack) -> N
         second.close()
 
 
+def test_a_link_preview_does_not_use_up_a_sign_in_link(stack: Stack) -> None:
+    link = stack.base_url + stack.call("POST", "/ui/login-links", "admin").json()["path"]
+
+    assert requests.head(link, timeout=10).status_code == 200
+    used = requests.get(link, allow_redirects=False, timeout=10)
+
+    assert used.status_code == 303
+    assert "taskpulse_session" in used.cookies
+
+
 def test_a_sign_in_link_is_only_made_for_admins(stack: Stack) -> None:
     assert stack.call("POST", "/ui/login-links", "operator").status_code == 403
 
