@@ -165,6 +165,7 @@ class TasksView {
     if (seq !== this.seq) return; // a newer filter change won
     this.errorEl.classList.add('hidden');
     this.render(listed.data);
+    this.catchUp(query, listed.data.items);
     this.pagerFor(query, listed.data.next_cursor);
     const renderMs = performance.now() - started;
     this.timing(kind, renderMs, listed.serverMs);
@@ -258,7 +259,8 @@ class TasksView {
     const inserted = [];
     for (const event of events) {
       if (!event.uuid) continue;
-      let task = this.seen.get(event.uuid) || this.rows.get(event.uuid)?.task;
+      // A row's task (read from the API) knows most; a task only seen on the stream, less.
+      let task = this.rows.get(event.uuid)?.task || this.seen.get(event.uuid);
       if (!task) task = { id: event.uuid };
       fold(task, event);
       this.remember(task);
@@ -296,6 +298,26 @@ class TasksView {
       this.trim(Number(query.get('limit') || 50));
       this.refreshCountSoon(wanted);
     }
+  }
+
+  // Tasks the stream brought while the list was on its way, newer than its newest row.
+  catchUp(query, items) {
+    if (query.get('cursor') || query.get('until')) return;
+    const newest = items.length ? items[0].first_seen : 0;
+    const wanted = apiQuery(query);
+    const missed = [...this.seen.values()].filter((t) => t.first_seen > newest
+      && !this.rows.has(t.id) && matches(t, wanted));
+    if (!missed.length) return;
+    this.tbody.querySelector('tr.empty')?.remove();
+    missed.sort((a, b) => b.first_seen - a.first_seen);
+    const fragment = document.createDocumentFragment();
+    for (const task of missed) {
+      const tr = taskRow(task);
+      this.rows.set(task.id, { task, tr });
+      fragment.append(tr);
+    }
+    this.tbody.prepend(fragment);
+    this.trim(Number(query.get('limit') || 50));
   }
 
   remember(task) {
