@@ -132,36 +132,34 @@ def console_first_loads(context: BrowserContext, runs: int) -> dict[str, list[fl
 
 
 def filter_values(page: Page) -> list[tuple[str, str]]:
-    """A cycle of filter changes a person makes: by task name, by queue, and back to all."""
+    """A cycle of filter changes a person makes: by task name, by queue, by state."""
     page.wait_for_function("document.querySelectorAll('#task-names option').length > 0")
     names = page.eval_on_selector_all("#task-names option", "os => os.map(o => o.value)")
     queues = page.eval_on_selector_all("select[name=queue] option",
                                        "os => os.map(o => o.value).filter(Boolean)")
-    cycle = [("name", n) for n in names[:4]] + [("queue", q) for q in queues[:2]]
-    cycle += [("state", "SUCCESS"), ("state", "")]
-    return cycle
+    return [("name", n) for n in names[:4]] + [("queue", q) for q in queues[:2]] + [
+        ("state", "SUCCESS")]
 
 
 def console_filter_changes(page: Page, runs: int) -> dict[str, list[float]]:
-    changes: dict[str, list[float]] = {"filter_ms": [], "api_ms": []}
+    """Each change starts from the unfiltered list and sets one filter (name, queue or state)."""
+    changes: dict[str, list[float]] = {"filter_ms": [], "filter_api_ms": []}
     seq = rendered(page, "first")["seq"]
     cycle = filter_values(page)
     for i in range(runs):
+        if "?" in page.url:  # back to every task, not measured
+            page.click("a.clear")
+            seq = rendered(page, "filter", seq)["seq"]
         field, value = cycle[i % len(cycle)]
         if field == "name":
             page.fill("input[name=name]", value)
             page.press("input[name=name]", "Enter")
         else:
-            # Clear the other filters so each change starts from a broad list.
             page.select_option(f"select[name={field}]", value)
         seen = rendered(page, "filter", seq)
         seq = seen["seq"]
         changes["filter_ms"].append(seen["render_ms"])
-        changes["api_ms"].append(seen["api_ms"])
-        if field == "name":  # back to every name before the next change
-            page.fill("input[name=name]", "")
-            page.press("input[name=name]", "Enter")
-            seq = rendered(page, "filter", seq)["seq"]
+        changes["filter_api_ms"].append(seen["api_ms"])
     return changes
 
 
@@ -354,7 +352,7 @@ def rows_for(ours: dict, peer: dict | None, args: argparse.Namespace) -> list[Ro
 
     first95, filter95 = pct(ours, "first_render_ms", 95), pct(ours, "filter_ms", 95)
     live = ours["live"]
-    size = f"{args.tasks:,} vs {args.flower_tasks:,} tasks"
+    size = f"{args.tasks:,} vs {args.flower_tasks:,} tasks" if peer else f"{args.tasks:,} tasks"
     return [
         Row(f"tasks page first render p50 ms ({size})", pct(ours, "first_render_ms", 50),
             pct(peer, "first_render_ms", 50), better="lower"),
@@ -366,6 +364,8 @@ def rows_for(ours: dict, peer: dict | None, args: argparse.Namespace) -> list[Ro
             better="lower"),
         Row("filter change p95 ms", filter95, pct(peer, "filter_ms", 95), "<150",
             filter95 < 150, better="lower"),
+        Row("  of which the API's own time p95 ms", pct(ours, "filter_api_ms", 95), None,
+            better="lower"),
         Row("first load transferred KB (cold cache)", ours["first_load_bytes"] / 1024,
             peer["first_load_bytes"] / 1024 if peer else None, "<300",
             ours["first_load_bytes"] < 300 * 1024, better="lower"),

@@ -34,3 +34,6 @@ def test_make_run_brings_the_system_up_and_every_demo_task_finishes(
     stored = re.search(r"stored: (\d+) tasks", finished.stdout)
     assert stored is not None, finished.stdout
     assert int(stored.group(1)) >= len(DEMO_TASKS)
+    # The web console's address and a one-click, one-time way in.
+    assert re.search(r"console +http://127\.0\.0\.1:\d+/ui/", finished.stdout), finished.stdout
+    assert re.search(r"http://127\.0\.0\.1:\d+/ui/login/\S+", finished.stdout), finished.stdout
