@@ -134,3 +134,17 @@ def test_a_bad_value_in_the_enqueue_form_is_refused_with_the_servers_reason(
     form.locator("[data-action=enqueue]").click()
     expect(form.locator(".form-error")).to_contain_text("countdown")
     assert "/ui/enqueue" in page.url
+
+
+def test_an_admin_terminates_a_running_task_from_its_page(page: Page, stack: Stack) -> None:
+    task_id = send(stack, "demo.long_running_task", total=40, step_seconds=0.5)
+    stack.wait_task(task_id, frozenset({"STARTED"}))
+    sign_in(page, stack.tokens["admin"], f"/ui/tasks/{task_id}")
+
+    page.click("[data-action=terminate]")
+    page.click("[data-action=terminate]")  # the second click confirms
+
+    expect(page.locator(f"[data-task-id='{task_id}']").first).to_have_attribute(
+        "data-state", "REVOKED", timeout=15_000)
+    assert stack.wait_task(task_id)["state"] == "REVOKED"
+    expect(page.locator("[data-action=delete]")).to_be_visible()  # finished now: deletable
