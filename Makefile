@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml $(LOCK)
 venv: $(STAMP)
 
 ## Run the whole system locally (Redis, worker, beat, collector, API) and show it working.
+## `exec`: the script is make's own child whatever ARGS holds, so the SIGTERM make passes on
+## when it is killed reaches the script, which stops everything in order.
 run: $(STAMP)
-	$(BIN)/python scripts/run_local.py $(ARGS)
+	exec $(BIN)/python scripts/run_local.py $(ARGS)
 
 ## Run lint and the whole test suite against real redis-server / Celery / promtool.
 test: $(STAMP)

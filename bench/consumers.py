@@ -15,12 +15,13 @@ from typing import Protocol
 
 from bench import harness
 from event_collector import timeline
-from event_collector.keys import TIMELINE_FIELD, Keys
+from event_collector.events import TASK_EVENT_KINDS
+from event_collector.keys import COUNTER_FIELD_SEPARATOR, TIMELINE_FIELD, Keys
 from tests.services import RedisServer, ServiceProcess, free_port, wait_until
 
 # What a reader can see of a task right now: (state, sent timestamp, succeeded timestamp).
 Probe = tuple[str | None, float | None, float | None]
-TASK_KINDS = ("SENT", "RECEIVED", "STARTED", "SUCCESS", "FAILURE", "RETRY", "REVOKED", "REJECTED")
+TASK_KINDS = frozenset(TASK_EVENT_KINDS.values())
 
 
 class Consumer(Protocol):
@@ -111,7 +112,8 @@ class TaskpulseConsumer:
 
     def count(self) -> int:
         values = self.store.hgetall(self.keys.counters_total)
-        return sum(int(v) for k, v in values.items() if k.decode().rsplit("|", 1)[-1] in TASK_KINDS)
+        return sum(int(v) for k, v in values.items()
+                   if k.decode().rpartition(COUNTER_FIELD_SEPARATOR)[2] in TASK_KINDS)
 
     def rss(self) -> float:
         return harness.rss_mb(self.proc.process.pid)

@@ -10,7 +10,8 @@ import sys
 
 import redis.asyncio as aioredis
 
-from event_collector.config import CollectorSettings, SettingsError, load_settings
+from event_collector.config import CollectorSettings, load_settings
+from event_collector.environment import SettingsError
 from event_collector.keys import Keys
 from event_collector.service import Collector
 from event_collector.store import EventStore

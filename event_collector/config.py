@@ -1,58 +1,18 @@
-"""The collector's settings: one typed Struct built from ``TASKPULSE_*`` environment variables.
-
-``settings_from_env`` is generic so other services (the API) build their own Struct the same way:
-each field ``foo_bar`` reads ``TASKPULSE_FOO_BAR`` (or the variable a ``names`` table gives it);
-strings from the environment are converted to the field's type (``msgspec.convert(...,
-strict=False)``), so a bad value fails at start-up with the variable's name in the message,
-never deep inside.
-"""
+"""The collector's settings: one typed Struct built from ``TASKPULSE_*`` environment variables
+by ``environment.settings_from_env``, as every taskpulse process builds its own."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from typing import Final, TypeVar
+from typing import Final
 
 import msgspec
 
-ENV_PREFIX: Final = "TASKPULSE_"
+from event_collector.broker import broker_kind, result_backend_url
+from event_collector.environment import DEFAULT_BROKER_URL, DEFAULT_REDIS_URL, settings_from_env
+from event_collector.keys import DEFAULT_KEY_PREFIX
+
 DAY: Final = 86400
-
-S = TypeVar("S", bound=msgspec.Struct)
-
-
-class SettingsError(ValueError):
-    """An environment variable holds a value its setting cannot take."""
-
-
-def settings_from_env(
-    struct_type: type[S],
-    environ: Mapping[str, str] | None = None,
-    prefix: str = ENV_PREFIX,
-    *,
-    names: Mapping[str, str] | None = None,
-    overrides: Mapping[str, object] | None = None,
-) -> S:
-    """Build ``struct_type`` from ``<prefix><FIELD>`` variables (or the ``names`` table:
-    variable -> field, for a service whose variables are not its field names); unset ones keep
-    their default, ``overrides`` (command-line flags; None = not given) win."""
-    env = os.environ if environ is None else environ
-    if names is None:
-        names = {prefix + f.name.upper(): f.name for f in msgspec.structs.fields(struct_type)}
-    values: dict[str, object] = {}
-    for variable, field in names.items():
-        raw = env.get(variable)
-        if raw is not None and raw != "":
-            values[field] = raw
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    try:
-        return msgspec.convert(values, struct_type, strict=False)
-    except msgspec.ValidationError as exc:
-        # "Expected `int`, got `str` - at `$.batch_size`" -> name the variable instead
-        message = str(exc)
-        for variable, field in names.items():
-            message = message.replace(f"`$.{field}`", variable)
-        raise SettingsError(message) from None
 
 
 class Retention(msgspec.Struct, frozen=True):
@@ -78,10 +38,10 @@ _DEFAULT_RETENTION: Final = Retention()
 class CollectorSettings(msgspec.Struct, frozen=True):
     """Everything ``taskpulse-collector`` needs; see the README's configuration table."""
 
-    broker_url: str = "redis://127.0.0.1:6379/0"
-    redis_url: str = "redis://127.0.0.1:6379/1"
+    broker_url: str = DEFAULT_BROKER_URL
+    redis_url: str = DEFAULT_REDIS_URL
     result_backend: str = ""
-    key_prefix: str = "tp:"
+    key_prefix: str = DEFAULT_KEY_PREFIX
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 9808
     # Batching: a batch is written when it has this many events or is this old, whichever first.
@@ -126,6 +86,9 @@ class CollectorSettings(msgspec.Struct, frozen=True):
     retention_counters_day_ttl_seconds: int = _DEFAULT_RETENTION.counters_day_ttl_seconds
     retention_timeline_max: int = _DEFAULT_RETENTION.timeline_max
 
+    def __post_init__(self) -> None:
+        broker_kind(self.broker_url)  # an unsupported broker fails at start-up
+
     @property
     def retention(self) -> Retention:
         """The ``retention_*`` settings as the store's ``Retention``."""
@@ -141,8 +104,12 @@ class CollectorSettings(msgspec.Struct, frozen=True):
         return tuple(q.strip() for q in self.queues.split(",") if q.strip())
 
     @property
+    def backend_url(self) -> str:
+        return result_backend_url(self.result_backend, self.broker_url)
+
+    @property
     def is_rabbitmq(self) -> bool:
-        return self.broker_url.startswith(("amqp://", "amqps://", "pyamqp://"))
+        return broker_kind(self.broker_url) == "amqp"
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> CollectorSettings:

@@ -51,7 +51,22 @@ STATE_PRECEDENCE: Final[tuple[str, ...]] = (
     "RETRY",
     "PENDING",
 )
+# Finished tasks: Celery's READY_STATES and REJECTED (a requeued message comes back as a
+# later RECEIVED, which replaces REJECTED: store.lua).
 READY_STATES: Final = frozenset({"SUCCESS", "FAILURE", "REVOKED", "REJECTED"})
+# Finished without success: a workflow with such a task failed, and the task may be re-sent.
+UNSUCCESSFUL_STATES: Final = READY_STATES - {"SUCCESS"}
+
+# Event fields by how they are carried, for the code that reads them off a Celery event
+# (normalize.py) and flattens them for the store's Lua (store.py).
+TASK_TEXT_FIELDS: Final = (
+    "name", "args", "kwargs", "queue", "exchange", "routing_key", "eta", "expires",
+    "parent_id", "root_id", "result", "exception", "traceback", "signum",
+)  # fmt: skip
+TASK_NUMBER_FIELDS: Final = ("priority", "runtime", "progress_current", "progress_total")
+TASK_FLAG_FIELDS: Final = ("terminated", "expired", "requeue")
+WORKER_TEXT_FIELDS: Final = ("sw_ident", "sw_ver", "sw_sys")
+WORKER_NUMBER_FIELDS: Final = ("freq", "active", "processed")
 
 
 class Event(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -82,9 +82,18 @@ Queues (written by the collector's broker poller, read by the API)
   P queues:processes     HASH     queue name -> pool processes of those workers
   P queues:updated       STRING   timestamp of the last poll
 
-Producer API (the only keys it writes, besides the audit events it appends to ``P events``)
-  P idem:<key>           STRING   idempotency key -> the first enqueue's response (JSON), TTL;
-                                  written by the API (SET NX).
+Producer API
+  P idem:<key>           STRING   idempotency key -> the first enqueue's request fingerprint
+                                  and response (JSON), TTL; written by the API (SET NX)
+  P enq:<id>             STRING   a task the API just enqueued (name, queue, time; JSON), short
+                                  TTL; read by the API only while ``P task:<id>`` is missing
+                                  (producer_api/enqueued.py)
+  P workflow:<root_id>   HASH     a workflow sent through the API: chord body task id -> the id of
+                                  the first task of that chord's header, TTL
+                                  (``workflows.WORKFLOW_TTL_SECONDS``); written by the API before
+                                  it sends the workflow. Celery events cannot tell a chord's body
+                                  from a task its parent started, and the tree needs to. Kept by
+                                  ``rebuild``: no event carries it.
   P ui:session:<hash>    HASH     a web console sign-in: token_id csrf created. <hash> = SHA-256
                                   of the session id the browser holds in its cookie, so a store
                                   dump holds no usable session. TTL = the idle timeout, renewed
@@ -92,11 +101,14 @@ Producer API (the only keys it writes, besides the audit events it appends to ``
   P ui:login:<hash>      STRING   a one-time sign-in link: SHA-256 of its code -> the token id it
                                   signs in as; short TTL, deleted by the GETDEL that redeems it.
                                   Both are dropped by ``rebuild`` (console users sign in again).
+  Besides these five, the API writes only the audit events it appends to ``P events``.
 
 Beat schedule (celery-redbeat's own layout, under B = ``redbeat:`` + P, outside ``P*`` on purpose:
 ``rebuild`` drops ``P*`` projections, and a schedule is configuration, not a projection)
   B<name>                HASH     one entry: ``definition`` (task, schedule, args, kwargs, options,
-                                  enabled; JSON) and ``meta`` (last_run_at, total_run_count)
+                                  enabled; JSON) and ``meta`` (last_run_at, total_run_count);
+                                  ``taskpulse_resumed`` once the API resumed it (the last real
+                                  run before that; producer_api.schedule_store.Resumed)
   B:schedule             ZSET     entry key -> next due time;  B:lock  STRING  the active beat
   B:seeded               SET      static entries already seeded once (worker.dynamic_schedule)
 
@@ -121,6 +133,8 @@ WORKER_DEDUP_TTL_SECONDS: Final = 3600
 
 COUNTER_FIELD_SEPARATOR: Final = "|"
 
+# TASKPULSE_KEY_PREFIX's default, for every role that reads the store.
+DEFAULT_KEY_PREFIX: Final = "tp:"
 BUCKET_SECONDS: Final[dict[str, int]] = {"minute": 60, "hour": 3600, "day": 86400}
 _BUCKET_CODES: Final[dict[str, str]] = {"minute": "m", "hour": "h", "day": "d"}
 
@@ -128,7 +142,7 @@ _BUCKET_CODES: Final[dict[str, str]] = {"minute": "m", "hour": "h", "day": "d"}
 class Keys(msgspec.Struct, frozen=True):
     """Key builder for one prefix. Cheap to create; create once per process and pass it down."""
 
-    prefix: str = "tp:"
+    prefix: str = DEFAULT_KEY_PREFIX
 
     @property
     def events(self) -> str:
@@ -204,6 +218,12 @@ class Keys(msgspec.Struct, frozen=True):
 
     def idempotency(self, key: str) -> str:
         return f"{self.prefix}idem:{key}"
+
+    def workflow(self, root_id: str) -> str:
+        return f"{self.prefix}workflow:{root_id}"
+
+    def enqueued(self, task_id: str) -> str:
+        return f"{self.prefix}enq:{task_id}"
 
     def ui_session(self, session_hash: str) -> str:
         return f"{self.prefix}ui:session:{session_hash}"

@@ -9,7 +9,8 @@
 --   KEYS[15] P idx:children:<parent_id>                         KEYS[16] P idx:root:<root_id>
 --   ARGV[2] the task's index member (task_ids.index_member); ARGV[3..7] name queue worker parent_id root_id as the caller read them
 --   (index keys are built from them, so they must still be current: else "changed", re-read);
---   ARGV[8] "1" to refuse unfinished tasks; ARGV[9] audit event JSON ("" = append none).
+--   ARGV[8] "1" to refuse unfinished tasks; ARGV[9] audit event JSON ("" = append none);
+--   ARGV[10..] the finished states (events.py READY_STATES).
 --   Returns {"ok"} | {"missing"} | {"unfinished", state} | {"changed"}.
 --   Counters are history and stay; the task's own idx:children:/idx:root: stay too, because
 --   they describe other tasks (the rest of a workflow stays visible under a virtual root).
@@ -34,8 +35,10 @@ if op == "forget" then
     end
   end
   local state = current[1] or "PENDING"
-  local finished = state == "SUCCESS" or state == "FAILURE" or state == "REVOKED"
-                   or state == "REJECTED"
+  local finished = false
+  for i = 10, #ARGV do
+    if state == ARGV[i] then finished = true end
+  end
   if ARGV[8] == "1" and not finished then
     return {"unfinished", state}
   end

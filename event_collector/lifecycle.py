@@ -19,12 +19,22 @@ from typing import Final
 import msgspec
 import redis.asyncio as aioredis
 
-from event_collector.events import AUDIT_EVENT, EVENT_ENCODER, STATE_PRECEDENCE, Event
+from event_collector.events import (
+    AUDIT_EVENT,
+    EVENT_ENCODER,
+    READY_STATES,
+    STATE_PRECEDENCE,
+    Event,
+)
 from event_collector.keys import Keys
+from event_collector.replies import text
 from event_collector.task_ids import index_member
 
 SCRIPT_PATH: Final = Path(__file__).with_name("lifecycle.lua")
+# The audit action the API records for a forget, and rebuild looks for.
+FORGET_ACTION: Final = "forget"
 _IDENTITY_FIELDS: Final = ("name", "queue", "worker", "parent_id", "root_id")
+_FINISHED: Final = sorted(READY_STATES)
 # The collector may change a task between our read and the script (a late event): re-read.
 _MAX_ATTEMPTS: Final = 5
 
@@ -48,11 +58,7 @@ class Annotation(msgspec.Struct, frozen=True):
 
 
 def is_forget_event(event: Event) -> bool:
-    return event.type == AUDIT_EVENT and event.action == "forget" and bool(event.uuid)
-
-
-def _text(value: bytes | str | None) -> str:
-    return value.decode() if isinstance(value, bytes) else (value or "")
+    return event.type == AUDIT_EVENT and event.action == FORGET_ACTION and bool(event.uuid)
 
 
 def _field_op(value: object) -> str:
@@ -85,22 +91,23 @@ class TaskLifecycle:
         """Delete the record (with its timeline) and its index entries; counters stay."""
         for _ in range(_MAX_ATTEMPTS):
             raw = await self.redis.hmget(self.keys.task(task_id), _IDENTITY_FIELDS)
-            ident = {f: _text(v) for f, v in zip(_IDENTITY_FIELDS, raw, strict=True)}
+            ident = {f: text(v) for f, v in zip(_IDENTITY_FIELDS, raw, strict=True)}
             reply = await self._script(
                 keys=self._forget_keys(task_id, ident),
                 args=[
                     "forget", index_member(task_id), *(ident[f] for f in _IDENTITY_FIELDS),
                     "1" if only_finished else "0",
                     EVENT_ENCODER.encode(audit) if audit is not None else "",
+                    *_FINISHED,
                 ],
             )  # fmt: skip
-            status = _text(reply[0])
+            status = text(reply[0])
             if status == "ok":
                 return ForgetResult(ForgetOutcome.FORGOTTEN)
             if status == "missing":
                 return ForgetResult(ForgetOutcome.MISSING)
             if status == "unfinished":
-                return ForgetResult(ForgetOutcome.UNFINISHED, state=_text(reply[1]))
+                return ForgetResult(ForgetOutcome.UNFINISHED, state=text(reply[1]))
         raise RuntimeError(f"task {task_id} kept changing while being forgotten")
 
     async def annotate(self, task_id: str, change: Annotation, audit: Event) -> bool:
@@ -113,4 +120,4 @@ class TaskLifecycle:
                 _field_op(change.labels), labels, EVENT_ENCODER.encode(audit),
             ],
         )  # fmt: skip
-        return _text(reply[0]) == "ok"
+        return text(reply[0]) == "ok"

@@ -33,7 +33,10 @@ from redis.asyncio import Redis
 
 from event_collector.events import Event
 from event_collector.keys import Keys
+from event_collector.records import WorkerInfo
+from event_collector.replies import hash_text, integer, text
 from event_collector.store import TaskFacts
+from event_collector.workers import worker_info
 
 # celery-exporter's default (``--buckets``) is prometheus_client's default.
 RUNTIME_BUCKETS: Final = Histogram.DEFAULT_BUCKETS
@@ -82,12 +85,6 @@ def _batch_facts(known: dict[str, list[Any]], event: Event) -> TaskFacts:
     return TaskFacts(info[0], info[1], seconds)
 
 
-class WorkerSnapshot(msgspec.Struct, frozen=True):
-    hostname: str
-    alive: bool
-    active: int
-
-
 class StoreSnapshot(msgspec.Struct, frozen=True):
     """What the store-derived gauges show. Replaced whole, never mutated (the HTTP thread reads)."""
 
@@ -95,20 +92,13 @@ class StoreSnapshot(msgspec.Struct, frozen=True):
     queue_consumers: Mapping[str, int] = {}
     queue_workers: Mapping[str, int] = {}
     queue_processes: Mapping[str, int] = {}
-    workers: tuple[WorkerSnapshot, ...] = ()
+    workers: tuple[WorkerInfo, ...] = ()
     stream_length: int | None = None
     stuck: Mapping[tuple[str, str], int] = {}
 
 
-def _float(raw: bytes | None, default: float = 0.0) -> float:
-    try:
-        return float(raw) if raw is not None else default
-    except ValueError:
-        return default
-
-
 def _int_map(raw: Mapping[bytes, bytes]) -> dict[str, int]:
-    return {k.decode(): int(_float(v)) for k, v in raw.items()}
+    return {text(k): integer(v) or 0 for k, v in raw.items()}
 
 
 class StoreGauges:
@@ -148,14 +138,14 @@ class StoreGauges:
             stuck.add_metric([name, queue], count)
         yield stuck
 
-    def _worker_families(self, workers: Sequence[WorkerSnapshot]) -> Iterator[Metric]:
+    def _worker_families(self, workers: Sequence[WorkerInfo]) -> Iterator[Metric]:
         up: dict[str, int] = {}
         active: dict[str, int] = {}
         for worker in workers:
             label = host_label(worker.hostname, self._node_hostnames)
             # Several nodes on one host share a label (celery-exporter compatible): up if any is.
             up[label] = max(up.get(label, 0), int(worker.alive))
-            active[label] = active.get(label, 0) + (worker.active if worker.alive else 0)
+            active[label] = active.get(label, 0) + ((worker.active or 0) if worker.alive else 0)
         up_family = GaugeMetricFamily(
             "celery_worker_up", "Indicates if a worker has recently sent a heartbeat.",
             labels=["hostname"],
@@ -376,7 +366,7 @@ class CollectorMetrics:
             lengths, consumers, workers_per_q, processes, hosts, stream_length = (
                 await pipe.execute()
             )
-        workers = await self._read_workers(redis, [h.decode() for h in hosts], now)
+        workers = await self._read_workers(redis, [text(h) for h in hosts], now)
         self.store_gauges.snapshot = StoreSnapshot(
             queue_lengths=_int_map(lengths),
             queue_consumers=_int_map(consumers),
@@ -389,21 +379,12 @@ class CollectorMetrics:
 
     async def _read_workers(
         self, redis: Redis, hostnames: Sequence[str], now: float
-    ) -> tuple[WorkerSnapshot, ...]:
+    ) -> tuple[WorkerInfo, ...]:
         if not hostnames:
             return ()
-        fields = ("last_heartbeat", "freq", "active", "online")
         async with redis.pipeline(transaction=False) as pipe:
             for hostname in hostnames:
-                pipe.hmget(self._keys.worker(hostname), fields)
-            rows = await pipe.execute()
-        pairs = zip(hostnames, rows, strict=True)
-        return tuple(_worker_snapshot(hostname, row, now) for hostname, row in pairs)
-
-
-def _worker_snapshot(hostname: str, row: Sequence[bytes | None], now: float) -> WorkerSnapshot:
-    last_heartbeat, freq, active, online = row
-    # Celery's own rule (celery.events.state.Worker.alive): heartbeat within freq x 2.
-    heartbeat_fresh = now - _float(last_heartbeat) <= _float(freq, 2.0) * 2
-    alive = heartbeat_fresh and online != b"0"
-    return WorkerSnapshot(hostname=hostname, alive=alive, active=int(_float(active)))
+                pipe.hgetall(self._keys.worker(hostname))
+            hashes = await pipe.execute()
+        pairs = zip(hostnames, hashes, strict=True)
+        return tuple(worker_info(hostname, hash_text(raw), now) for hostname, raw in pairs)

@@ -19,8 +19,11 @@ from event_collector.events import (
     AUDIT_EVENT,
     KNOWN_EVENT_TYPES,
     TASK_EVENT_KINDS,
+    TASK_FLAG_FIELDS,
     TASK_PROGRESS,
+    TASK_TEXT_FIELDS,
     WORKER_EVENT_TYPES,
+    WORKER_TEXT_FIELDS,
     Event,
 )
 
@@ -103,13 +106,10 @@ def _head(raw: Mapping[str, Any]) -> tuple[str, float, str, int, int]:
     return type_, timestamp, hostname, _int(raw, "pid"), _int(raw, "clock")
 
 
-# Task event attributes by how they are read; only those an event carries are looked at (an
-# event has ~10 keys, the Event ~25 fields: iterating the event's own keys is the cheap way).
-_TASK_TEXT: Final = frozenset({
-    "name", "args", "kwargs", "queue", "exchange", "routing_key", "eta", "expires", "parent_id",
-    "root_id", "result", "exception", "traceback", "signum",
-})  # fmt: skip
-_TASK_FLAGS: Final = frozenset({"terminated", "expired", "requeue"})
+# Only the fields an event carries are looked at (an event has ~10 keys, the Event ~25
+# fields: iterating the event's own keys is the cheap way), so the groups are sets here.
+_TASK_TEXT: Final = frozenset(TASK_TEXT_FIELDS)
+_TASK_FLAGS: Final = frozenset(TASK_FLAG_FIELDS)
 
 
 def _task_fields(raw: Mapping[str, Any], uuid: str) -> dict[str, Any]:
@@ -170,8 +170,7 @@ def _worker_event(raw: Mapping[str, Any], head: tuple[str, float, str, int, int]
         freq=_opt_float(raw, "freq"), active=_opt_int(raw, "active"),
         processed=_opt_int(raw, "processed"),
         loadavg=tuple(float(x) for x in loadavg if isinstance(x, int | float)),
-        sw_ident=_text(raw, "sw_ident"), sw_ver=_text(raw, "sw_ver"),
-        sw_sys=_text(raw, "sw_sys"),
+        **{name: _text(raw, name) for name in WORKER_TEXT_FIELDS},
     )
 
 

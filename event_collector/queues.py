@@ -1,9 +1,8 @@
 """Queue lengths and consumers, polled from the broker into the monitoring store.
 
 Celery events say nothing about messages still waiting, so the broker is asked directly:
-- Redis: kombu stores a queue with priorities as several lists — ``q`` for the lowest step and
-  ``q`` + ``\\x06\\x16`` + step for the others (``kombu.transport.redis.Channel._q_for_pri``;
-  default steps 0, 3, 6, 9). The length is their sum, read in one pipelined LLEN round trip.
+- Redis: kombu stores a queue with priorities as several lists, one per priority step
+  (``broker.priority_lists``). The length is their sum, read in one pipelined LLEN round trip.
 - RabbitMQ: a passive ``queue_declare`` returns message and consumer counts; the client blocks, so
   it runs in a thread.
 Optionally the workers are asked (Celery ``inspect``, in a thread, every
@@ -19,8 +18,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from typing import Final, TypeVar
-from urllib.parse import urlparse
+from typing import TypeVar
 
 import msgspec
 from amqp.exceptions import AMQPError
@@ -29,19 +27,10 @@ from kombu import Connection
 from kombu.exceptions import KombuError
 from redis.asyncio import Redis
 
+from event_collector.broker import REDIS_PRIORITY_STEPS, broker_kind, priority_lists
 from event_collector.keys import Keys
 
-# kombu.transport.redis.Channel.sep and PRIORITY_STEPS.
-PRIORITY_SEPARATOR: Final = "\x06\x16"
-PRIORITY_STEPS: Final = (0, 3, 6, 9)
 _T = TypeVar("_T")
-REDIS_SCHEMES: Final = frozenset({"redis", "rediss"})
-AMQP_SCHEMES: Final = frozenset({"amqp", "amqps", "pyamqp"})
-
-
-def priority_lists(queue: str, steps: Sequence[int] = PRIORITY_STEPS) -> list[str]:
-    """The Redis lists kombu uses for ``queue``: the queue itself for step 0, suffixed otherwise."""
-    return [f"{queue}{PRIORITY_SEPARATOR}{step}" if step else queue for step in steps]
 
 
 class QueueReport(msgspec.Struct, frozen=True):
@@ -61,20 +50,17 @@ class QueuePoller:
         broker_url: str,
         queues: Sequence[str],
         *,
-        priority_steps: Sequence[int] = PRIORITY_STEPS,
+        priority_steps: Sequence[int] = REDIS_PRIORITY_STEPS,
         inspect_workers: bool = True,
         inspect_timeout: float = 1.0,
         inspect_interval_seconds: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        scheme = urlparse(broker_url).scheme
-        if scheme not in REDIS_SCHEMES | AMQP_SCHEMES:
-            raise ValueError(f"queue polling supports redis:// and amqp:// brokers, not {scheme}://")
+        is_redis = broker_kind(broker_url) == "redis"
         self._store = store
         self._keys = keys
         self._broker_url = broker_url
-        self._is_redis = scheme in REDIS_SCHEMES
-        self._broker_redis = Redis.from_url(broker_url) if self._is_redis else None
+        self._broker_redis = Redis.from_url(broker_url) if is_redis else None
         self._queues = list(queues)
         self._steps = list(priority_steps)
         self._inspect_timeout = inspect_timeout

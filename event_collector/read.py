@@ -27,6 +27,9 @@ from event_collector.keys import (
     bucket_start,
 )
 from event_collector.records import (
+    DEFAULT_PAGE_SIZE,
+    MAX_HISTORY_BUCKETS,
+    MAX_PAGE_SIZE,
     History,
     HistoryBucket,
     Progress,
@@ -39,17 +42,16 @@ from event_collector.records import (
     TimelineEntry,
     WorkerInfo,
 )
+from event_collector.replies import hash_text, integer, number, text
 from event_collector.stored import decode_stored
 from event_collector.task_ids import task_id_of
+from event_collector.workers import worker_info
 
-DEFAULT_PAGE_SIZE: Final = 50
-MAX_PAGE_SIZE: Final = 500
 # A combined filter (e.g. state + name) walks the smallest index and checks the rest per task;
 # these bound the work one request may do. A listing returns a cursor to continue from; a count
 # says it is not exact.
 LIST_SCAN_MAX: Final = 5_000
 COUNT_SCAN_MAX: Final = 20_000
-MAX_HISTORY_BUCKETS: Final = 1_500
 STATES: Final = STATE_PRECEDENCE
 KINDS: Final = tuple(TASK_EVENT_KINDS.values())
 
@@ -98,14 +100,6 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
         raise InvalidCursor(cursor) from exc
 
 
-def _text(value: bytes | str | None) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _hash_to_dict(raw: dict[Any, Any]) -> dict[str, str]:
-    return {_text(k): _text(v) for k, v in raw.items()}  # type: ignore[misc]
-
-
 class EventReader:
     """Async queries over one store. Create once per process with the shared Redis pool."""
 
@@ -118,11 +112,11 @@ class EventReader:
 
     async def get_task(self, task_id: str) -> TaskRecord | None:
         raw = await self.redis.hgetall(self.keys.task(task_id))
-        return _task_record(task_id, _hash_to_dict(raw)) if raw else None
+        return _task_record(task_id, hash_text(raw)) if raw else None
 
     async def timeline(self, task_id: str) -> list[TimelineEntry]:
         raw = await self.redis.hget(self.keys.task(task_id), TIMELINE_FIELD)
-        return timeline.entries(_text(raw)) if raw else []  # type: ignore[arg-type]
+        return timeline.entries(text(raw))
 
     async def task_detail(
         self, task_id: str, children_max: int = 100
@@ -134,7 +128,7 @@ class EventReader:
             raw, children = await pipe.execute()
         if not raw:
             return None
-        fields = _hash_to_dict(raw)
+        fields = hash_text(raw)
         events = timeline.entries(fields.get(TIMELINE_FIELD, ""))
         return _task_record(task_id, fields), events, [task_id_of(c) for c in children]
 
@@ -247,12 +241,12 @@ class EventReader:
         merged: list[tuple[float, str]] = []
         edge: tuple[float, str] | None = None
         for raw in replies:
-            rows = [(float(s), _text(m)) for m, s in raw]
+            rows = [(float(s), text(m)) for m, s in raw]
             if len(raw) == fetch:
-                edge = rows[-1] if edge is None else max(edge, rows[-1])  # type: ignore[type-var]
+                edge = rows[-1] if edge is None else max(edge, rows[-1])
             if after is not None:
                 rows = [(s, m) for s, m in rows if not (s == after[0] and m >= after[1])]
-            merged += rows  # type: ignore[arg-type]
+            merged += rows
         if edge is not None:
             merged = [row for row in merged if row >= edge]
             if not merged:
@@ -305,7 +299,7 @@ class EventReader:
         events_total: dict[str, int] = dict.fromkeys(KINDS, 0)
         by_name: dict[str, dict[str, int]] = {}
         for field, value in totals.items():
-            name, _, kind = _text(field).rpartition(COUNTER_FIELD_SEPARATOR)  # type: ignore[union-attr]
+            name, _, kind = text(field).rpartition(COUNTER_FIELD_SEPARATOR)
             events_total[kind] = events_total.get(kind, 0) + int(value)
             by_name.setdefault(name, {})[kind] = int(value)
         workers = await self.workers(now)
@@ -316,7 +310,7 @@ class EventReader:
             by_name=by_name,
             workers_online=sum(1 for w in workers if w.alive),
             workers_total=len(workers),
-            queue_lengths={_text(q): int(n) for q, n in queues.items()},  # type: ignore[misc]
+            queue_lengths={text(q): int(n) for q, n in queues.items()},
         )
 
     async def history(
@@ -340,14 +334,13 @@ class EventReader:
 
     async def workers(self, now: float | None = None) -> list[WorkerInfo]:
         now = time.time() if now is None else now
-        hosts = [_text(h) for h in await self.redis.zrevrange(self.keys.workers, 0, -1)]
+        hosts = [text(h) for h in await self.redis.zrevrange(self.keys.workers, 0, -1)]
         async with self.redis.pipeline(transaction=False) as pipe:
             for host in hosts:
-                pipe.hgetall(self.keys.worker(host))  # type: ignore[arg-type]
+                pipe.hgetall(self.keys.worker(host))
             hashes = await pipe.execute()
         return [
-            _worker_info(host, _hash_to_dict(raw), now)  # type: ignore[arg-type]
-            for host, raw in zip(hosts, hashes, strict=True)
+            worker_info(host, hash_text(raw), now) for host, raw in zip(hosts, hashes, strict=True)
         ]
 
     async def queues(self) -> list[QueueInfo]:
@@ -357,17 +350,13 @@ class EventReader:
                 pipe.hgetall(key)
             pipe.get(self.keys.queues_updated)
             *hashes, updated = await pipe.execute()
-        lengths, consumers, workers, processes = (_hash_to_dict(h) for h in hashes)
-        stamp = float(updated) if updated is not None else None
-
-        def number(table: dict[str, str], name: str) -> int | None:
-            return int(table[name]) if name in table else None
-
+        lengths, consumers, workers, processes = (hash_text(h) for h in hashes)
         names = sorted(lengths.keys() | consumers.keys() | workers.keys() | processes.keys())
         return [
             QueueInfo(
-                name=name, length=number(lengths, name), consumers=number(consumers, name),
-                workers=number(workers, name), processes=number(processes, name), updated=stamp,
+                name=name, length=integer(lengths.get(name)),
+                consumers=integer(consumers.get(name)), workers=integer(workers.get(name)),
+                processes=integer(processes.get(name)), updated=number(updated),
             )
             for name in names
         ]
@@ -377,7 +366,7 @@ class EventReader:
     async def last_event_id(self) -> str:
         """The id of the newest stream entry, or ``0-0``: where a live tail starts."""
         newest = await self.redis.xrevrange(self.keys.events, count=1)
-        return _text(newest[0][0]) if newest else "0-0"  # type: ignore[return-value]
+        return text(newest[0][0]) if newest else "0-0"
 
     async def read_events(
         self, after_id: str, count: int = 100, block_ms: int | None = None
@@ -390,7 +379,7 @@ class EventReader:
         for entry_id, fields in reply[0][1]:
             payload = fields.get(b"e", fields.get("e"))
             try:
-                out.append((_text(entry_id), decode_stored(payload)))  # type: ignore[arg-type]
+                out.append((text(entry_id), decode_stored(payload)))
             except (msgspec.DecodeError, TypeError):
                 continue  # an entry we cannot read is skipped, not fatal to every reader
         return out
@@ -418,8 +407,8 @@ def _task_record(task_id: str, fields: dict[str, str]) -> TaskRecord:
 def _summary(task_id: str, first_seen: float, values: list[bytes | None]) -> TaskSummary | None:
     if all(v is None for v in values):
         return None  # expired task still in an index until the next sweep
-    fields = {f: _text(v) for f, v in zip(_SUMMARY_FIELDS, values, strict=True) if v}
-    updated = timeline.last_timestamp(fields.pop(TIMELINE_FIELD, ""))  # type: ignore[arg-type]
+    fields = {f: text(v) for f, v in zip(_SUMMARY_FIELDS, values, strict=True) if v}
+    updated = timeline.last_timestamp(fields.pop(TIMELINE_FIELD, ""))
     return msgspec.convert(
         {**fields, "first_seen": first_seen, "updated": updated, "id": task_id},
         TaskSummary, strict=False,
@@ -429,36 +418,7 @@ def _summary(task_id: str, first_seen: float, values: list[bytes | None]) -> Tas
 def _bucket_counts(raw: dict[Any, Any], name: str | None) -> dict[str, int]:
     counts: dict[str, int] = {}
     for field, value in raw.items():
-        task_name, _, kind = _text(field).rpartition(COUNTER_FIELD_SEPARATOR)  # type: ignore[union-attr]
+        task_name, _, kind = text(field).rpartition(COUNTER_FIELD_SEPARATOR)
         if name is None or task_name == name:
             counts[kind] = counts.get(kind, 0) + int(value)
     return counts
-
-
-def _worker_info(host: str, fields: dict[str, str], now: float) -> WorkerInfo:
-    def num(key: str) -> float | None:
-        value = fields.get(key)
-        return float(value) if value else None
-
-    heartbeat, freq = num("last_heartbeat"), num("freq")
-    alive = (
-        fields.get("online", "1") != "0"
-        and heartbeat is not None
-        and now - heartbeat <= (freq or 2.0) * 2
-    )
-    loadavg = orjson.loads(fields["loadavg"]) if fields.get("loadavg") else None
-    return WorkerInfo(
-        hostname=host,
-        alive=alive,
-        last_heartbeat=heartbeat,
-        freq=freq,
-        active=int(float(fields["active"])) if fields.get("active") else None,
-        processed=int(float(fields["processed"])) if fields.get("processed") else None,
-        loadavg=list(loadavg) if loadavg is not None else None,
-        sw_ident=fields.get("sw_ident") or None,
-        sw_ver=fields.get("sw_ver") or None,
-        sw_sys=fields.get("sw_sys") or None,
-        pid=int(fields["pid"]) if fields.get("pid") else None,
-        online_at=num("online_at"),
-        offline_at=num("offline_at"),
-    )

@@ -30,6 +30,7 @@ from event_collector import timeline
 from event_collector.events import Event
 from event_collector.keys import TIMELINE_FIELD, Keys
 from event_collector.normalize import event_id
+from event_collector.replies import text
 from event_collector.task_ids import task_id_of
 
 log = logging.getLogger(__name__)
@@ -126,8 +127,8 @@ class Reconciler:
                 pipe.hmget(k.task(task_id), _TASK_FIELDS)
             rows = await pipe.execute()
         tasks = [
-            _Task(id=task_id, name=_text(name), queue=_text(queue), worker=_text(worker),
-                  started=timeline.timestamps(_text(events)).get("started"))
+            _Task(id=task_id, name=text(name), queue=text(queue), worker=text(worker),
+                  started=timeline.timestamps(text(events)).get("started"))
             for task_id, (name, queue, worker, events) in zip(ids, rows, strict=True)
             if events  # the hash expired: the sweeper unindexes it
         ]
@@ -154,10 +155,6 @@ class Reconciler:
             id=event_id(type_, task.id, hostname, 0, 0, done), type=type_, timestamp=done,
             hostname=hostname, uuid=task.id, **fields,
         )
-
-
-def _text(raw: bytes | None) -> str:
-    return raw.decode() if raw else ""
 
 
 def _decode_meta(raw: bytes | None) -> dict[str, Any] | None:

@@ -5,7 +5,7 @@ These Structs are also the API's response bodies, so their docstrings end up in 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -79,6 +79,11 @@ class TaskRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     progress: Progress | None = None
 
 
+# Rows per listing page: the API's query schema and the reader both bound ``limit`` by these.
+DEFAULT_PAGE_SIZE: Final = 50
+MAX_PAGE_SIZE: Final = 500
+
+
 class TaskPage(msgspec.Struct, frozen=True):
     """A page of tasks, newest first. Pass ``next_cursor`` back to get the next page."""
 
@@ -112,13 +117,18 @@ class HistoryBucket(msgspec.Struct, frozen=True):
     counts: dict[str, int]
 
 
+# Buckets one history request may cover: the API's query schema and the reader both say so.
+MAX_HISTORY_BUCKETS: Final = 1_500
+
+
 class History(msgspec.Struct, frozen=True):
     granularity: str
     buckets: list[HistoryBucket]
 
 
 class WorkerInfo(msgspec.Struct, frozen=True, omit_defaults=True):
-    """A worker as last seen. ``alive`` = last heartbeat within freq x 2 and not offline."""
+    """A worker as last seen. ``alive`` = not offline and last heartbeat within freq x 2
+    (Celery's default 2 s heartbeat when freq is missing or 0)."""
 
     hostname: str
     alive: bool

@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from event_collector.broker import redis_py_opens
 from event_collector.config import CollectorSettings
 from event_collector.consume import AmqpQueueReader, RawBuffer, RedisFanoutReader
 from event_collector.events import Event
@@ -149,8 +150,8 @@ class Collector:
             ("queue-poller", self._every(s.queue_poll_seconds, poller.run_once, poller.aclose)),
             ("retention-sweep", self._every(s.sweep_interval_seconds, sweeper.run_once)),
         ]
-        if s.result_backend.startswith(("redis://", "rediss://", "unix://")):
-            backend = aioredis.Redis.from_url(s.result_backend, socket_connect_timeout=5)
+        if redis_py_opens(s.backend_url):
+            backend = aioredis.Redis.from_url(s.backend_url, socket_connect_timeout=5)
             reconciler = Reconciler(
                 self.redis, backend, self.keys, self._apply_reconciled,
                 stuck_after_seconds=s.stuck_after_seconds,
@@ -163,8 +164,8 @@ class Collector:
             jobs.append(("reconcile", self._every(
                 s.reconcile_interval_seconds, reconcile, backend.aclose)))
         else:
-            log.info("no Redis result backend configured (TASKPULSE_RESULT_BACKEND):"
-                     " tasks whose final event was lost stay unreconciled")
+            log.info("the result backend (TASKPULSE_RESULT_BACKEND) is not a Redis the collector"
+                     " can read: tasks whose final event was lost stay unreconciled")
         return jobs
 
     async def _apply_reconciled(self, events: Sequence[Event]) -> ApplyResult:

@@ -74,12 +74,9 @@ local ttl_unfinished = tonumber(ARGV[8])
 local bucket_ttl = { m = tonumber(ARGV[9]), h = tonumber(ARGV[10]), d = tonumber(ARGV[11]) }
 local wdd_ttl = tonumber(ARGV[12])
 
-local KIND = { ['task-sent'] = 'SENT', ['task-received'] = 'RECEIVED',
-  ['task-started'] = 'STARTED', ['task-succeeded'] = 'SUCCESS', ['task-failed'] = 'FAILURE',
-  ['task-retried'] = 'RETRY', ['task-revoked'] = 'REVOKED', ['task-rejected'] = 'REJECTED' }
--- timeline code of each kind (events.py TIMELINE_CODES)
-local KIND_CODE = { SENT = 's', RECEIVED = 'r', STARTED = 'b', SUCCESS = 'o', FAILURE = 'f',
-  RETRY = 'y', REVOKED = 'v', REJECTED = 'j' }
+-- KIND (event type -> kind), KIND_CODE (kind -> timeline code) and TL_PROGRESS (task-progress's
+-- timeline code) are events.py's TASK_EVENT_KINDS and TIMELINE_CODES: store.py puts them in
+-- front of this script, so they are written down once.
 local FINAL_RANK = { SUCCESS = 3, FAILURE = 2, REVOKED = 1 }
 local WORKER_RANK = { STARTED = 4, RECEIVED = 3, REJECTED = 2, RETRY = 1 }
 local DESCRIPTIVE = { name = true, args = true, kwargs = true, queue = true, exchange = true,
@@ -88,7 +85,6 @@ local DESCRIPTIVE = { name = true, args = true, kwargs = true, queue = true, exc
 local BUCKETS = { { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 } }
 local EID_LEN = 12
 local TL_ENTRY_MIN = 6 -- "\n<eid> <ts> <code>...": never shorter
-local TL_PROGRESS = 'p'          -- timeline code of task-progress (events.py TIMELINE_CODES)
 
 local facts = {}         -- one string per applied task-state event (see Returns)
 local counters = {}      -- key -> field -> increment, flushed once per batch
@@ -185,9 +181,11 @@ end
 -- timeline was trimmed.
 local READ = { 'args', 'kwargs', 'state', 'first_seen', 'name', 'queue', 'worker', 'parent_id',
   'root_id', 'retries', '_pc', '_dd', '_tlcut', '_tl' }
--- state -> the timeline code of the kind that sets it
-local STATE_CODE = { PENDING = 's', RECEIVED = 'r', STARTED = 'b', SUCCESS = 'o', FAILURE = 'f',
-  RETRY = 'y', REVOKED = 'v', REJECTED = 'j' }
+-- state -> the timeline code of the kind that sets it (task-sent's state is PENDING)
+local STATE_CODE = { PENDING = KIND_CODE.SENT }
+for kind, code in pairs(KIND_CODE) do
+  if kind ~= 'SENT' then STATE_CODE[kind] = code end
+end
 
 local LOADED = {}
 for _, f in ipairs(READ) do LOADED[f] = true end

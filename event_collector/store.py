@@ -19,6 +19,13 @@ from event_collector.config import Retention
 from event_collector.events import (
     AUDIT_EVENT,
     TASK_EVENT_KINDS,
+    TASK_FLAG_FIELDS,
+    TASK_NUMBER_FIELDS,
+    TASK_PROGRESS,
+    TASK_TEXT_FIELDS,
+    TIMELINE_CODES,
+    WORKER_NUMBER_FIELDS,
+    WORKER_TEXT_FIELDS,
     Event,
 )
 from event_collector.keys import Keys
@@ -26,17 +33,22 @@ from event_collector.lifecycle import TaskLifecycle, is_forget_event
 from event_collector.stored import decode_stored, encode_stored
 from event_collector.task_ids import compact_id, member_of
 
-LUA_SOURCE: Final = resources.files("event_collector").joinpath("store.lua").read_text()
 
-# Event attributes the script folds, by how they are rendered as ARGV strings.
-_TASK_TEXT: Final = (
-    "name", "args", "kwargs", "queue", "exchange", "routing_key", "eta", "expires",
-    "parent_id", "root_id", "result", "exception", "traceback", "signum",
+def _lua_event_tables() -> str:
+    """events.py's tables as the Lua locals store.lua reads (see its header)."""
+    kinds = ", ".join(f"['{type_}'] = '{kind}'" for type_, kind in TASK_EVENT_KINDS.items())
+    codes = ", ".join(f"{kind} = '{TIMELINE_CODES[t]}'" for t, kind in TASK_EVENT_KINDS.items())
+    return (
+        f"local KIND = {{ {kinds} }}\nlocal KIND_CODE = {{ {codes} }}\n"
+        f"local TL_PROGRESS = '{TIMELINE_CODES[TASK_PROGRESS]}'\n"
+    )
+
+
+LUA_SOURCE: Final = (
+    _lua_event_tables()
+    + resources.files("event_collector").joinpath("store.lua").read_text()
 )
-_TASK_NUMBERS: Final = ("priority", "runtime", "progress_current", "progress_total")
-_TASK_FLAGS: Final = ("terminated", "expired", "requeue")
-_WORKER_TEXT: Final = ("sw_ident", "sw_ver", "sw_sys")
-_WORKER_NUMBERS: Final = ("freq", "active", "processed")
+
 # Timeline entries repeat only small state fields; args/result/traceback stay in the task hash.
 _TIMELINE_FIELDS: Final = (
     "retries", "runtime", "exception", "progress_current", "progress_total", "terminated",
@@ -44,8 +56,9 @@ _TIMELINE_FIELDS: Final = (
 )
 TIMELINE_EXCEPTION_MAX: Final = 200
 _PACK: Final = msgspec.msgpack.Encoder().encode
-# Keys rebuild must keep: the stream itself and what the broker poller owns.
-_KEEP_ON_REBUILD: Final = ("events", "queues", "collector:")
+# Keys rebuild must keep: the stream itself, what the broker poller owns, and the chord shapes
+# the API records (``P workflow:``), which no event carries.
+_KEEP_ON_REBUILD: Final = ("events", "queues", "collector:", "workflow:")
 
 
 class TaskFacts(msgspec.Struct, frozen=True):
@@ -82,27 +95,27 @@ def _number(value: float | int) -> str:
 
 
 def _task_fields(event: Event, out: list[str]) -> None:
-    for name in _TASK_TEXT:
+    for name in TASK_TEXT_FIELDS:
         value = getattr(event, name)
         if value:
             out += (name, value)
     if event.retries:
         out += ("retries", str(event.retries))
-    for name in _TASK_NUMBERS:
+    for name in TASK_NUMBER_FIELDS:
         value = getattr(event, name)
         if value is not None:
             out += (name, _number(value))
-    for name in _TASK_FLAGS:
+    for name in TASK_FLAG_FIELDS:
         if getattr(event, name):
             out += (name, "1")
 
 
 def _worker_fields(event: Event, out: list[str]) -> None:
-    for name in _WORKER_TEXT:
+    for name in WORKER_TEXT_FIELDS:
         value = getattr(event, name)
         if value:
             out += (name, value)
-    for name in _WORKER_NUMBERS:
+    for name in WORKER_NUMBER_FIELDS:
         value = getattr(event, name)
         if value is not None:
             out += (name, _number(value))

@@ -11,6 +11,8 @@ from __future__ import annotations
 from base64 import urlsafe_b64decode, urlsafe_b64encode
 from typing import Final
 
+from event_collector.replies import text
+
 _MEMBER_MARK: Final = "~"
 _MEMBER_LEN: Final = 23  # the mark and 22 base64 characters (16 bytes, padding left off)
 
@@ -53,9 +55,9 @@ def index_member(task_id: str) -> str:
 
 def task_id_of(member: bytes | str) -> str:
     """The task id an index member stands for (``index_member`` reversed)."""
-    text = member.decode() if isinstance(member, bytes) else member
-    if not text.startswith(_MEMBER_MARK):
-        return text
-    if len(text) == _MEMBER_LEN and text[1] != _MEMBER_MARK:
-        return uuid_text(urlsafe_b64decode(text[1:] + "=="))
-    return text[1:]
+    value = text(member)
+    if not value.startswith(_MEMBER_MARK):
+        return value
+    if len(value) == _MEMBER_LEN and value[1] != _MEMBER_MARK:
+        return uuid_text(urlsafe_b64decode(value[1:] + "=="))
+    return value[1:]

@@ -11,14 +11,15 @@ from typing import Final
 
 import orjson
 
-from event_collector.events import TIMELINE_TYPES
+from event_collector.events import TASK_PROGRESS, TIMELINE_CODES, TIMELINE_TYPES
 from event_collector.records import TimelineEntry
 
-# Timeline code -> the record field holding the latest timestamp of that kind.
+# Timeline code -> the record field holding the latest timestamp of that kind: the event type
+# without ``task-`` (TaskRecord's ``sent`` .. ``rejected``); progress keeps its own for Progress.
 TIMESTAMP_FIELDS: Final = {
-    "s": "sent", "r": "received", "b": "started", "o": "succeeded", "f": "failed",
-    "y": "retried", "v": "revoked", "j": "rejected", "p": "progress_ts",
-}  # fmt: skip
+    code: "progress_ts" if type_ == TASK_PROGRESS else type_.removeprefix("task-")
+    for type_, code in TIMELINE_CODES.items()
+}
 
 
 def _lines(raw: str) -> list[str]:

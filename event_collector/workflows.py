@@ -7,23 +7,35 @@ only when the asked id is a member rather than the root). The structure comes fr
 
 A group or chord sent through the API has no task of its own: its members share a root id that is
 no task's id (the API makes one up). The tree then has a *virtual* root node without a name.
+
+A chord's body is the exception to "the structure comes from ``parent_id``": Celery sends it from
+whichever header task finished last, so by parent id it hangs under that one task. Nothing in
+the events says "chord body", so the API records, for each workflow it sends, which tasks are
+chord bodies and the first task of their header (``P workflow:<root>``, ``record_chord_bodies``).
+The tree puts such a body beside its header — under the header's own parent, after it — with
+``role: "chord_body"``. Chords sent by other producers are drawn by parent id, as before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 import msgspec
 import redis.asyncio as aioredis
 
 from event_collector import timeline
+from event_collector.events import UNSUCCESSFUL_STATES
 from event_collector.keys import TIMELINE_FIELD, Keys
+from event_collector.replies import hash_text, text
 from event_collector.task_ids import task_id_of
 
 # A bigger workflow is shown truncated (``truncated: true``); paging a tree is not worth it.
 MAX_TREE_NODES: Final = 1000
-FAILED_STATES: Final = frozenset({"FAILURE", "REVOKED", "REJECTED"})
+CHORD_BODY: Final = "chord_body"
+# How long the API's record of a workflow's chord bodies lives: past the longest default task TTL
+# (14 days: failures and unfinished tasks), so it does not expire before the tasks it describes.
+WORKFLOW_TTL_SECONDS: Final = 30 * 86400
 
 _NODE_FIELDS: Final = (
     "name", "state", "queue", "worker", "parent_id", "root_id", "runtime", "exception",
@@ -32,7 +44,8 @@ _NODE_FIELDS: Final = (
 
 
 class WorkflowNode(msgspec.Struct, omit_defaults=True):
-    """One task of a workflow and the tasks it started (``parent_id`` = this task)."""
+    """One task of a workflow and the tasks it started (``parent_id`` = this task), except that a
+    chord's body (``role: "chord_body"``) follows its header, under the header's parent."""
 
     id: str
     name: str | None = None
@@ -47,6 +60,9 @@ class WorkflowNode(msgspec.Struct, omit_defaults=True):
     retries: int | None = None
     # True for the root of a group/chord sent as a whole: an id, not a task.
     virtual: bool = False
+    # "chord_body" for the body of a chord, drawn after its header rather than under the header
+    # task that happened to finish last (which stays its ``parent_id``).
+    role: str | None = None
     children: list[WorkflowNode] = []
 
 
@@ -67,12 +83,8 @@ class WorkflowTree(msgspec.Struct, frozen=True, omit_defaults=True):
     truncated: bool = False
 
 
-def _text(value: bytes | str | None) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _node(task_id: str, values: Sequence[bytes | str | None]) -> WorkflowNode | None:
-    fields = {f: _text(v) for f, v in zip(_NODE_FIELDS, values, strict=True) if v}
+    fields = {f: text(v) for f, v in zip(_NODE_FIELDS, values, strict=True) if v}
     if not fields:
         return None  # expired or forgotten, but still in the index until the next sweep
     fields.pop("root_id", None)
@@ -84,7 +96,7 @@ def _node(task_id: str, values: Sequence[bytes | str | None]) -> WorkflowNode | 
 
 def roll_up(nodes: Sequence[WorkflowNode]) -> tuple[str, list[str]]:
     """The workflow's state from its tasks' states, and the ids of the failed tasks."""
-    failed = [n.id for n in nodes if n.state in FAILED_STATES]
+    failed = [n.id for n in nodes if n.state in UNSUCCESSFUL_STATES]
     if failed:
         return "failed", failed
     if nodes and all(n.state == "SUCCESS" for n in nodes):
@@ -93,18 +105,36 @@ def roll_up(nodes: Sequence[WorkflowNode]) -> tuple[str, list[str]]:
 
 
 def build_tree(
-    root_id: str, nodes: Sequence[WorkflowNode], truncated: bool = False
+    root_id: str,
+    nodes: Sequence[WorkflowNode],
+    truncated: bool = False,
+    chord_bodies: Mapping[str, str] | None = None,
 ) -> WorkflowTree:
-    """Link ``nodes`` (in first-seen order) by parent id under the root (virtual if unknown)."""
+    """Link ``nodes`` (in first-seen order) by parent id under the root (virtual if unknown);
+    ``chord_bodies`` (body id -> first header task id) go beside their header instead."""
+    bodies = chord_bodies or {}
     by_id = {n.id: n for n in nodes}
     root = by_id.get(root_id) or WorkflowNode(id=root_id, virtual=True)
-    for node in nodes:
-        if node is root:
-            continue
+
+    def parent_of(node: WorkflowNode) -> WorkflowNode:
+        seen = {node.id}
+        while node.id in bodies:  # a body's place is its header's; that may be a body too
+            header = by_id.get(bodies[node.id])
+            if header is None or header is root or header.id in seen:
+                return root
+            seen.add(header.id)
+            node = header
         parent = by_id.get(node.parent_id or "")
         # A member whose parent is unknown (a group member, or a parent already expired)
         # hangs under the root rather than disappearing from the tree.
-        (parent if parent is not None and parent is not node else root).children.append(node)
+        return parent if parent is not None and parent is not node else root
+
+    for node in nodes:
+        if node is root:
+            continue
+        if node.id in bodies:
+            node.role = CHORD_BODY
+        parent_of(node).children.append(node)
     state, failed = roll_up(nodes)
     by_state: dict[str, int] = {}
     for node in nodes:
@@ -120,6 +150,19 @@ def build_tree(
     )
 
 
+async def record_chord_bodies(
+    redis: aioredis.Redis, keys: Keys, root_id: str, bodies: Mapping[str, str]
+) -> None:
+    """Remember which tasks of the workflow ``root_id`` are chord bodies (id -> the first task
+    of their header). Call before sending the workflow, so its tree is right from the start."""
+    if not bodies:
+        return
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hset(keys.workflow(root_id), mapping=dict(bodies))
+        pipe.expire(keys.workflow(root_id), WORKFLOW_TTL_SECONDS)
+        await pipe.execute()
+
+
 class WorkflowReader:
     """Reads workflow trees from one store. Create once per process with the shared pool."""
 
@@ -128,13 +171,13 @@ class WorkflowReader:
         self.keys = keys
         self.max_nodes = max_nodes
 
-    async def _root_and_members(self, task_id: str) -> tuple[str | None, list[str], int]:
+    async def _root_and_members(self, task_id: str) -> tuple[str, list[str], int]:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hget(self.keys.task(task_id), "root_id")
             pipe.zrange(self.keys.index_root(task_id), 0, self.max_nodes - 1)
             pipe.zcard(self.keys.index_root(task_id))
             root_id, members, size = await pipe.execute()
-        return _text(root_id), [task_id_of(m) for m in members], int(size)
+        return text(root_id), [task_id_of(m) for m in members], int(size)
 
     async def tree(self, task_id: str) -> WorkflowTree | None:
         """The workflow ``task_id`` belongs to (as root or member); None if nothing is known."""
@@ -146,8 +189,11 @@ class WorkflowReader:
         async with self.redis.pipeline(transaction=False) as pipe:
             for member in ids:
                 pipe.hmget(self.keys.task(member), _NODE_FIELDS)
-            rows = await pipe.execute()
+            pipe.hgetall(self.keys.workflow(task_id))
+            *rows, bodies = await pipe.execute()
         nodes = [n for i, row in zip(ids, rows, strict=True) if (n := _node(i, row)) is not None]
         if not nodes:
             return None
-        return build_tree(task_id, nodes, truncated=size > self.max_nodes)
+        chord_bodies = hash_text(bodies)
+        return build_tree(task_id, nodes, truncated=size > self.max_nodes,
+                          chord_bodies=chord_bodies)  # fmt: skip

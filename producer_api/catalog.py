@@ -5,10 +5,15 @@ The API never imports task code: this file is all it knows about tasks — names
 parameters (each with a JSON Schema) and the broker priority numbers. Arguments are bound to the
 parameters the way a Python call would bind them and each value is checked against its schema,
 so a bad call is refused with a 422 instead of failing on a worker.
+
+The schemas come from the task signatures' annotations (``worker/tasks/params.py``), which the
+worker also checks every call against; this module implements the JSON Schema subset they use,
+with the same semantics as msgspec on the worker (patterns are searched, as in JSON Schema).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Final
 
@@ -17,8 +22,9 @@ import msgspec
 # The JSON Schema subset parameter schemas may use. Anything else makes the catalog fail to load,
 # so a schema the API cannot enforce is noticed at startup, not silently ignored.
 SCHEMA_KEYWORDS: Final = frozenset(
-    {"type", "enum", "const", "anyOf", "items", "minimum", "maximum", "minLength", "maxLength",
-     "title", "description", "default", "examples"}
+    {"type", "enum", "const", "anyOf", "items", "minimum", "maximum", "exclusiveMinimum",
+     "exclusiveMaximum", "minLength", "maxLength", "pattern", "title", "description", "default",
+     "examples"}
 )
 _TYPES: Final[dict[str, tuple[type, ...]]] = {
     "integer": (int,),
@@ -46,6 +52,7 @@ class TaskSpec(msgspec.Struct, frozen=True, omit_defaults=True):
     queue: str
     parameters: list[Parameter] = []
     description: str = ""
+    returns: dict[str, Any] = {}  # JSON Schema of the result; {} = anything
 
 
 class Priorities(msgspec.Struct, frozen=True):
@@ -100,6 +107,11 @@ def _check_schema_keywords(schema: dict[str, Any], where: str) -> None:
     extra = set(schema) - SCHEMA_KEYWORDS
     if extra:
         raise ValueError(f"catalog schema for {where} uses unsupported keywords {sorted(extra)}")
+    if "pattern" in schema:
+        try:
+            re.compile(schema["pattern"])
+        except re.error as exc:
+            raise ValueError(f"catalog schema for {where} has a bad pattern: {exc}") from None
     for sub in schema.get("anyOf", ()):
         _check_schema_keywords(sub, where)
     if isinstance(schema.get("items"), dict):
@@ -135,10 +147,49 @@ def check_arguments(spec: TaskSpec, args: list[Any], kwargs: dict[str, Any]) -> 
             raise ArgumentError(f"{spec.name}: {param.name!r} {problem}", field)
 
 
+def result_problem(spec: TaskSpec, result: dict[str, Any], kwargs: dict[str, Any]) -> str | None:
+    """Why ``spec`` cannot take a value of schema ``result`` (the step before's result, which
+    Celery puts first in a mutable step's args) as its first argument; None if it can."""
+    if not spec.parameters:
+        return f"{spec.name} takes no arguments, so it cannot take the result of the step before"
+    first = spec.parameters[0]
+    if first.name in kwargs:
+        return (f"{spec.name} would get {first.name!r} twice: as the result of the step before "
+                "and from kwargs")
+    given, wanted = _json_types(result), _json_types(first.schema)
+    if given is not None and wanted is not None and not given & wanted:
+        return (f"{spec.name}'s first parameter {first.name!r} takes {sorted(wanted)}, but the "
+                f"step before returns {sorted(given)}")
+    return None
+
+
+def _json_types(schema: dict[str, Any]) -> set[str] | None:
+    """The JSON types ``schema`` admits (``number`` and ``integer`` overlap); None: any."""
+    if "anyOf" in schema:
+        branches = [_json_types(sub) for sub in schema["anyOf"]]
+        return None if None in branches else set().union(*branches)  # type: ignore[arg-type]
+    if "type" in schema:
+        kinds = {schema["type"]} if isinstance(schema["type"], str) else set(schema["type"])
+    elif "enum" in schema or "const" in schema:
+        kinds = {_json_type(v) for v in schema.get("enum", [schema.get("const")])}
+    else:
+        return None
+    if kinds & {"number", "integer"}:
+        kinds |= {"number", "integer"}
+    return kinds
+
+
 def schema_problem(schema: dict[str, Any], value: Any) -> str | None:
     """Why ``value`` does not match ``schema`` (the subset above), or None if it does."""
-    if "anyOf" in schema and all(schema_problem(sub, value) for sub in schema["anyOf"]):
-        return f"matches none of {[s.get('type', s.get('enum')) for s in schema['anyOf']]}"
+    if "anyOf" in schema:
+        problems = [schema_problem(sub, value) for sub in schema["anyOf"]]
+        if all(problems):
+            # The branch of the value's own type says best what is wrong (a pattern, a bound).
+            typed = [p for p, sub in zip(problems, schema["anyOf"], strict=True)
+                     if "type" in sub and _is_type(value, sub["type"])]
+            if len(typed) == 1:
+                return typed[0]
+            return f"matches none of {[s.get('type', s.get('enum')) for s in schema['anyOf']]}"
     if "const" in schema and value != schema["const"]:
         return f"must be {schema['const']!r}"
     if "enum" in schema and value not in schema["enum"]:
@@ -151,11 +202,18 @@ def schema_problem(schema: dict[str, Any], value: Any) -> str | None:
             return f"must be >= {schema['minimum']}"
         if "maximum" in schema and value > schema["maximum"]:
             return f"must be <= {schema['maximum']}"
+        if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
+            return f"must be > {schema['exclusiveMinimum']}"
+        if "exclusiveMaximum" in schema and value >= schema["exclusiveMaximum"]:
+            return f"must be < {schema['exclusiveMaximum']}"
     if isinstance(value, str):
         if len(value) < schema.get("minLength", 0):
             return f"must be at least {schema['minLength']} characters"
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             return f"must be at most {schema['maxLength']} characters"
+        if "pattern" in schema and re.search(schema["pattern"], value) is None:
+            hint = schema.get("description")
+            return f"must be {hint}" if hint else f"must match {schema['pattern']!r}"
     if isinstance(value, list) and isinstance(schema.get("items"), dict):
         for i, item in enumerate(value):
             if problem := schema_problem(schema["items"], item):

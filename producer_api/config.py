@@ -4,30 +4,48 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 
-from event_collector.config import settings_from_env
+from event_collector.broker import broker_kind, result_backend_url
+from event_collector.environment import (
+    DEFAULT_BROKER_URL,
+    DEFAULT_REDIS_URL,
+    DEFAULT_TIMEZONE,
+    settings_from_env,
+)
+from event_collector.keys import DEFAULT_KEY_PREFIX
+from producer_api.schemas import MAX_DELAY_CEILING_SECONDS
 
 PACKAGED_CATALOG = Path(__file__).with_name("catalog.json")
 
 
 class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
-    broker_url: str = "redis://127.0.0.1:6379/0"
+    broker_url: str = DEFAULT_BROKER_URL
     # The monitoring store the collector writes (read here; the API appends audit events only).
-    redis_url: str = "redis://127.0.0.1:6379/1"
-    key_prefix: str = "tp:"
+    redis_url: str = DEFAULT_REDIS_URL
+    key_prefix: str = DEFAULT_KEY_PREFIX
     # Chords count their header's results there; "" = the broker URL, as the worker does.
     result_backend: str = ""
     # Beat's timezone, so the schedules API computes the same next run as beat.
-    timezone: str = "Asia/Shanghai"
+    timezone: str = DEFAULT_TIMEZONE
     host: str = "0.0.0.0"
     port: int = 8080
-    tokens_file: str = "tokens.json"
+    # SQLite; an old JSON tokens file here (or a tokens.json beside it) is imported once.
+    tokens_file: str = "tokens.db"
     max_body_bytes: int = 1024 * 1024
     catalog_file: str = str(PACKAGED_CATALOG)
     # How long an idempotency key keeps answering with the first task's id.
     idempotency_ttl_seconds: int = 86_400
+    # How far ahead a task may be scheduled or kept (countdown, eta, expires): a task due in
+    # 9999 would sit in the broker and the store for ever.
+    max_delay_seconds: Annotated[float, msgspec.Meta(gt=0, le=MAX_DELAY_CEILING_SECONDS)] = (
+        365 * 86_400
+    )
+    # Cap on one task's encoded args + kwargs: every byte is stored in the broker message, the
+    # task-sent event, the stream and the task record, and kept for days.
+    max_args_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 64 * 1024
     # Seconds between SSE heartbeat comments (keeps proxies from closing idle streams).
     sse_heartbeat_seconds: float = 15.0
     # Fail fast when Redis or the broker is gone: the API answers 503 instead of hanging.
@@ -40,6 +58,13 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     ui_login_link_ttl_seconds: int = 600
     # The collector's threshold (same variable): the console's overview counts such tasks stuck.
     stuck_after_seconds: float = 600.0
+
+    def __post_init__(self) -> None:
+        broker_kind(self.broker_url)  # an unsupported broker fails at start-up
+
+    @property
+    def backend_url(self) -> str:
+        return result_backend_url(self.result_backend, self.broker_url)
 
 
 # Environment variable -> field. One table, so the README's config table can be checked against it.
@@ -55,6 +80,8 @@ ENV_VARS: dict[str, str] = {
     "TASKPULSE_API_MAX_BODY_BYTES": "max_body_bytes",
     "TASKPULSE_CATALOG_FILE": "catalog_file",
     "TASKPULSE_API_IDEMPOTENCY_TTL": "idempotency_ttl_seconds",
+    "TASKPULSE_API_MAX_DELAY_SECONDS": "max_delay_seconds",
+    "TASKPULSE_API_MAX_ARGS_BYTES": "max_args_bytes",
     "TASKPULSE_API_SSE_HEARTBEAT": "sse_heartbeat_seconds",
     "TASKPULSE_API_REDIS_TIMEOUT": "redis_timeout_seconds",
     "TASKPULSE_API_BROKER_TIMEOUT": "broker_timeout_seconds",

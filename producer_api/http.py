@@ -19,6 +19,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 T = TypeVar("T")
 _ENCODER = msgspec.json.Encoder()
 _FIELD_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`")
+_PATH_STEP = re.compile(r"[^.\[\]]+|\[\d+\]")
 
 
 class Endpoint(msgspec.Struct, frozen=True):
@@ -31,6 +32,10 @@ class Endpoint(msgspec.Struct, frozen=True):
     errors: tuple[int, ...] = ()
     content_type: str = "application/json"
     tag: str = "tasks"
+    # Path parameter -> the response field that fills it (``{"task_id": "id"}``): the OpenAPI
+    # links this response to every operation taking that parameter (clients and the stateful
+    # fuzzer follow them).
+    links: tuple[tuple[str, str], ...] = ()
 
 
 def endpoint(
@@ -44,8 +49,10 @@ def endpoint(
     errors: tuple[int, ...] = (),
     content_type: str = "application/json",
     tag: str = "tasks",
+    links: dict[str, str] | None = None,
 ) -> Callable[[Handler], Handler]:
-    spec = Endpoint(summary, role, body, query, response, status, errors, content_type, tag)
+    spec = Endpoint(summary, role, body, query, response, status, errors, content_type, tag,
+                    tuple((links or {}).items()))
 
     def mark(handler: Handler) -> Handler:
         handler.endpoint = spec  # type: ignore[attr-defined]
@@ -58,11 +65,35 @@ def endpoint_of(request: web.Request) -> Endpoint | None:
     return getattr(request.match_info.handler, "endpoint", None)
 
 
-def _validation_error(exc: msgspec.ValidationError, where: str) -> Unprocessable:
+def _validation_error(exc: msgspec.ValidationError, where: str, type_: Any) -> Unprocessable:
     text = str(exc)
     match = _FIELD_PATH.search(text)
     field = match.group("path") if match else ""
-    return Unprocessable(text, {"field": field, "in": where})
+    details: dict[str, Any] = {"field": field, "in": where}
+    if text.startswith("Invalid enum value") and (allowed := _allowed_values(type_, field)):
+        # msgspec names the bad value only; a caller (and the CLI) needs the good ones too.
+        text = f"{text}; one of {', '.join(map(str, allowed))}"
+        details["allowed"] = allowed
+    return Unprocessable(text, details)
+
+
+def _allowed_values(type_: Any, path: str) -> list[Any]:
+    """The enum at ``path`` (``tasks[0].priority``) of ``type_``'s JSON Schema, if any. Only on
+    the error path, so the schema is derived when needed rather than kept."""
+    schema = msgspec.json.schema(type_)
+    defs = schema.get("$defs", {})
+
+    def branches(node: dict[str, Any]) -> list[dict[str, Any]]:
+        if "$ref" in node:
+            node = defs.get(node["$ref"].rpartition("/")[2], {})
+        return [b for sub in node["anyOf"] for b in branches(sub)] if "anyOf" in node else [node]
+
+    nodes = branches(schema)
+    for step in _PATH_STEP.findall(path):
+        children = [n.get("items") if step.startswith("[") else n.get("properties", {}).get(step)
+                    for n in nodes]  # fmt: skip
+        nodes = [b for child in children if isinstance(child, dict) for b in branches(child)]
+    return [value for node in nodes for value in node.get("enum", ())]
 
 
 async def read_body(request: web.Request, type_: type[T], optional: bool = False) -> T:
@@ -73,16 +104,27 @@ async def read_body(request: web.Request, type_: type[T], optional: bool = False
     try:
         return msgspec.json.decode(raw, type=type_)
     except msgspec.ValidationError as exc:
-        raise _validation_error(exc, "body") from None
+        raise _validation_error(exc, "body", type_) from None
     except msgspec.DecodeError as exc:
         raise BadRequest(f"malformed JSON body: {exc}") from None
 
 
 def parse_query(request: web.Request, type_: type[T]) -> T:
+    """Decode the query string (non-strict: ``limit=5`` is a number). A query string cannot say
+    null: a parameter that is present must have a value (``until=null`` or ``until=`` is 422),
+    an absent one is how "no value" is said, as the OpenAPI document states."""
+    query = dict(request.query)
     try:
-        return msgspec.convert(dict(request.query), type_, strict=False)
+        parsed = msgspec.convert(query, type_, strict=False)
     except msgspec.ValidationError as exc:
-        raise _validation_error(exc, "query") from None
+        raise _validation_error(exc, "query", type_) from None
+    for name, raw in query.items():
+        if getattr(parsed, name, None) is None:
+            raise Unprocessable(
+                f"{raw!r} is not a value for {name}; leave the parameter out for none",
+                {"field": name, "in": "query"},
+            )
+    return parsed
 
 
 def json_response(

@@ -11,9 +11,10 @@ import msgspec
 from aiohttp import web
 
 import producer_api
+from producer_api.catalog import TaskSpec
 from producer_api.errors import ERROR_CODES
 from producer_api.http import Endpoint
-from producer_api.resources import CATALOG
+from producer_api.resources import CATALOG, SETTINGS
 from producer_api.schemas import ErrorResponse
 
 _REF = "#/components/schemas/{name}"
@@ -43,6 +44,7 @@ def build_openapi(app: web.Application) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for path, method, handler, spec in endpoints:
         paths.setdefault(path, {})[method] = _operation(path, handler, spec, by_type, components)
+    _add_links(paths, endpoints)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -73,7 +75,8 @@ def _tidy_descriptions(node: Any) -> None:
 
 
 def _pin_catalog_names(components: dict[str, Any], app: web.Application) -> None:
-    """Task names and queues are only known from the catalog: document them as enums."""
+    """Task names, queues and each task's parameters are only known from the catalog, and the
+    caps from the settings: document them as the API enforces them."""
     request = components.get("EnqueueRequest")
     if request is None or CATALOG not in app:
         return
@@ -82,6 +85,46 @@ def _pin_catalog_names(components: dict[str, Any], app: web.Application) -> None
     props["name"] = {**props["name"], "enum": [t.name for t in catalog.tasks]}
     props["queue"] = {"anyOf": [{"enum": list(catalog.queues)}, {"type": "null"}],
                       "default": None}
+    request["oneOf"] = [_task_variant(task) for task in catalog.tasks]
+    if SETTINGS in app:
+        _pin_caps(props, app[SETTINGS].max_delay_seconds, app[SETTINGS].max_args_bytes)
+
+
+def _task_variant(task: TaskSpec) -> dict[str, Any]:
+    """One task's arguments: each parameter's schema (bounds, patterns, enums) by position in
+    ``args`` and by name in ``kwargs``. Which parameters are required is said in words, since a
+    parameter may be given either way."""
+    params = task.parameters
+    required = [p.name for p in params if p.required]
+    needs = f" Required: {', '.join(required)}." if required else ""
+    # prefixItems may not be empty: a task without parameters takes no args at all.
+    args = ({"type": "array", "prefixItems": [p.schema for p in params], "items": False}
+            if params else {"type": "array", "maxItems": 0})
+    return {
+        "title": task.name,
+        "description": f"{task.description}{needs}",
+        "properties": {
+            "name": {"const": task.name},
+            "args": args,
+            "kwargs": {"type": "object", "properties": {p.name: p.schema for p in params},
+                       "additionalProperties": False},
+        },
+    }
+
+
+def _pin_caps(props: dict[str, Any], horizon: float, max_args_bytes: int) -> None:
+    for name in ("countdown", "expires"):
+        for variant in props[name]["anyOf"]:
+            if variant.get("type") == "number":
+                variant["maximum"] = horizon
+    props["eta"]["description"] = (
+        f"RFC 3339 with an offset; at most {horizon:.0f} seconds ahead "
+        "(TASKPULSE_API_MAX_DELAY_SECONDS), else 422."
+    )
+    size = (f"args and kwargs together encode to at most {max_args_bytes} bytes of JSON "
+            "(TASKPULSE_API_MAX_ARGS_BYTES), else 413.")
+    for name in ("args", "kwargs"):
+        props[name]["description"] = size
 
 
 def _operation(
@@ -119,6 +162,23 @@ def _operation(
             "content": {"application/json": {"schema": by_type[ErrorResponse]}},
         }
     return op
+
+
+def _add_links(
+    paths: dict[str, dict[str, Any]], endpoints: list[tuple[str, str, Any, Endpoint]]
+) -> None:
+    """OpenAPI links from each ``@endpoint(links=...)`` response to the operations it feeds."""
+    for path, method, _, spec in endpoints:
+        links = {}
+        for param, field in spec.links:
+            for target, _, handler, _ in endpoints:
+                if f"{{{param}}}" in target:
+                    links[handler.__name__] = {
+                        "operationId": handler.__name__,
+                        "parameters": {param: f"$response.body#/{field}"},
+                    }
+        if links:
+            paths[path][method]["responses"][str(spec.status)]["links"] = links
 
 
 def _success(spec: Endpoint, by_type: dict[Any, Any]) -> dict[str, Any]:

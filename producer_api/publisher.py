@@ -18,9 +18,9 @@ import msgspec
 import redis
 import redis.exceptions
 from celery import Celery
-from kombu import Exchange, Queue
 from kombu.exceptions import BatchPublishError, OperationalError
 
+from event_collector.broker import broker_kind, declare_queue
 from event_collector.events import EVENT_ENCODER, Event
 from event_collector.keys import Keys
 from producer_api.catalog import Catalog
@@ -44,24 +44,12 @@ class Message(msgspec.Struct, frozen=True):
     root_id: str | None = None
 
 
-def broker_kind(broker_url: str) -> str:
-    """``redis`` or ``amqp``: the two brokers read message priorities in opposite directions."""
-    scheme = broker_url.partition("://")[0].lower()
-    return "redis" if scheme in ("redis", "rediss", "redis+socket", "sentinel") else "amqp"
-
-
 def producer_app(broker_url: str, catalog: Catalog, timeout: float, pool_size: int) -> Celery:
     kind = broker_kind(broker_url)
-    # Queues declared exactly as the worker declares them: on RabbitMQ a queue re-declared with
-    # other arguments is a channel error.
-    max_priority = max(catalog.priorities.amqp.values())
-    arguments = {"x-max-priority": max_priority} if kind == "amqp" else None
+    max_priority = max(catalog.priorities.amqp.values())  # the worker's (catalog.json)
     app = Celery("taskpulse-api", broker=broker_url, set_as_current=False)
     app.conf.update(
-        task_queues=[
-            Queue(q, Exchange(q, type="direct"), routing_key=q, queue_arguments=arguments)
-            for q in catalog.queues
-        ],
+        task_queues=[declare_queue(q, kind, max_priority) for q in catalog.queues],
         # The collector learns name/args/queue from task-sent; without it a task is unknown
         # until a worker receives it.
         task_send_sent_event=True,
@@ -82,11 +70,20 @@ class DeliveryUncertain(OperationalError):
 
 
 class _Request(msgspec.Struct):
-    """One caller's messages and their audit events, waiting for the next flush."""
+    """One caller's messages, their audit events and markers, waiting for the next flush."""
 
     messages: Sequence[Message]
     audits: Sequence[Event]
+    markers: Sequence[Marker]
     done: asyncio.Future[None]
+
+
+class Marker(msgspec.Struct, frozen=True):
+    """A short-lived key the API writes once the message is out (``producer_api.enqueued``)."""
+
+    key: str
+    value: bytes
+    ttl_seconds: int
 
 
 class Publisher:
@@ -117,12 +114,15 @@ class Publisher:
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    async def send(self, messages: Sequence[Message], audits: Sequence[Event] = ()) -> None:
-        """Publish ``messages`` in order, then record ``audits``; raises OperationalError if
-        the broker refused them (audit write failures are logged, never raised: the tasks
-        are out by then)."""
+    async def send(
+        self, messages: Sequence[Message], audits: Sequence[Event] = (),
+        markers: Sequence[Marker] = (),
+    ) -> None:
+        """Publish ``messages`` in order, then record ``audits`` and ``markers`` (one pipeline);
+        raises OperationalError if the broker refused them (audit write failures are logged,
+        never raised: the tasks are out by then)."""
         done = asyncio.get_running_loop().create_future()
-        self._pending.append(_Request(messages, audits, done))
+        self._pending.append(_Request(messages, audits, markers, done))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_pending())
         await done
@@ -160,8 +160,9 @@ class Publisher:
                     errors.append(broker_down)
         except BatchPublishError as exc:
             errors = [DeliveryUncertain(str(exc.__cause__ or exc))] * len(batch)
-        self._write_audits([a for r, e in zip(batch, errors, strict=True) if e is None
-                            for a in r.audits])
+        sent = [r for r, e in zip(batch, errors, strict=True) if e is None]
+        self._write_audits([a for r in sent for a in r.audits],
+                           [m for r in sent for m in r.markers])
         return errors
 
     def _publish(self, producer: Any, m: Message) -> None:
@@ -182,13 +183,15 @@ class Publisher:
             options["expiration"] = m.expires  # broker-side TTL too, as send_task sets it
         amqp.send_task_message(producer, m.name, message, queue=amqp.queues[m.queue], **options)
 
-    def _write_audits(self, audits: Sequence[Event]) -> None:
-        if not audits:
+    def _write_audits(self, audits: Sequence[Event], markers: Sequence[Marker] = ()) -> None:
+        if not audits and not markers:
             return
         try:
             with self.audit_redis.pipeline(transaction=False) as pipe:
                 for event in audits:
                     pipe.xadd(self.keys.events, {"e": EVENT_ENCODER.encode(event)})
+                for marker in markers:
+                    pipe.set(marker.key, marker.value, ex=marker.ttl_seconds)
                 pipe.execute()
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             # The tasks are on the broker already: failing the request now would invite a

@@ -12,14 +12,15 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
+from event_collector.broker import broker_kind
 from event_collector.keys import Keys
 from event_collector.read import EventReader
 from producer_api.auth import TokenStore
 from producer_api.catalog import Catalog
 from producer_api.config import ApiSettings
-from producer_api.enqueue import Enqueuer
+from producer_api.enqueue import Enqueuer, Limits
 from producer_api.metrics import ApiMetrics
-from producer_api.publisher import Publisher, broker_kind, producer_app
+from producer_api.publisher import Publisher, producer_app
 
 log = logging.getLogger("producer_api")
 
@@ -76,6 +77,7 @@ async def publisher_ctx(app: web.Application) -> AsyncIterator[None]:
     app[ENQUEUER] = Enqueuer(
         app[REDIS], app[KEYS], app[CATALOG], publisher, broker_kind(settings.broker_url),
         settings.idempotency_ttl_seconds,
+        Limits(settings.max_delay_seconds, settings.max_args_bytes),
     )
     yield
     publisher.close()

@@ -4,6 +4,15 @@ Beat (``worker.dynamic_schedule``) keeps the schedule in Redis in redbeat's layo
 it the same way redbeat does — ``RedBeatSchedulerEntry`` on a bare Celery app that knows only the
 Redis URL, key prefix and timezone (no task code). Redbeat's client is synchronous, so calls run
 in a small thread pool. A running beat picks a change up at its next tick.
+
+Times are computed here, not taken from redbeat, whose ``due_at`` adds the time left until the
+next slot to the *last run* (02:54:15 instead of 03:00, earlier at every call). Beat decides from
+one instant, its ``last_run_at``: the last run, or when the entry was created or resumed (both
+set it so that missed runs are skipped). So ``next_run_at`` is the first crontab slot after that
+instant, or that instant plus the interval, in the configured timezone — the same at every call;
+a time in the past means beat is late (not running) and sends the entry at its next tick. The
+API's ``last_run_at`` is a real run only: absent until one happened, and a resume keeps the
+previous run's time in a field of the entry's hash (``RESUMED_FIELD``) that redbeat ignores.
 """
 
 from __future__ import annotations
@@ -11,12 +20,13 @@ from __future__ import annotations
 import asyncio
 import json
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Final
 
 import msgspec
 from celery import Celery
 from celery.schedules import ParseException, crontab, schedule
+from celery.utils.time import remaining
 from redbeat import RedBeatSchedulerEntry
 from redbeat.decoder import RedBeatJSONEncoder
 from redbeat.schedulers import ensure_conf, get_redis
@@ -33,6 +43,16 @@ from producer_api.workflow_schemas import (
 )
 
 _CRONTAB_FIELDS: Final = ("minute", "hour", "day_of_week", "day_of_month", "month_of_year")
+# A field of the entry's hash besides redbeat's ``definition`` and ``meta`` (see keys.py).
+RESUMED_FIELD: Final = "taskpulse_resumed"
+
+
+class Resumed(msgspec.Struct, frozen=True):
+    """Written when a paused entry is resumed: beat's ``last_run_at`` then says "resumed at",
+    not "ran at", until its run count moves past ``total_run_count``."""
+
+    total_run_count: int
+    last_run_at: datetime | None
 
 
 def schedule_app(redis_url: str, key_prefix: str, timezone: str, timeout: float) -> Celery:
@@ -73,12 +93,30 @@ def _timing(entry: RedBeatSchedulerEntry) -> dict[str, Any]:
     return {"interval": Interval(every=sched.run_every.total_seconds())}
 
 
-def _whole_second(when: datetime | None) -> datetime | None:
-    # Redbeat's estimate lands a few microseconds off the crontab slot (01:59:59.99 for 02:00).
-    return datetime.fromtimestamp(round(when.timestamp()), when.tzinfo) if when else None
+def next_run(sched: Any, since: datetime) -> datetime:
+    """When beat sends an entry whose ``last_run_at`` is ``since``: the first crontab slot after
+    it, or ``since`` plus the interval (UTC)."""
+    if isinstance(sched, crontab):
+        # Celery's own arithmetic (DST included): remaining() is "slot - now", so add now back.
+        start, delta, now = sched.remaining_delta(since)
+        return now.astimezone(UTC) + remaining(start, delta, now)
+    return since.astimezone(UTC) + sched.run_every
 
 
-def _view(entry: RedBeatSchedulerEntry) -> Schedule:
+def last_run(entry: RedBeatSchedulerEntry, resumed: Resumed | None) -> datetime | None:
+    """The time of the entry's last real run, or None if it never ran."""
+    if resumed is not None and entry.total_run_count == resumed.total_run_count:
+        return resumed.last_run_at  # not run since it was resumed
+    return entry.last_run_at if entry.total_run_count else None
+
+
+def _view(entry: RedBeatSchedulerEntry, resumed: Resumed | None) -> Schedule:
+    zone: tzinfo = entry.app.timezone
+    ran = last_run(entry, resumed)
+    upcoming = None
+    if entry.enabled:
+        # No last_run_at at all (an entry written by other tools): beat sends it at once.
+        upcoming = next_run(entry.schedule, entry.last_run_at or entry.app.now())
     return Schedule(
         name=entry.name,
         task=entry.task,
@@ -86,8 +124,8 @@ def _view(entry: RedBeatSchedulerEntry) -> Schedule:
         queue=(entry.options or {}).get("queue"),
         args=list(entry.args or ()),
         kwargs=dict(entry.kwargs or {}),
-        last_run_at=entry.last_run_at,
-        next_run_at=_whole_second(entry.due_at) if entry.enabled else None,
+        last_run_at=ran.astimezone(zone) if ran else None,
+        next_run_at=upcoming.astimezone(zone) if upcoming else None,
         total_run_count=entry.total_run_count,
         **_timing(entry),
     )
@@ -107,9 +145,15 @@ class ScheduleStore:
     def _key(self, name: str) -> str:
         return RedBeatSchedulerEntry.generate_key(self.app, name)
 
-    def _load(self, name: str) -> RedBeatSchedulerEntry:
+    def _read(self, key: str) -> tuple[RedBeatSchedulerEntry, Resumed | None]:
+        """An entry (KeyError if gone) and its resume record."""
+        entry = RedBeatSchedulerEntry.from_key(key, app=self.app)
+        raw = get_redis(self.app).hget(key, RESUMED_FIELD)
+        return entry, msgspec.json.decode(raw, type=Resumed) if raw else None
+
+    def _load(self, name: str) -> tuple[RedBeatSchedulerEntry, Resumed | None]:
         try:
-            return RedBeatSchedulerEntry.from_key(self._key(name), app=self.app)
+            return self._read(self._key(name))
         except KeyError:
             raise NotFound(f"no schedule named {name!r}") from None
 
@@ -138,13 +182,13 @@ class ScheduleStore:
     def _list(self) -> list[Schedule]:
         conf = self.app.redbeat_conf
         keys = get_redis(self.app).zrange(conf.schedule_key, 0, -1)
-        entries = []
+        views = []
         for key in keys:
             try:
-                entries.append(RedBeatSchedulerEntry.from_key(key, app=self.app))
+                views.append(_view(*self._read(key)))
             except KeyError:
                 continue  # removed between the two reads
-        return sorted((_view(e) for e in entries), key=lambda s: s.name)
+        return sorted(views, key=lambda s: s.name)
 
     def _create(self, req: ScheduleCreate) -> Schedule:
         queue = self._check(req.task, req.args, req.kwargs, req.queue)
@@ -156,10 +200,10 @@ class ScheduleStore:
             enabled=req.enabled, options={"queue": queue}, app=self.app,
         )  # fmt: skip
         # last_run_at = now: the first run comes one interval (or crontab slot) from now.
-        return _view(entry.save())
+        return _view(entry.save(), None)
 
     def _patch(self, name: str, patch: SchedulePatch) -> Schedule:
-        entry = self._load(name)
+        entry, resumed = self._load(name)
         changes = {
             f: v for f in patch.__struct_fields__ if (v := getattr(patch, f)) is not msgspec.UNSET
         }
@@ -171,19 +215,23 @@ class ScheduleStore:
         queue = self._check(task, args, kwargs, changes.get("queue", kept_queue))
         if "interval" in changes or "crontab" in changes:
             entry.schedule = self._schedule(changes.get("interval"), changes.get("crontab"))
-        resumed = changes.get("enabled") is True and not entry.enabled
+        resuming = changes.get("enabled") is True and not entry.enabled
         entry.task, entry.args, entry.kwargs = task, args, kwargs
         entry.options = {**(entry.options or {}), "queue": queue}
         entry.enabled = changes.get("enabled", entry.enabled)
-        if resumed:
+        if resuming:
             # Runs it missed while paused are skipped: the next run is one period from now.
+            resumed = Resumed(entry.total_run_count, last_run(entry, resumed))
             entry.last_run_at = self.app.now()
             meta = {"last_run_at": entry.last_run_at, "total_run_count": entry.total_run_count}
-            get_redis(self.app).hset(entry.key, "meta", json.dumps(meta, cls=RedBeatJSONEncoder))
-        return _view(entry.save())
+            get_redis(self.app).hset(entry.key, mapping={
+                "meta": json.dumps(meta, cls=RedBeatJSONEncoder),
+                RESUMED_FIELD: msgspec.json.encode(resumed),
+            })  # fmt: skip
+        return _view(entry.save(), resumed)
 
     def _delete(self, name: str) -> None:
-        self._load(name).delete()
+        self._load(name)[0].delete()
 
     # ------------------------------------------------------------------ async API
 
@@ -191,7 +239,7 @@ class ScheduleStore:
         return await self._run(self._list)
 
     async def get(self, name: str) -> Schedule:
-        return await self._run(lambda: _view(self._load(name)))
+        return await self._run(lambda: _view(*self._load(name)))
 
     async def create(self, req: ScheduleCreate) -> Schedule:
         return await self._run(self._create, req)

@@ -11,8 +11,13 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from event_collector.read import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
-from event_collector.records import TaskRecord, TimelineEntry
+from event_collector.records import (
+    DEFAULT_PAGE_SIZE,
+    MAX_HISTORY_BUCKETS,
+    MAX_PAGE_SIZE,
+    TaskRecord,
+    TimelineEntry,
+)
 
 Priority = Literal["low", "normal", "high", "critical"]
 Role = Literal["viewer", "operator", "admin"]
@@ -20,11 +25,35 @@ State = Literal[
     "PENDING", "RECEIVED", "STARTED", "SUCCESS", "FAILURE", "RETRY", "REVOKED", "REJECTED"
 ]
 Granularity = Literal["minute", "hour", "day"]
-TaskName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Seconds = Annotated[float, msgspec.Meta(ge=0, le=365 * 86400)]
+TaskName = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1, max_length=200,
+        description="A task name from `GET /catalog`. Any other name is refused with 422; "
+        "`details.did_you_mean` then lists the closest known names.",
+    ),
+]
+IDEMPOTENCY_KEY_MAX = 200
+IdempotencyKey = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1, max_length=IDEMPOTENCY_KEY_MAX,
+        description="The same key with the same request answers with the first task (marked "
+        "`duplicate`) for TASKPULSE_API_IDEMPOTENCY_TTL seconds; with a different request it is "
+        "409. Also accepted as the `Idempotency-Key` header (never truncated: longer is 422).",
+    ),
+]
+# No setting may allow more than this; the configured horizon (TASKPULSE_API_MAX_DELAY_SECONDS,
+# default one year) is enforced when a request is resolved, and the OpenAPI shows it.
+MAX_DELAY_CEILING_SECONDS = 10 * 365 * 86400
+Seconds = Annotated[float, msgspec.Meta(ge=0, le=MAX_DELAY_CEILING_SECONDS)]
 Timestamp = Annotated[float, msgspec.Meta(ge=0, le=1e11)]
-DateTime = Annotated[datetime, msgspec.Meta(extra_json_schema={"format": "date-time"})]
+# RFC 3339 date-times carry an offset: a naive time would be read in whatever zone the reader
+# assumes, and could not be compared with the horizon.
+DateTime = Annotated[datetime, msgspec.Meta(tz=True, extra_json_schema={"format": "date-time"})]
+# A priority number 1-4. JSON Schema counts 2.0 as the integer 2, so the API does too: a number
+# with no fraction (multipleOf 1), not a JSON integer token only.
+PriorityNumber = Annotated[float, msgspec.Meta(ge=1, le=4, multiple_of=1)]
 MAX_BATCH = 1000
 
 
@@ -48,7 +77,7 @@ class EnqueueRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     kwargs: dict[str, Any] = {}
     queue: str | None = None
     # A level name, or its number 1-4 (low..critical); the catalog's default when absent.
-    priority: Priority | Annotated[int, msgspec.Meta(ge=1, le=4)] | None = None
+    priority: Priority | PriorityNumber | None = None
     countdown: Seconds | None = None
     eta: DateTime | None = None
     expires: Seconds | None = None
@@ -115,14 +144,28 @@ class TaskListQuery(TaskCountQuery, frozen=True, forbid_unknown_fields=True):
     """The count filters plus a page: ``limit`` rows after ``cursor``, newest first."""
 
     limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE
-    cursor: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+    cursor: Annotated[
+        str,
+        msgspec.Meta(
+            max_length=500, pattern="^[A-Za-z0-9_-]+$",
+            description="Opaque: the `next_cursor` of the previous page, unchanged (URL-safe "
+            "base64). Any other value is 422.",
+        ),
+    ] | None = None
 
 
 class HistoryQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Buckets from ``since`` (default: 60 buckets ago) to ``until`` (default: now)."""
 
     granularity: Granularity = "hour"
-    since: Timestamp | None = None
+    since: Annotated[
+        Timestamp,
+        msgspec.Meta(
+            description=f"At most {MAX_HISTORY_BUCKETS} buckets of `granularity` per request: "
+            "`(until - since) / bucket seconds` must stay below that, and `since` must not be "
+            "after `until`; otherwise 422.",
+        ),
+    ] | None = None
     until: Timestamp | None = None
     name: str | None = None
 
@@ -149,7 +192,11 @@ class Readiness(msgspec.Struct, frozen=True):
 
 
 class TokenCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[\w.@-]+$")]
+    # ASCII only: Python's \w would also take any Unicode letter, which the schema's readers
+    # (JavaScript, JSON Schema validators) would not.
+    name: Annotated[
+        str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@-]+(?!\n)$")
+    ]
     role: Role
 
 

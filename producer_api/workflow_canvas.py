@@ -38,6 +38,8 @@ from producer_api.workflow_schemas import (
 )
 
 TREE_URL = "/api/v1/tasks/{}/tree"
+# What a group hands on (and a chord body gets): the list of its members' results.
+LIST_OF_RESULTS: dict[str, Any] = {"type": "array"}
 
 
 class PublishOnlyRedisBackend(RedisBackend):
@@ -62,14 +64,22 @@ def workflow_app(
 
 
 class _Builder:
-    """Turns one validated request into signatures, collecting the tasks it will send."""
+    """Turns one validated request into signatures, collecting the tasks it will send.
+
+    Each step is built with the JSON Schema of the result it would receive (``incoming``: the
+    step before's result in a chain, the header's list for a chord body, None at the start)
+    and returns the schema of its own result, so a mutable task step that cannot take what it
+    will be given is refused here rather than failing on the worker.
+    """
 
     def __init__(self, enqueuer: Enqueuer, app: Celery) -> None:
         self.enqueuer = enqueuer
         self.app = app
         self.tasks: list[WorkflowTask] = []
 
-    def step(self, step: Step, field: str, depth: int) -> Signature:
+    def step(
+        self, step: Step, field: str, depth: int, incoming: dict[str, Any] | None = None
+    ) -> tuple[Signature, dict[str, Any]]:
         if depth > MAX_WORKFLOW_DEPTH:
             raise Unprocessable(f"workflows nest at most {MAX_WORKFLOW_DEPTH} levels",
                                 {"field": field.rstrip(".")})  # fmt: skip
@@ -78,21 +88,37 @@ class _Builder:
             raise Unprocessable("a step is exactly one of: name (a task), chain, group, chord",
                                 {"field": field.rstrip(".") or "$"})  # fmt: skip
         if step.chain is not None:
-            return chain(self.steps(step.chain, f"{field}chain", depth), app=self.app)
+            links, result = [], incoming
+            for i, s in enumerate(self._nonempty(step.chain, f"{field}chain")):
+                link, result = self.step(s, f"{field}chain[{i}].", depth + 1, result)
+                links.append(link)
+            return chain(links, app=self.app), result or {}
         if step.group is not None:
-            return group(self.steps(step.group, f"{field}group", depth), app=self.app)
+            members = self.steps(step.group, f"{field}group", depth, incoming)
+            return group(members, app=self.app), LIST_OF_RESULTS
         if step.chord is not None:
-            header = self.steps(step.chord.header, f"{field}chord.header", depth)
-            body = self.step(step.chord.body, f"{field}chord.body.", depth + 1)
-            return chord(header, body, app=self.app)
-        return self.task(step, field)
+            header = self.steps(step.chord.header, f"{field}chord.header", depth, incoming)
+            body, result = self.step(step.chord.body, f"{field}chord.body.", depth + 1,
+                                     LIST_OF_RESULTS)  # fmt: skip
+            return chord(header, body, app=self.app), result
+        return self.task(step, field, incoming)
 
-    def steps(self, steps: list[Step], field: str, depth: int) -> list[Signature]:
+    def steps(
+        self, steps: list[Step], field: str, depth: int, incoming: dict[str, Any] | None
+    ) -> list[Signature]:
+        """Parallel steps (group members, chord header): each receives ``incoming``."""
+        return [self.step(s, f"{field}[{i}].", depth + 1, incoming)[0]
+                for i, s in enumerate(self._nonempty(steps, field))]  # fmt: skip
+
+    @staticmethod
+    def _nonempty(steps: list[Step], field: str) -> list[Step]:
         if not steps:
             raise Unprocessable("needs at least one step", {"field": field})
-        return [self.step(s, f"{field}[{i}].", depth + 1) for i, s in enumerate(steps)]
+        return steps
 
-    def task(self, step: Step, field: str) -> Signature:
+    def task(
+        self, step: Step, field: str, incoming: dict[str, Any] | None
+    ) -> tuple[Signature, dict[str, Any]]:
         req = EnqueueRequest(
             name=step.name or "",
             args=step.args,
@@ -100,18 +126,23 @@ class _Builder:
             queue=step.queue,
             priority=step.priority,
         )
-        m = self.enqueuer.resolve(req, field).message
+        # Celery puts the result before the step's own args only for a mutable step that has a
+        # step before it.
+        takes_result = None if step.immutable else incoming
+        m = self.enqueuer.resolve(req, field, takes_result=takes_result).message
         self.tasks.append(WorkflowTask(id=m.id, name=m.name, queue=m.queue))
         if len(self.tasks) > MAX_WORKFLOW_TASKS:
             raise Unprocessable(f"a workflow has at most {MAX_WORKFLOW_TASKS} tasks",
                                 {"field": field.rstrip(".")})  # fmt: skip
-        return signature(
+        sig = signature(
             m.name, args=m.args, kwargs=m.kwargs, immutable=step.immutable, app=self.app,
             task_id=m.id, queue=m.queue, priority=m.priority,
             # JSON (not Python repr) in the events, like single tasks: a retry can re-send them.
             argsrepr=msgspec.json.encode(m.args).decode(),
             kwargsrepr=msgspec.json.encode(m.kwargs).decode(),
         )  # fmt: skip
+        spec = self.enqueuer.catalog.task(m.name)
+        return sig, spec.returns if spec is not None else {}
 
 
 class Planned(msgspec.Struct, frozen=True):
@@ -134,7 +165,7 @@ class WorkflowPublisher:
             raise Unprocessable("give exactly one of chain, group, chord", {"field": "$"})
         builder = _Builder(self.enqueuer, self.app)
         step = Step(chain=req.chain, group=req.group, chord=req.chord)
-        canvas = builder.step(step, "", 0)
+        canvas, _ = builder.step(step, "", 0)
         kind = kinds[0]
         root_id = builder.tasks[0].id if kind == "chain" else str(uuid.uuid4())
         response = WorkflowResponse(

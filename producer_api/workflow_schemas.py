@@ -118,7 +118,9 @@ class SchedulePatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class Schedule(msgspec.Struct, frozen=True, omit_defaults=True):
-    """A periodic task as beat sees it. ``next_run_at`` is absent while disabled."""
+    """A periodic task as beat sees it, times in ``TASKPULSE_TIMEZONE``. ``last_run_at`` is absent
+    until it first ran; ``next_run_at`` is absent while disabled, and in the past while beat is
+    late (it sends the task at its next tick)."""
 
     name: str
     task: str

@@ -43,10 +43,26 @@ def _schema_text(schema: dict[str, Any]) -> str:
         return " \\| ".join(f"`{v}`" for v in schema["enum"])
     if schema.get("type") == "array":
         return f"array of {_schema_text(schema.get('items', {}))}"
+    if "const" in schema:
+        return f"`{schema['const']}`"
     kind = schema.get("type", "any")
-    bounds = [f"{k} {schema[k]}" for k in ("minimum", "maximum", "minLength", "maxLength")
-              if k in schema]
-    return f"{kind}" + (f" ({', '.join(bounds)})" if bounds else "")
+    bounds = [f"{k} {schema[k]:g}" if isinstance(schema[k], float) else f"{k} {schema[k]}"
+              for k in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum",
+                        "multipleOf", "minLength", "maxLength", "format") if k in schema]
+    if "pattern" in schema:
+        bounds.append(f"pattern `{schema['pattern']}`")
+    return _cell(f"{kind}" + (f" ({', '.join(bounds)})" if bounds else ""))
+
+
+def _cell(text: str) -> str:
+    """Table-safe: a ``|`` inside a pattern or description would split the cell."""
+    return text.replace("\\|", "|").replace("|", "\\|").replace("\n", " ")
+
+
+def _description(schema: dict[str, Any]) -> str:
+    found = schema.get("description") or next(
+        (s["description"] for s in schema.get("anyOf", ()) if "description" in s), "")
+    return _cell(found)
 
 
 def _operation(lines: list[str], method: str, path: str, op: dict[str, Any]) -> None:
@@ -54,9 +70,9 @@ def _operation(lines: list[str], method: str, path: str, op: dict[str, Any]) -> 
     lines += [f"### `{method.upper()} {path}`", "", f"{op['summary']}. Role: **{role}**.", ""]
     params = op.get("parameters", [])
     if params:
-        lines += ["| parameter | in | required | type |", "|---|---|---|---|"]
+        lines += ["| parameter | in | required | type | description |", "|---|---|---|---|---|"]
         lines += [f"| `{p['name']}` | {p['in']} | {'yes' if p['required'] else 'no'} | "
-                  f"{_schema_text(p['schema'])} |" for p in params]
+                  f"{_schema_text(p['schema'])} | {_description(p['schema'])} |" for p in params]
         lines.append("")
     if "requestBody" in op:
         schema = op["requestBody"]["content"]["application/json"]["schema"]
@@ -79,12 +95,30 @@ def _component(lines: list[str], name: str, schema: dict[str, Any]) -> None:
         lines += [f"Type: {_schema_text(schema)}", ""]
         return
     required = set(schema.get("required", ()))
-    lines += ["| field | type | required | default |", "|---|---|---|---|"]
+    lines += ["| field | type | required | default | description |", "|---|---|---|---|---|"]
     for field, sub in props.items():
-        default = json.dumps(sub["default"]) if "default" in sub else ""
+        default = _cell(json.dumps(sub["default"])) if "default" in sub else ""
         lines.append(f"| `{field}` | {_schema_text(sub)} | {'yes' if field in required else ''} "
-                     f"| {default} |")
+                     f"| {default} | {_description(sub)} |")
     lines.append("")
+
+
+def _task_parameters(lines: list[str], variants: list[dict[str, Any]]) -> None:
+    """Each task's parameters as the API enforces them (the ``oneOf`` of ``EnqueueRequest``)."""
+    lines += ["## Task parameters", "",
+              "What `POST /tasks` (and batches, workflows, schedules) accept per task, from the",
+              "catalog: give parameters by position in `args` or by name in `kwargs`. A value",
+              "outside these constraints is a 422 naming the field, before anything is sent.", ""]
+    for variant in variants:
+        lines += [f"### {variant['title']}", "", _cell(variant["description"]), ""]
+        params = variant["properties"]["kwargs"]["properties"]
+        if not params:
+            lines += ["No parameters.", ""]
+            continue
+        lines += ["| parameter | type | description |", "|---|---|---|"]
+        lines += [f"| `{name}` | {_schema_text(schema)} | {_description(schema)} |"
+                  for name, schema in params.items()]
+        lines.append("")
 
 
 def render(spec: dict[str, Any]) -> str:
@@ -113,6 +147,7 @@ def render(spec: dict[str, Any]) -> str:
         lines += [f"## {tag.capitalize()}", ""]
         for method, path, op in ops:
             _operation(lines, method, path, op)
+    _task_parameters(lines, spec["components"]["schemas"]["EnqueueRequest"].get("oneOf", []))
     lines += ["## Schemas", ""]
     for name, schema in sorted(spec["components"]["schemas"].items()):
         _component(lines, name, schema)

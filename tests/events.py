@@ -15,7 +15,9 @@ def task_event(kind: str, task_id: str, ts: float, hostname: str = "w1@box", **f
     )
 
 
-def worker_event(kind: str, hostname: str, ts: float, freq: float = 2.0, active: int = 0) -> Event:
+def worker_event(
+    kind: str, hostname: str, ts: float, freq: float | None = 2.0, active: int = 0
+) -> Event:
     type_ = f"worker-{kind}"
     return Event(
         id=event_id(type_, "", hostname, 1, 0, ts), type=type_, timestamp=ts, hostname=hostname,

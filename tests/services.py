@@ -42,11 +42,34 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05, what: s
         time.sleep(interval)
 
 
-class RedisServer:
-    """A ``redis-server`` process on a free port, persisting nothing outside its temp dir."""
+def port_accepts(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something listens on ``host:port``."""
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((host, port)) == 0
 
-    def __init__(self, workdir: Path) -> None:
+
+def processes_in_group(pgid: int) -> list[int]:
+    """Running processes whose process group is ``pgid`` (Linux /proc). Zombies do not count:
+    they are dead, waiting for a parent (possibly init) to collect their exit status."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, _ppid, group = stat.read_text().rpartition(")")[2].split()[:3]
+        except OSError:  # gone while we looked
+            continue
+        if int(group) == pgid and state != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+class RedisServer:
+    """A ``redis-server`` process on a free port, persisting nothing outside its temp dir
+    (``appendonly``: keep an append-only file there, to read a server's data after it stopped)."""
+
+    def __init__(self, workdir: Path, appendonly: bool = False) -> None:
         self.workdir = workdir
+        self.appendonly = appendonly
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -67,7 +90,7 @@ class RedisServer:
                 "--bind", "127.0.0.1",
                 "--dir", str(self.workdir),
                 "--save", "",
-                "--appendonly", "no",
+                "--appendonly", "yes" if self.appendonly else "no",
                 "--logfile", str(self.workdir / "redis.log"),
             ],
             stdout=subprocess.DEVNULL,
@@ -78,6 +101,13 @@ class RedisServer:
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def kill(self) -> None:
+        """Die as in a crash (SIGKILL): no shutdown, clients see their connections reset."""
+        if self.process is not None:
+            self.process.kill()
             self.process.wait(timeout=10)
             self.process = None
 

@@ -6,15 +6,10 @@ from typing import Any
 
 from celery import Celery
 
+from event_collector.broker import REDIS_PRIORITY_SEPARATOR, REDIS_PRIORITY_STEPS
+from worker.broker import transport_for
 from worker.config import WorkerSettings
-from worker.routing import (
-    AMQP_MAX_PRIORITY,
-    REDIS_PRIORITY_SEP,
-    REDIS_PRIORITY_STEPS,
-    TaskRouter,
-    declare_queues,
-    priority_value,
-)
+from worker.routing import AMQP_MAX_PRIORITY, TaskRouter, declare_queues, priority_value
 from worker.schedule import beat_schedule
 from worker.tasks import register_tasks
 
@@ -40,7 +35,7 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
     return {
         "broker_url": settings.broker_url,
         "result_backend": settings.backend_url,
-        "broker_connection_retry_on_startup": True,
+        **_broker_connection(settings.broker_url),
         "broker_transport_options": _transport_options(kind),
         "timezone": settings.timezone,
         "enable_utc": True,
@@ -60,8 +55,8 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
         "result_expires": settings.result_expires,
         # Name, args and queue in the result too: failed tasks can be re-sent from it.
         "result_extended": True,
-        "task_soft_time_limit": settings.time_limit.soft,
-        "task_time_limit": settings.time_limit.hard,
+        "task_soft_time_limit": settings.soft_time_limit,
+        "task_time_limit": settings.time_limit,
         "task_queues": declare_queues(kind),
         "task_default_queue": "default",
         "task_default_exchange": "default",
@@ -76,9 +71,25 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
     }
 
 
+def _broker_connection(broker_url: str) -> dict[str, Any]:
+    """A worker outlives a broker restart: it reconnects, however long the broker is away."""
+    settings: dict[str, Any] = {
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_retry": True,
+        # Celery gives up after 100 attempts (~50 min at its 30 s cap) and the worker exits; a
+        # supervisor would only start it again into the same outage, so keep retrying instead.
+        "broker_connection_max_retries": None,
+    }
+    if transport := transport_for(broker_url):
+        # kombu 5.7's Redis transport ends the worker on a connection lost while a message is
+        # unacknowledged (AttributeError 'hostname', see worker.broker); ours reconnects.
+        settings["broker_transport"] = transport
+    return settings
+
+
 def _transport_options(kind: str) -> dict[str, Any]:
     if kind != "redis":
         return {}
     # Spelled out (they are kombu's defaults) because routing.PRIORITIES and the collector's
     # queue-length sum depend on exactly these lists.
-    return {"priority_steps": REDIS_PRIORITY_STEPS, "sep": REDIS_PRIORITY_SEP}
+    return {"priority_steps": list(REDIS_PRIORITY_STEPS), "sep": REDIS_PRIORITY_SEPARATOR}

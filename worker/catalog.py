@@ -21,7 +21,8 @@ never imports worker code. Format (JSON object)::
             {"name": "kind", "type": "Literal['users', ...]", "required": false,
              "default": "bills", "schema": {"enum": [...]}},
             ...
-          ]
+          ],
+          "returns": {"type": "object"}
         },
         ...
       ]
@@ -30,13 +31,16 @@ never imports worker code. Format (JSON object)::
 ``priorities.redis`` / ``priorities.amqp`` are the numbers to pass as ``priority=`` to
 ``send_task`` for the broker kind in use (``redis://`` vs ``amqp://``); the two brokers order
 priorities in opposite directions (see ``worker.routing``). A parameter's ``schema`` is the JSON
-Schema of its annotation (validate kwargs with it); ``default`` is present only when the
-parameter is optional. Parameters are given in positional order, so ``args`` map onto them too.
+Schema of its annotation, constraints included (validate kwargs with it; the worker checks
+every call against the same annotation); ``default`` is present only when the parameter is
+optional. ``returns`` is the JSON Schema of the task's return annotation. Parameters are given
+in positional order, so ``args`` map onto them too.
 """
 
 from __future__ import annotations
 
 import inspect
+import types
 import typing
 from typing import Any
 
@@ -46,6 +50,7 @@ from celery import Celery
 from worker.config import WorkerSettings
 from worker.routing import PRIORITIES, PRIORITY_LEVELS, QUEUES, queue_for
 from worker.tasks import task_names
+from worker.tasks.base import parameters
 
 CATALOG_VERSION = 1
 
@@ -66,26 +71,42 @@ def build_catalog(app: Celery) -> dict[str, Any]:
 
 def describe_task(name: str, task: Any) -> dict[str, Any]:
     fn = type(task).__wrapped__  # the plain function Celery built the task class from
-    hints = typing.get_type_hints(fn)
-    params = list(inspect.signature(fn).parameters.values())[1:]  # drop the bound ``self``
     return {
         "name": name,
         "queue": queue_for(name),
         "description": _summary(fn.__doc__ or ""),
-        "parameters": [_describe_parameter(p, hints[p.name]) for p in params],
+        "parameters": [_describe_parameter(p, hint) for p, hint in parameters(fn)],
+        # What the task returns: a workflow step that takes the previous step's result as its
+        # first argument is checked against it.
+        "returns": msgspec.json.schema(typing.get_type_hints(fn).get("return", Any)),
     }
 
 
 def _describe_parameter(param: inspect.Parameter, hint: Any) -> dict[str, Any]:
+    # The schema carries the annotation's constraints (bounds, patterns, enums): the worker
+    # checks calls against the very same annotation (``TaskpulseTask.__call__``).
     described: dict[str, Any] = {
         "name": param.name,
-        "type": hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", ""),
+        "type": _type_name(hint),
         "required": param.default is inspect.Parameter.empty,
         "schema": msgspec.json.schema(hint),
     }
     if not described["required"]:
         described["default"] = param.default
     return described
+
+
+def _type_name(hint: Any) -> str:
+    """The Python type without its constraints (they are in the schema): ``int | None``."""
+    if typing.get_origin(hint) is typing.Annotated:
+        return _type_name(typing.get_args(hint)[0])
+    if hint is type(None):
+        return "None"
+    if isinstance(hint, type):
+        return hint.__name__
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return " | ".join(_type_name(arg) for arg in typing.get_args(hint))
+    return str(hint).replace("typing.", "")
 
 
 def _summary(doc: str) -> str:

@@ -23,8 +23,6 @@ Settings (read once when beat creates the scheduler, the beat process's composit
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -33,34 +31,27 @@ from celery.utils.log import get_logger
 from redbeat import RedBeatScheduler
 from redbeat.schedulers import get_redis
 
-from event_collector.keys import Keys
+from event_collector.environment import DEFAULT_REDIS_URL, settings_from_env
+from event_collector.keys import DEFAULT_KEY_PREFIX, Keys
 
 logger = get_logger("celery.beat")
 
 
 class BeatSettings(msgspec.Struct, frozen=True, kw_only=True):
-    redis_url: str = "redis://localhost:6379/1"
-    key_prefix: str = "tp:"
-    max_interval: float = 5.0
+    """Built by ``settings_from_env``: each field reads ``TASKPULSE_<FIELD>``."""
+
+    redis_url: str = DEFAULT_REDIS_URL
+    key_prefix: str = DEFAULT_KEY_PREFIX
+    beat_max_interval: float = 5.0
     # Must outlast the longest gap between ticks (max_interval) plus sending the due tasks.
-    lock_timeout: int = 30
+    beat_lock_timeout: int = 30
 
     def __post_init__(self) -> None:
-        if self.lock_timeout <= self.max_interval:
+        if self.beat_lock_timeout <= self.beat_max_interval:
             raise ValueError(
-                f"TASKPULSE_BEAT_LOCK_TIMEOUT ({self.lock_timeout}) must exceed"
-                f" TASKPULSE_BEAT_MAX_INTERVAL ({self.max_interval}): the lock would lapse"
+                f"TASKPULSE_BEAT_LOCK_TIMEOUT ({self.beat_lock_timeout}) must exceed"
+                f" TASKPULSE_BEAT_MAX_INTERVAL ({self.beat_max_interval}): the lock would lapse"
             )
-
-
-def beat_settings_from_env(env: Mapping[str, str]) -> BeatSettings:
-    defaults = BeatSettings()
-    return BeatSettings(
-        redis_url=env.get("TASKPULSE_REDIS_URL") or defaults.redis_url,
-        key_prefix=env.get("TASKPULSE_KEY_PREFIX") or defaults.key_prefix,
-        max_interval=float(env.get("TASKPULSE_BEAT_MAX_INTERVAL") or defaults.max_interval),
-        lock_timeout=int(env.get("TASKPULSE_BEAT_LOCK_TIMEOUT") or defaults.lock_timeout),
-    )
 
 
 def redbeat_config(redis_url: str, key_prefix: str) -> dict[str, Any]:
@@ -85,12 +76,12 @@ class SeededRedBeatScheduler(RedBeatScheduler):
     """Redbeat whose static schedule seeds Redis once instead of overwriting it each start."""
 
     def __init__(self, app: Celery, **kwargs: Any) -> None:
-        settings = beat_settings_from_env(os.environ)
+        settings = settings_from_env(BeatSettings)
         app.conf.update(
             redbeat_config(settings.redis_url, settings.key_prefix),
-            redbeat_lock_timeout=settings.lock_timeout,
+            redbeat_lock_timeout=settings.beat_lock_timeout,
         )
-        kwargs["max_interval"] = kwargs.get("max_interval") or settings.max_interval
+        kwargs["max_interval"] = kwargs.get("max_interval") or settings.beat_max_interval
         super().__init__(app, **kwargs)
 
     def setup_schedule(self) -> None:

@@ -23,18 +23,17 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from kombu import Exchange, Queue
+from kombu import Queue
+
+from event_collector.broker import REDIS_PRIORITY_STEPS, BrokerKind, declare_queue
 
 QUEUES: Final[tuple[str, ...]] = ("default", "finance", "reports", "email")
 PRIORITY_LEVELS: Final[tuple[str, ...]] = ("low", "normal", "high", "critical")
-REDIS_PRIORITY_STEPS: Final[list[int]] = [0, 3, 6, 9]
-# The default separator kombu puts between a queue name and its priority step; the collector
-# sums exactly these lists for queue lengths, so it is spelled out rather than left implicit.
-REDIS_PRIORITY_SEP: Final = "\x06\x16"
 AMQP_MAX_PRIORITY: Final = 4
 
 PRIORITIES: Final[dict[str, dict[str, int]]] = {
-    "redis": {"low": 9, "normal": 6, "high": 3, "critical": 0},
+    # one level per priority step (event_collector.broker): low 9, normal 6, high 3, critical 0
+    "redis": dict(zip(PRIORITY_LEVELS, reversed(REDIS_PRIORITY_STEPS), strict=True)),
     "amqp": {"low": 1, "normal": 2, "high": 3, "critical": 4},
 }
 
@@ -58,14 +57,8 @@ def priority_value(broker_kind: str, level: str) -> int:
     return PRIORITIES[broker_kind][level]
 
 
-def declare_queue(name: str, broker_kind: str) -> Queue:
-    """A queue on its own direct exchange; on RabbitMQ a priority queue."""
-    arguments = {"x-max-priority": AMQP_MAX_PRIORITY} if broker_kind == "amqp" else None
-    return Queue(name, Exchange(name, type="direct"), routing_key=name, queue_arguments=arguments)
-
-
-def declare_queues(broker_kind: str) -> tuple[Queue, ...]:
-    return tuple(declare_queue(name, broker_kind) for name in QUEUES)
+def declare_queues(kind: BrokerKind) -> tuple[Queue, ...]:
+    return tuple(declare_queue(name, kind, AMQP_MAX_PRIORITY) for name in QUEUES)
 
 
 class TaskRouter:

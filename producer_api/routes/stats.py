@@ -7,8 +7,7 @@ import time
 from aiohttp import web
 
 from event_collector.keys import BUCKET_SECONDS
-from event_collector.read import MAX_HISTORY_BUCKETS
-from event_collector.records import History, QueueInfo, Stats, WorkerInfo
+from event_collector.records import MAX_HISTORY_BUCKETS, History, QueueInfo, Stats, WorkerInfo
 from producer_api.errors import Unprocessable
 from producer_api.http import endpoint, json_response, parse_query
 from producer_api.resources import CATALOG, READER

@@ -8,14 +8,17 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from event_collector.events import UNSUCCESSFUL_STATES
 from event_collector.read import InvalidCursor, TaskQuery
 from event_collector.records import TaskCount, TaskPage
 from producer_api.audit import append_audit, audit_event
+from producer_api.enqueued import enqueued_record
 from producer_api.errors import Conflict, NotFound, Unprocessable
 from producer_api.http import endpoint, json_response, parse_query, read_body
 from producer_api.middleware import ACTOR
 from producer_api.resources import ENQUEUER, KEYS, METRICS, PUBLISHER, READER, REDIS
 from producer_api.schemas import (
+    IDEMPOTENCY_KEY_MAX,
     BatchRequest,
     BatchResponse,
     EnqueueRequest,
@@ -29,7 +32,7 @@ from producer_api.schemas import (
 )
 
 routes = web.RouteTableDef()
-RETRYABLE_STATES = frozenset({"FAILURE", "REVOKED", "REJECTED"})
+RETRYABLE_STATES = UNSUCCESSFUL_STATES
 
 
 def _actor(request: web.Request) -> str:
@@ -43,13 +46,29 @@ def _count_enqueued(request: web.Request, responses: list[EnqueueResponse]) -> N
             counter.labels(r.name, r.queue).inc()
 
 
+def _with_header_key(request: web.Request, req: EnqueueRequest) -> EnqueueRequest:
+    """The ``Idempotency-Key`` header, checked like the body field (never cut short: two long
+    keys cut to one prefix would collide and a task would silently not be sent)."""
+    header = request.headers.get("Idempotency-Key")
+    if header is None:
+        return req
+    where = {"field": "Idempotency-Key", "in": "header"}
+    if not 1 <= len(header) <= IDEMPOTENCY_KEY_MAX:
+        raise Unprocessable(
+            f"the Idempotency-Key header must be 1-{IDEMPOTENCY_KEY_MAX} characters, "
+            f"got {len(header)}", where,
+        )
+    if req.idempotency_key not in (None, header):
+        raise Unprocessable("the Idempotency-Key header and idempotency_key differ", where)
+    return msgspec.structs.replace(req, idempotency_key=header)
+
+
 @routes.post("/tasks")
 @endpoint("Enqueue one task by name", "operator", body=EnqueueRequest,
-          response=EnqueueResponse, status=202, errors=(400, 413, 422, 503))
+          response=EnqueueResponse, status=202, errors=(400, 409, 413, 422, 503),
+          links={"task_id": "id"})
 async def enqueue_task(request: web.Request) -> web.Response:
-    req = await read_body(request, EnqueueRequest)
-    if req.idempotency_key is None and (header := request.headers.get("Idempotency-Key")):
-        req = msgspec.structs.replace(req, idempotency_key=header[:200])
+    req = _with_header_key(request, await read_body(request, EnqueueRequest))
     enqueuer = request.app[ENQUEUER]
     [response] = await enqueuer.enqueue([enqueuer.resolve(req)], _actor(request))
     _count_enqueued(request, [response])
@@ -58,7 +77,8 @@ async def enqueue_task(request: web.Request) -> web.Response:
 
 @routes.post("/tasks/batch")
 @endpoint("Enqueue many tasks in one request (all checked before any is sent)", "operator",
-          body=BatchRequest, response=BatchResponse, status=202, errors=(400, 413, 422, 503))
+          body=BatchRequest, response=BatchResponse, status=202,
+          errors=(400, 409, 413, 422, 503))
 async def enqueue_batch(request: web.Request) -> web.Response:
     batch = await read_body(request, BatchRequest)
     enqueuer = request.app[ENQUEUER]
@@ -99,7 +119,11 @@ async def show_task(request: web.Request) -> web.Response:
     task_id = request.match_info["task_id"]
     found = await request.app[READER].task_detail(task_id)
     if found is None:
-        raise NotFound(f"no task {task_id!r}", {"id": task_id})
+        # Just enqueued and not recorded by the collector yet: PENDING (producer_api/enqueued.py)
+        pending = await enqueued_record(request.app[REDIS], request.app[KEYS], task_id)
+        if pending is None:
+            raise NotFound(f"no task {task_id!r}", {"id": task_id})
+        return json_response(TaskDetail(**msgspec.structs.asdict(pending)))
     record, timeline, children = found
     detail = TaskDetail(**msgspec.structs.asdict(record), timeline=timeline, children=children)
     return json_response(detail)
@@ -111,7 +135,8 @@ async def task_events(request: web.Request) -> web.Response:
     task_id = request.match_info["task_id"]
     reader = request.app[READER]
     events = await reader.timeline(task_id)
-    if not events and await reader.get_task(task_id) is None:
+    if (not events and await reader.get_task(task_id) is None
+            and await enqueued_record(request.app[REDIS], request.app[KEYS], task_id) is None):
         raise NotFound(f"no task {task_id!r}", {"id": task_id})
     return json_response(TaskEvents(task_id=task_id, events=events))
 
@@ -122,7 +147,8 @@ async def task_events(request: web.Request) -> web.Response:
 async def revoke_task(request: web.Request) -> web.Response:
     task_id = request.match_info["task_id"]
     req = await read_body(request, RevokeRequest, optional=True)
-    record = await request.app[READER].get_task(task_id)
+    record = await request.app[READER].get_task(task_id) or await enqueued_record(
+        request.app[REDIS], request.app[KEYS], task_id)
     if record is None:
         raise NotFound(f"no task {task_id!r}", {"id": task_id})
     await request.app[PUBLISHER].revoke(task_id, req.terminate, req.signal)
@@ -134,10 +160,12 @@ async def revoke_task(request: web.Request) -> web.Response:
 
 @routes.post("/tasks/{task_id}/retry")
 @endpoint("Re-send a failed task with its arguments; the new task's parent is the old one",
-          "operator", response=EnqueueResponse, status=202, errors=(404, 409, 503))
+          "operator", response=EnqueueResponse, status=202, errors=(404, 409, 413, 422, 503),
+          links={"task_id": "id"})
 async def retry_task(request: web.Request) -> web.Response:
     task_id = request.match_info["task_id"]
-    record = await request.app[READER].get_task(task_id)
+    record = await request.app[READER].get_task(task_id) or await enqueued_record(
+        request.app[REDIS], request.app[KEYS], task_id)
     if record is None:
         raise NotFound(f"no task {task_id!r}", {"id": task_id})
     if record.state not in RETRYABLE_STATES or not record.name:

@@ -1,6 +1,12 @@
-"""Token management (admin). The secret of a new token is in the response and nowhere else."""
+"""Token management (admin). The secret of a new token is in the response and nowhere else.
+
+Changes run in a thread: a write may wait for another process's write to the token database,
+and the event loop must not wait with it.
+"""
 
 from __future__ import annotations
+
+import asyncio
 
 from aiohttp import web
 
@@ -21,9 +27,9 @@ async def _audit(request: web.Request, action: str, detail: str) -> None:
 
 @routes.get("/tokens")
 @endpoint("List tokens (names and roles; never secrets)", "admin", response=TokenList,
-          tag="tokens")
+          errors=(503,), tag="tokens")
 async def list_tokens(request: web.Request) -> web.Response:
-    entries = request.app[TOKENS].list()
+    entries = await asyncio.to_thread(request.app[TOKENS].list)
     return json_response(TokenList(tokens=[
         TokenInfo(id=e.id, name=e.name, role=e.role, created=e.created)  # type: ignore[arg-type]
         for e in entries
@@ -36,7 +42,7 @@ async def list_tokens(request: web.Request) -> web.Response:
           tag="tokens")
 async def create_token(request: web.Request) -> web.Response:
     req = await read_body(request, TokenCreate)
-    entry, secret = request.app[TOKENS].create(req.name, req.role)
+    entry, secret = await asyncio.to_thread(request.app[TOKENS].create, req.name, req.role)
     await _audit(request, "token-create", f"{entry.id} {entry.name} {entry.role}")
     created = TokenCreated(id=entry.id, name=entry.name, role=req.role, created=entry.created,
                            token=secret)
@@ -47,7 +53,7 @@ async def create_token(request: web.Request) -> web.Response:
 @endpoint("Revoke a token", "admin", response=Deleted, errors=(404, 503), tag="tokens")
 async def revoke_token(request: web.Request) -> web.Response:
     token_id = request.match_info["token_id"]
-    if not request.app[TOKENS].revoke(token_id):
+    if not await asyncio.to_thread(request.app[TOKENS].revoke, token_id):
         raise NotFound(f"no token {token_id!r}", {"id": token_id})
     await _audit(request, "token-revoke", token_id)
     return json_response(Deleted(id=token_id))

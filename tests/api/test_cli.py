@@ -11,7 +11,9 @@ import time
 
 import pytest
 
-from producer_api.cli import EXIT_UNREACHABLE, main
+from producer_api.auth import TokenStore
+from producer_api.cli import main
+from producer_api.cli.client import EXIT_UNREACHABLE
 from tests.api.conftest import ApiClient, apply_events
 from tests.events import task_event
 from tests.services import free_port, wait_until
@@ -24,7 +26,10 @@ def cli(api: ApiClient, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
     monkeypatch.delenv("TASKPULSE_API_TOKENS_FILE", raising=False)
 
     def run(*argv: str) -> tuple[int, str, str]:
-        code = main(list(argv))
+        try:
+            code = main(list(argv))
+        except SystemExit as exc:  # argparse refusing the command line
+            code = int(exc.code or 0)
         out, err = capsys.readouterr()
         return code, out, err
 
@@ -97,7 +102,7 @@ def test_tokens_create_with_a_file_needs_no_running_api(cli, tmp_path) -> None:
                        str(path), "--json")
     assert code == 0
     assert json.loads(out)["token"].startswith("tp_")
-    assert json.loads(path.read_text())["tokens"][0]["name"] == "boot"
+    assert [e.name for e in TokenStore(path).list()] == ["boot"]
 
 
 def test_stats_workers_queues_history_print_tables(cli, store) -> None:
@@ -128,3 +133,91 @@ def test_watch_tails_live_events_of_one_task(api: ApiClient, api_redis, store, t
     event = json.loads(line)
     assert (event["type"], event["uuid"]) == ("task-started", "w-1")
     assert event["stream_id"]
+
+
+def test_an_invalid_state_lists_the_valid_ones(cli) -> None:
+    code, _, err = cli("tasks", "list", "--state", "DONE")
+    assert code == 2
+    assert "invalid choice: 'DONE' (choose from 'PENDING', 'RECEIVED', 'STARTED', 'SUCCESS', " \
+        "'FAILURE', 'RETRY', 'REVOKED', 'REJECTED')" in err
+
+
+def test_an_invalid_priority_lists_the_valid_ones(cli) -> None:
+    code, _, err = cli("tasks", "send", "demo.test_task", "--priority", "urgent")
+    assert code == 2
+    assert "(choose from 'low', 'normal', 'high', 'critical')" in err
+
+
+def test_an_unknown_task_name_gets_a_did_you_mean(cli) -> None:
+    code, _, err = cli("tasks", "send", "demo.tset_task")
+    assert code == 1
+    assert err.strip().endswith("[name] — did you mean demo.test_task?")
+
+
+def test_an_unknown_schedule_task_gets_a_did_you_mean(cli, store) -> None:
+    code, _, err = cli("schedules", "add", "x", "finance.calculate_monthly_revnue", "--every", "60")
+    assert code == 1
+    assert "did you mean finance.calculate_monthly_revenue?" in err
+
+
+def test_forbidden_says_the_apis_reason_once(cli, api: ApiClient) -> None:
+    refused = api.post("/api/v1/tasks/some-id/revoke", role="viewer", json={})
+    code, _, err = cli("--token", api.tokens["viewer"], "tasks", "revoke", "some-id")
+    assert code == 1
+    assert err == f"taskpulse: HTTP 403: {refused.json()['error']['message']}\n"
+
+
+def test_since_a_duration_leaves_out_older_tasks(cli, api_redis, store) -> None:
+    now = time.time()
+    apply_events(api_redis, [task_event("sent", "old", now - 3 * 3600, name="demo.test_task"),
+                             task_event("sent", "new", now - 600, name="demo.test_task")])
+    _, out, _ = cli("tasks", "list", "--since", "1h", "--json")
+    assert [t["id"] for t in json.loads(out)["items"]] == ["new"]
+
+
+def test_until_an_iso_time_leaves_out_later_tasks(cli, api_redis, store) -> None:
+    apply_events(api_redis, [task_event("sent", "a", 1767225600.0, name="demo.test_task"),
+                             task_event("sent", "b", 1767229200.0, name="demo.test_task")])
+    code, out, _ = cli("tasks", "count", "--until", "2026-01-01T08:30:00+08:00")
+    assert (code, out) == (0, "1\n")
+
+
+def test_a_bad_time_is_a_usage_error_naming_the_accepted_forms(cli) -> None:
+    code, _, err = cli("history", "--since", "yesterday")
+    assert code == 2
+    assert "argument --since: 'yesterday' is not a time: give a duration ago" in err
+
+
+def test_times_are_in_the_local_zone_by_default(tmp_path) -> None:
+    path = tmp_path / "tokens.json"
+    path.write_text(json.dumps({"tokens": [
+        {"id": "a1", "name": "ci", "role": "viewer", "sha256": "0" * 64, "created": 1767225600.0},
+    ]}))  # fmt: skip
+    listed = subprocess.run(
+        [sys.executable, "-m", "producer_api.cli", "tokens", "list", "--file", str(path)],
+        env={**os.environ, "TZ": "Asia/Shanghai"}, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "2026-01-01T08:00:00+08:00" in listed
+
+
+def test_watch_names_the_task_of_events_that_carry_no_name(
+    api: ApiClient, api_redis, store, tmp_path
+) -> None:
+    env = {**os.environ, "TASKPULSE_API_URL": api.base_url, "TASKPULSE_TOKEN": api.tokens["viewer"],
+           "PYTHONUNBUFFERED": "1"}
+    apply_events(api_redis, [task_event("sent", "n-1", time.time(), name="demo.test_task")])
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "producer_api.cli", "tasks", "watch", "--task-id", "n-1"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    try:
+        def printed() -> str:
+            apply_events(api_redis, [task_event("started", "n-1", time.time())])
+            ready, _, _ = select.select([watcher.stdout], [], [], 0.3)
+            return watcher.stdout.readline() if ready else ""
+
+        line = wait_until(printed, timeout=15, what="a watched event")
+    finally:
+        watcher.terminate()
+        watcher.wait(timeout=10)
+    assert line.split()[1:4] == ["task-started", "n-1", "demo.test_task"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from event_collector.config import SettingsError
+from event_collector.environment import SettingsError
 from producer_api.config import load_settings
 
 

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
 import msgspec
 import pytest
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
 
+from event_collector.keys import Keys
+from event_collector.metrics import CollectorMetrics
 from event_collector.stored import decode_stored
-from tests.api.conftest import ApiClient, apply_events
-from tests.events import task_event
+from tests.api.conftest import STORE_DB, ApiClient, apply_events
+from tests.collector.conftest import gauge
+from tests.events import task_event, worker_event
 from tests.services import RedisServer
 
 NOW = time.time()
@@ -129,6 +135,32 @@ def test_workers_alive_by_recent_heartbeat(api: ApiClient, api_redis, store) -> 
     apply_events(api_redis, [beat("fresh@box", time.time()), beat("stale@box", NOW - 600)])
     workers = {w["hostname"]: w["alive"] for w in api.get("/api/v1/workers").json()}
     assert workers == {"fresh@box": True, "stale@box": False}
+
+
+def test_get_workers_agrees_with_the_collector_s_celery_worker_up(
+    api: ApiClient, api_redis: RedisServer, store
+) -> None:
+    now = time.time()
+    apply_events(api_redis, [
+        worker_event("heartbeat", "zero-freq@box", now - 3.0, freq=0.0),
+        worker_event("heartbeat", "no-freq@box", now - 3.0, freq=None),
+        worker_event("heartbeat", "stale@box", now - 60.0),
+    ])
+    listed = {w["hostname"]: w["alive"] for w in api.get("/api/v1/workers").json()}
+
+    async def worker_up() -> dict[str, bool]:
+        client = aioredis.Redis.from_url(api_redis.url(STORE_DB))
+        registry = CollectorRegistry()
+        metrics = CollectorMetrics(registry, keys=Keys(), node_hostnames=True, clock=lambda: now)
+        try:
+            await metrics.refresh(client)
+        finally:
+            await client.aclose()
+        return {labels[0][1]: value == 1.0
+                for labels, value in gauge(registry, "celery_worker_up").items()}
+
+    assert listed == asyncio.run(worker_up())
+    assert listed == {"zero-freq@box": True, "no-freq@box": True, "stale@box": False}
 
 
 def test_queues_lists_every_catalog_queue(api: ApiClient, store) -> None:

@@ -1,7 +1,11 @@
 """Property-based fuzzing of the running API from its own /openapi.json (schemathesis CLI).
 
-Every documented operation gets generated valid and invalid requests; the run fails on any 5xx,
-any undocumented status code, or any response that does not match the documented schema.
+Every documented operation gets generated valid and invalid requests with an admin token (so
+every route is reached, not stopped at 403), and then the stateful phase chains operations
+along the document's links (enqueue -> show/tree/events/revoke/retry/forget, workflow -> tree)
+and the ones schemathesis infers (tokens, schedules, Location headers). The run fails on any
+5xx, any undocumented status code, or any response that does not match the documented schema.
+``--max-time`` bounds it to about a minute and a half of CI time whatever the machine.
 """
 
 from __future__ import annotations
@@ -49,10 +53,12 @@ def test_fuzzing_the_openapi_finds_no_server_errors_or_schema_violations(
             "--checks", CHECKS,
             # The SSE stream never ends by design; its behaviour is tested in test_sse.py.
             "--exclude-path", "/api/v1/events",
-            "--phases", "examples,coverage,fuzzing",
+            "--phases", "examples,coverage,fuzzing,stateful",
             "--max-examples", "15", "--seed", "20261125", "--workers", "2",
-            "--request-timeout", "10",
+            "--request-timeout", "10", "--max-time", "90",
         ],
         capture_output=True, text=True, timeout=240, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
+    # The stateful phase must have run, or the links would be untested.
+    assert "Stateful" in result.stdout, result.stdout[-3000:]

@@ -62,6 +62,14 @@ def test_publisher_reports_what_it_published(tmp_path) -> None:
     assert '"messages": 19' in out
 
 
+def test_tokens_bench_prints_its_verdict_table() -> None:
+    out = run_script("bench/tokens.py", "--sizes", "3,50", "--auth-calls", "20",
+                     "--create-calls", "2", "--rounds", "1")
+    assert "== token store: SQLite (taskpulse) vs the JSON file" in out
+    assert "authenticate() @ 50 tokens" in out
+    assert "create() @ 50 tokens" in out
+
+
 def test_ui_bench_prints_its_verdict_table() -> None:
     flower = [] if flower_available() else ["--skip-flower"]
     out = run_script("bench/ui.py", "--tasks", "500", "--flower-tasks", "200", "--runs", "2",

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import redis
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
@@ -89,6 +90,17 @@ def http_get(env: dict[str, str], path: str) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
+
+
+def gauge(registry: CollectorRegistry, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """The samples of ``name`` as a scrape of ``registry`` shows them, by sorted label pairs."""
+    text = generate_latest(registry).decode()
+    return {
+        tuple(sorted(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    }
 
 
 def metric_sum(metrics_text: str, metric: str, **labels: str) -> float:

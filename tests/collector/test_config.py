@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from event_collector.config import CollectorSettings, SettingsError, settings_from_env
+from event_collector.config import CollectorSettings
+from event_collector.environment import SettingsError, settings_from_env
 
 
 def test_defaults_without_environment() -> None:
@@ -26,3 +27,8 @@ def test_variables_are_converted_to_the_field_types() -> None:
 def test_a_bad_value_names_its_variable() -> None:
     with pytest.raises(SettingsError, match="TASKPULSE_METRICS_PORT"):
         settings_from_env(CollectorSettings, {"TASKPULSE_METRICS_PORT": "http"})
+
+
+def test_the_result_backend_defaults_to_the_broker_url_as_in_every_role() -> None:
+    settings = settings_from_env(CollectorSettings, {"TASKPULSE_BROKER_URL": "redis://b:6379/0"})
+    assert settings.backend_url == "redis://b:6379/0"

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from event_collector.keys import Keys
 from event_collector.metrics import CollectorMetrics
 from event_collector.store import EventStore
+from tests.collector.conftest import gauge
 from tests.events import sent_and_succeeded, task_event, worker_event
 
 pytestmark = pytest.mark.anyio
@@ -25,16 +26,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def gauge(registry: CollectorRegistry, name: str) -> dict[tuple[tuple[str, str], ...], float]:
-    text = generate_latest(registry).decode()
-    return {
-        tuple(sorted(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-        if s.name == name
-    }
 
 
 @pytest.fixture

@@ -10,8 +10,9 @@ from celery import Celery
 from kombu import Connection, Consumer, Exchange, Queue
 from redis.asyncio import Redis
 
+from event_collector.broker import priority_lists
 from event_collector.keys import Keys
-from event_collector.queues import QueuePoller, priority_lists
+from event_collector.queues import QueuePoller
 from tests.services import (
     RABBITMQ_URL,
     RedisServer,

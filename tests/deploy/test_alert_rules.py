@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -17,6 +18,11 @@ SHARED_GAUGES = (
     "celery_queue_length", "celery_worker_up", "celery_worker_tasks_active",
     "taskpulse_tasks_stuck", "celery_active_consumer_count", "celery_active_worker_count",
     "celery_active_process_count", "taskpulse_stream_length",
+)
+
+# Absolute, from the Prometheus's `runbook_base` external label or else the shipped default.
+RUNBOOK_URL = re.compile(
+    r'\{\{ or \$externalLabels\.runbook_base "(?P<default>[^"]+)" \}\}#(?P<anchor>[a-z0-9-]+)'
 )
 
 pytestmark = pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
@@ -59,9 +65,27 @@ def test_every_alert_has_summary_description_and_a_runbook_section() -> None:
         notes = alert["annotations"]
         assert notes["summary"], alert["alert"]
         assert notes["description"], alert["alert"]
-        path, _, anchor = notes["runbook_url"].partition("#")
-        assert path == "docs/runbook.md", alert["alert"]
-        assert anchor in anchors, f"{alert['alert']}: no section #{anchor} in docs/runbook.md"
+        link = RUNBOOK_URL.fullmatch(notes["runbook_url"])
+        assert link, f"{alert['alert']}: runbook_url is not the templated link"
+        assert link["anchor"] in anchors, f"{alert['alert']}: no section #{link['anchor']}"
+
+
+def test_runbook_links_are_absolute_with_one_default_for_every_alert() -> None:
+    defaults = {RUNBOOK_URL.fullmatch(a["annotations"]["runbook_url"])["default"]
+                for a in alerts()}  # fmt: skip
+    assert len(defaults) == 1, defaults
+    default = urlsplit(defaults.pop())
+    assert (default.scheme, default.path.endswith("/docs/runbook.md")) == ("https", True)
+
+
+def test_the_unit_tests_expect_every_rendered_runbook_link_to_be_absolute() -> None:
+    links = [alert["exp_annotations"]["runbook_url"]
+             for test in load_yaml(PROMETHEUS / "alerts_test.yml")["tests"]
+             for case in test["alert_rule_test"] for alert in case["exp_alerts"]]  # fmt: skip
+    assert links
+    for link in links:
+        parts = urlsplit(link)
+        assert (parts.scheme, bool(parts.netloc), bool(parts.fragment)) == ("https", True, True)
 
 
 def test_alerts_never_sum_gauges_that_both_collectors_export() -> None:

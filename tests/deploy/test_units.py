@@ -97,6 +97,13 @@ def test_supervisor_runs_every_process_and_the_group_lists_them() -> None:
 
 
 @pytest.mark.parametrize("name", [f"taskpulse-{role}" for role in ROLES])
+def test_supervisor_restarts_every_program_whatever_its_exit_code(name: str) -> None:
+    # "true": whatever the exit code. supervisor's default, "unexpected", trusts `exitcodes`
+    # (0), and a worker that shuts itself down cleanly would stay down.
+    assert supervisor_programs()[name]["autorestart"] == "true"
+
+
+@pytest.mark.parametrize("name", [f"taskpulse-{role}" for role in ROLES])
 def test_supervisor_program_starts_an_entry_point_with_known_variables(name: str) -> None:
     program = supervisor_programs()[name]
     # supervisor expands %(process_num)d and %% before running the command.
@@ -170,6 +177,18 @@ def test_container_ports_match_the_configured_ports() -> None:
         config["TASKPULSE_METRICS_PORT"])
     assert deployments["taskpulse-api"]["ports"][0]["containerPort"] == int(
         config["TASKPULSE_API_PORT"])
+
+
+def test_every_process_runs_in_a_deployment_that_restarts_its_container() -> None:
+    workloads = {doc["metadata"]["name"]: doc for doc in k8s_docs()
+                 if doc["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Pod", "Job")}
+    assert {f"taskpulse-{role}" for role in ROLES} <= workloads.keys()
+    for role in ROLES:
+        workload = workloads[f"taskpulse-{role}"]
+        # A Deployment's pods always restart their containers (Always is the only policy it
+        # accepts); a bare Pod or a Job would leave a crashed worker down.
+        assert workload["kind"] == "Deployment", role
+        assert workload["spec"]["template"]["spec"].get("restartPolicy", "Always") == "Always"
 
 
 def test_exactly_one_beat_even_during_a_rollout() -> None:

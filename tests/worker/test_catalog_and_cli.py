@@ -76,7 +76,8 @@ def test_catalog_describes_parameters_from_signatures() -> None:
         "type": "int | None",
         "required": False,
         "default": None,
-        "schema": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+        "schema": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+                             {"type": "null"}]},
     }
     assert export["fmt"]["schema"] == {"enum": ["csv", "json"]}
     assert tasks["demo.long_running_task"]["description"].startswith("Work through")
@@ -93,15 +94,22 @@ def test_catalog_json_does_not_depend_on_the_environment() -> None:
 @pytest.mark.parametrize(
     ("name", "kwargs", "message"),
     [
-        ("finance.send_bill_reminders", {"days_ahead": -1}, "days_ahead must be between"),
-        ("finance.calculate_monthly_revenue", {"month": "May 2024"}, "YYYY-MM"),
-        ("reports.generate_daily_report", {"period_start": "yesterday"}, "ISO date"),
-        ("exports.export_data", {"kind": "bills", "fmt": "xml"}, "csv or json"),
-        ("maintenance.cleanup_cache", {"pattern": "*"}, "needs a prefix"),
+        ("finance.send_bill_reminders", {"days_ahead": -1}, "days_ahead: Expected `int` >= 0"),
+        ("finance.calculate_monthly_revenue", {"month": "May 2024"}, "month: Expected `str`"),
+        ("reports.generate_daily_report", {"period_start": "yesterday"}, "period_start:"),
+        ("exports.export_data", {"kind": "bills", "fmt": "xml"}, "fmt: Invalid enum value 'xml'"),
+        ("maintenance.cleanup_cache", {"under": "*"}, "under: Expected `str` matching"),
         ("maintenance.cleanup_audit_logs", {"days": 0}, "nothing to do"),
-        ("notifications.cleanup_old_notifications", {"days": 0}, "at least 1"),
-        ("maintenance.backup_database", {"keep": 0}, "keep must be"),
-        ("demo.long_running_task", {"total": 0}, "total must be"),
+        ("notifications.cleanup_old_notifications", {"days": 0}, "days: Expected `int` >= 1"),
+        ("maintenance.backup_database", {"keep": 0}, "keep: Expected `int` >= 1"),
+        ("demo.long_running_task", {"total": 0}, "total: Expected `int` >= 1"),
+        ("demo.test_task", {"sleep_seconds": -5}, "sleep_seconds: Expected `float` >= 0"),
+        ("demo.test_task", {"sleep_seconds": "1"}, "sleep_seconds: Expected `float`, got `str`"),
+        ("finance.calculate_monthly_revenue", {"month": "2026-10\n"}, "month:"),
+        ("reports.generate_monthly_report", {"period_start": "9999-12-01"}, "period_start:"),
+        ("reports.generate_monthly_report", {"period_start": "2026-10-02"}, "period_start:"),
+        ("maintenance.cleanup_cache", {"redis_url": "redis://127.0.0.1:1/1"}, "redis_url"),
+        ("demo.test_task", {"no_such": 1}, "unexpected keyword argument 'no_such'"),
     ],
 )
 def test_bad_arguments_are_rejected_with_a_clear_message(

@@ -59,7 +59,7 @@ def test_invalid_arguments_fail_at_once_with_a_clear_message(run_task: RunTask) 
 
     assert result.state == "FAILURE"
     assert isinstance(result.result, InvalidArguments)
-    assert "kind must be one of" in str(result.result)
+    assert "kind: Invalid enum value 'passwords'; one of audit_logs, bills," in str(result.result)
     assert result._get_task_meta()["retries"] == 0
 
 

@@ -12,8 +12,9 @@ from collections.abc import Iterator
 import pytest
 from kombu import Connection, Queue
 
+from event_collector.broker import declare_queue
 from tests.services import RABBITMQ_URL, rabbitmq_running
-from worker.routing import PRIORITIES, declare_queue
+from worker.routing import AMQP_MAX_PRIORITY, PRIORITIES
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -26,7 +27,8 @@ def priority_queue() -> Iterator[tuple[Connection, Queue]]:
     with Connection(
         RABBITMQ_URL, connect_timeout=3, transport_options={"confirm_publish": True}
     ) as conn:
-        queue = declare_queue(f"taskpulse-test-{uuid.uuid4().hex[:8]}", "amqp")(conn.channel())
+        name = f"taskpulse-test-{uuid.uuid4().hex[:8]}"
+        queue = declare_queue(name, "amqp", AMQP_MAX_PRIORITY)(conn.channel())
         queue.declare()
         yield conn, queue
         queue.delete()

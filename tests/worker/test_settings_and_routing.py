@@ -6,21 +6,26 @@ from pathlib import Path
 
 import pytest
 
+from event_collector.config import load_settings as collector_settings
+from event_collector.environment import SettingsError, settings_from_env
+from event_collector.keys import Keys
+from producer_api.config import load_settings as api_settings
 from worker.application import create_app
 from worker.catalog import build_catalog
-from worker.config import TimeLimit, WorkerSettings, load_settings
+from worker.config import WorkerSettings, load_settings
+from worker.dynamic_schedule import BeatSettings
 from worker.routing import PRIORITIES, PRIORITY_LEVELS, queue_for
 
 
 def test_defaults_without_environment() -> None:
     settings = load_settings({})
 
-    assert settings.broker_url == "redis://localhost:6379/0"
+    assert settings.broker_url == "redis://127.0.0.1:6379/0"
     assert settings.backend_url == settings.broker_url
     assert settings.timezone == "Asia/Shanghai"
     assert settings.data_dir == Path(".run/data")
     assert (settings.smtp_host, settings.smtp_port) == ("localhost", 1025)
-    assert settings.time_limit == TimeLimit(soft=1500, hard=1800)
+    assert (settings.soft_time_limit, settings.time_limit) == (1500, 1800)
 
 
 def test_environment_overrides_and_per_task_time_limits() -> None:
@@ -52,6 +57,8 @@ def test_environment_overrides_and_per_task_time_limits() -> None:
         ("TASKPULSE_SMTP_PORT", "twenty-five", "TASKPULSE_SMTP_PORT"),
         ("TASKPULSE_SOFT_TIME_LIMIT", "2000", "TASKPULSE_SOFT_TIME_LIMIT"),
         ("TASKPULSE_TASK_TIME_LIMITS", "demo.test_task=5", "TASKPULSE_TASK_TIME_LIMITS"),
+        ("TASKPULSE_PREFETCH_MULTIPLIER", "1.5", "TASKPULSE_PREFETCH_MULTIPLIER"),
+        ("TASKPULSE_BROKER_URL", "sqs://", "TASKPULSE_BROKER_URL"),
     ],
 )
 def test_bad_settings_fail_at_start_with_the_variable_named(
@@ -121,3 +128,27 @@ def test_rabbitmq_queues_are_declared_as_priority_queues() -> None:
 
     for queue in app.conf.task_queues:
         assert queue.queue_arguments == {"x-max-priority": max(PRIORITIES["amqp"].values())}
+
+
+def test_a_bad_value_names_its_variable_for_beat_too() -> None:
+    with pytest.raises(SettingsError, match="TASKPULSE_BEAT_MAX_INTERVAL"):
+        settings_from_env(BeatSettings, {"TASKPULSE_BEAT_MAX_INTERVAL": "often"})
+
+
+def test_beat_reads_its_settings_from_taskpulse_variables() -> None:
+    settings = settings_from_env(BeatSettings, {
+        "TASKPULSE_REDIS_URL": "redis://store:6379/1", "TASKPULSE_KEY_PREFIX": "x:",
+        "TASKPULSE_BEAT_MAX_INTERVAL": "2.5", "TASKPULSE_BEAT_LOCK_TIMEOUT": "9",
+    })
+    assert settings == BeatSettings(redis_url="redis://store:6379/1", key_prefix="x:",
+                                    beat_max_interval=2.5, beat_lock_timeout=9)
+
+
+def test_every_role_defaults_the_shared_variables_alike() -> None:
+    worker, beat = load_settings({}), settings_from_env(BeatSettings, {})
+    collector, api = collector_settings({}), api_settings({})
+
+    assert worker.broker_url == collector.broker_url == api.broker_url
+    assert beat.redis_url == collector.redis_url == api.redis_url
+    assert beat.key_prefix == collector.key_prefix == api.key_prefix == Keys().prefix
+    assert worker.timezone == api.timezone

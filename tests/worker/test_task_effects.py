@@ -203,6 +203,44 @@ def test_cleanup_cache_scans_and_unlinks_only_matching_keys(
     assert stats["cmdstat_unlink"]["calls"] >= 12
 
 
+def test_cleanup_cache_deletes_only_under_the_given_part_of_the_cache_prefix(
+    run_task: RunTask, redis_server: RedisServer
+) -> None:
+    client: redis.Redis = redis_server.client(0)
+    client.mset({"taskpulse:cache:reports.1": "v", "taskpulse:cache:users.1": "v"})
+
+    result = run_task("maintenance.cleanup_cache", kwargs={"under": "reports"})
+
+    assert result.result == {"deleted": 1, "pattern": "taskpulse:cache:reports*"}
+    assert client.get("taskpulse:cache:users.1") == b"v"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        # The probe that deleted a schedule: a caller-chosen server and pattern.
+        {"redis_url": "redis://127.0.0.1:{port}/0", "pattern": "redbeat:tp:nightly-demo*"},
+        {"pattern": "redbeat:tp:nightly-demo*"},
+        {"under": "*"},
+        {"under": "../redbeat:tp:*"},
+        {"under": "x[a-z]"},
+    ],
+)
+def test_cleanup_cache_sent_around_the_api_refuses_any_other_server_or_pattern(
+    run_task: RunTask, redis_server: RedisServer, kwargs: dict[str, str]
+) -> None:
+    client: redis.Redis = redis_server.client(0)
+    client.mset({"redbeat:tp:nightly-demo": "schedule", "taskpulse:cache:x": "v"})
+    kwargs = {k: v.format(port=redis_server.port) for k, v in kwargs.items()}
+
+    result = run_task("maintenance.cleanup_cache", kwargs=kwargs)
+
+    assert result.state == "FAILURE"
+    assert type(result.result).__name__ == "InvalidArguments"
+    assert client.get("redbeat:tp:nightly-demo") == b"schedule"
+    assert client.get("taskpulse:cache:x") == b"v"
+
+
 def test_cleanup_expired_data_removes_expired_sessions_and_old_exports(
     run_task: RunTask, db: sqlite3.Connection, settings: WorkerSettings
 ) -> None:

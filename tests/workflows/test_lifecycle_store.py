@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from event_collector.events import AUDIT_EVENT, Event
+from event_collector.events import AUDIT_EVENT, READY_STATES, STATE_PRECEDENCE, Event
 from event_collector.keys import Keys
 from event_collector.lifecycle import Annotation, ForgetOutcome, TaskLifecycle
 from event_collector.normalize import event_id
 from event_collector.store import EventStore
-from event_collector.workflows import WorkflowReader
+from event_collector.workflows import WORKFLOW_TTL_SECONDS, WorkflowReader, record_chord_bodies
 from producer_api.catalog import load_catalog
 from producer_api.config import PACKAGED_CATALOG
 from producer_api.errors import NotFound
@@ -105,6 +105,29 @@ def test_rebuild_keeps_a_forgotten_task_forgotten(clean_redis: RedisServer) -> N
     assert indexed == [b"kept"]
 
 
+async def _chord_tree_after_rebuild(url: str) -> tuple[list[tuple[str, str | None]], int]:
+    client = aioredis.Redis.from_url(url)
+    try:
+        store = EventStore(client, KEYS)
+        await record_chord_bodies(client, KEYS, "r", {"cb": "h1"})
+        await store.apply([*finished("h1", 100.0, root="r"), *finished("h2", 100.0, root="r"),
+                           *finished("cb", 101.0, parent="h2", root="r")])  # fmt: skip
+        await store.rebuild()
+        tree = await WorkflowReader(client, KEYS).tree("r")
+        assert tree is not None
+        return [(n.id, n.role) for n in tree.root.children], await client.ttl(KEYS.workflow("r"))
+    finally:
+        await client.aclose()
+
+
+def test_recorded_chord_bodies_shape_the_tree_and_survive_a_rebuild(
+    clean_redis: RedisServer,
+) -> None:
+    children, ttl = asyncio.run(_chord_tree_after_rebuild(clean_redis.url(1)))
+    assert children == [("h1", None), ("h2", None), ("cb", "chord_body")]
+    assert 0 < ttl <= WORKFLOW_TTL_SECONDS
+
+
 async def _forget_unfinished(url: str) -> tuple[Any, int]:
     client = aioredis.Redis.from_url(url)
     try:
@@ -120,6 +143,24 @@ def test_an_unfinished_task_is_not_forgotten(clean_redis: RedisServer) -> None:
     assert result.outcome is ForgetOutcome.UNFINISHED
     assert result.state == "STARTED"
     assert exists == 1
+
+
+async def _forget_in_every_state(url: str) -> dict[str, ForgetOutcome]:
+    client = aioredis.Redis.from_url(url)
+    try:
+        life = TaskLifecycle(client, KEYS)
+        for state in STATE_PRECEDENCE:
+            await client.hset(KEYS.task(f"t-{state}"), mapping={"state": state})
+        return {s: (await life.forget(f"t-{s}", None)).outcome for s in STATE_PRECEDENCE}
+    finally:
+        await client.aclose()
+
+
+def test_exactly_the_ready_states_count_as_finished_for_forget(clean_redis: RedisServer) -> None:
+    outcomes = asyncio.run(_forget_in_every_state(clean_redis.url(1)))
+    forgotten = {s for s, outcome in outcomes.items() if outcome is ForgetOutcome.FORGOTTEN}
+    assert forgotten == READY_STATES
+    assert set(outcomes.values()) == {ForgetOutcome.FORGOTTEN, ForgetOutcome.UNFINISHED}
 
 
 async def _annotate(url: str) -> tuple[bool, dict[bytes, bytes], bool]:

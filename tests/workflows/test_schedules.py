@@ -8,8 +8,9 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -17,6 +18,7 @@ from tests.services import ServiceProcess, wait_until
 from tests.workflows.conftest import Stack
 
 INTERVAL = 2.0
+SHANGHAI = ZoneInfo("Asia/Shanghai")  # TASKPULSE_TIMEZONE's default, which the stack keeps
 _SENT = re.compile(
     r"\[(?P<ts>[\d-]+ [\d:,]+): INFO/MainProcess\] Scheduler: Sending due task (?P<name>\S+)"
 )
@@ -70,13 +72,16 @@ def test_a_schedule_added_through_the_api_fires_on_the_worker_and_stops_when_pau
                what="the runs sent before the pause")  # fmt: skip
     time.sleep(3 * INTERVAL)
     assert len(stack.demo_runs(message)) == sent
-    assert stack.call("GET", f"/schedules/{name}", "viewer").json()["total_run_count"] == sent
+    before_resume = stack.call("GET", f"/schedules/{name}", "viewer").json()
+    assert before_resume["total_run_count"] == sent
 
-    # Resuming skips the missed runs: the next one is a whole interval away, counts are kept.
+    # Resuming skips the missed runs: the next one is a whole interval away, counts are kept,
+    # and the last run is still the last real one, not the resume.
     resumed = stack.call("PATCH", f"/schedules/{name}", "admin", json={"enabled": True}).json()
     next_run = datetime.fromisoformat(resumed["next_run_at"]).timestamp()
     assert next_run >= time.time() + INTERVAL - 1.5
     assert resumed["total_run_count"] >= shown["total_run_count"]
+    assert resumed["last_run_at"] == before_resume["last_run_at"]
     stack.call("DELETE", f"/schedules/{name}", "admin")
 
 
@@ -145,10 +150,56 @@ def test_a_crontab_schedule_shows_its_next_run_in_the_configured_timezone(stack:
     name = f"daily-{uuid.uuid4().hex[:6]}"
     body = {"name": name, "task": "demo.test_task", "crontab": {"minute": "0", "hour": "2"}}
     created = stack.call("POST", "/schedules", "admin", json=body).json()
-    next_run = datetime.fromisoformat(created["next_run_at"])
-    assert next_run.utcoffset().total_seconds() == 8 * 3600  # Asia/Shanghai, the default
-    assert (next_run.hour, next_run.minute) == (2, 0)
+    shown = stack.call("GET", f"/schedules/{name}", "viewer").json()  # read back from Redis
     stack.call("DELETE", f"/schedules/{name}", "admin")
+    for view in (created, shown):
+        next_run = datetime.fromisoformat(view["next_run_at"])
+        assert next_run.utcoffset().total_seconds() == 8 * 3600  # Asia/Shanghai, the default
+        assert (next_run.hour, next_run.minute, next_run.second) == (2, 0, 0)
+        assert timedelta(0) < next_run - datetime.now(next_run.tzinfo) <= timedelta(days=1)
+
+
+def next_full_hour(when: datetime) -> datetime:
+    return when.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+
+
+def test_an_hourly_crontab_runs_next_at_the_full_hour_the_same_at_every_call(
+    stack: Stack,
+) -> None:
+    name = f"hourly-{uuid.uuid4().hex[:6]}"
+    body = {"name": name, "task": "demo.test_task", "crontab": {"minute": "0"}}
+    before = datetime.now(SHANGHAI)
+    created = stack.call("POST", "/schedules", "admin", json=body).json()
+    after = datetime.now(SHANGHAI)
+    views = [created]
+    for _ in range(3):
+        time.sleep(1)
+        views.append(stack.call("GET", f"/schedules/{name}", "viewer").json())
+    stack.call("DELETE", f"/schedules/{name}", "admin")
+
+    assert {v["next_run_at"] for v in views} == {created["next_run_at"]}
+    next_run = datetime.fromisoformat(created["next_run_at"])
+    assert next_run in {next_full_hour(before), next_full_hour(after)}
+    assert next_run.utcoffset() == timedelta(hours=8)
+    for view in views:  # it has not run: no last run
+        assert view["total_run_count"] == 0
+        assert view.get("last_run_at") is None
+
+
+def test_an_interval_runs_next_one_period_after_its_creation(stack: Stack) -> None:
+    name = f"hourly-interval-{uuid.uuid4().hex[:6]}"
+    body = {"name": name, "task": "demo.test_task", "interval": {"every": 3600}}
+    before = datetime.now(UTC)
+    created = stack.call("POST", "/schedules", "admin", json=body).json()
+    after = datetime.now(UTC)
+    time.sleep(1)
+    shown = stack.call("GET", f"/schedules/{name}", "viewer").json()
+    stack.call("DELETE", f"/schedules/{name}", "admin")
+
+    next_run = datetime.fromisoformat(created["next_run_at"])
+    assert before + timedelta(hours=1) <= next_run <= after + timedelta(hours=1)
+    assert shown["next_run_at"] == created["next_run_at"]
+    assert shown.get("last_run_at") is None
 
 
 def test_schedules_refuse_unknown_tasks_and_duplicates(stack: Stack) -> None:

@@ -47,3 +47,36 @@ def test_a_revoked_task_fails_the_workflow_too() -> None:
 def test_a_workflow_with_tasks_still_running_is_running() -> None:
     tree = build_tree("g", [node("x", "SUCCESS"), node("y", "RECEIVED")])
     assert tree.state == "running"
+
+
+def test_a_chord_body_goes_after_its_header_under_the_root_marked_as_body() -> None:
+    # Celery names the header task that finished last as the body's parent.
+    nodes = [node("h1", "SUCCESS"), node("h2", "SUCCESS"), node("cb", "SUCCESS", "h2")]
+    tree = build_tree("r", nodes, chord_bodies={"cb": "h1"})
+    assert [c.id for c in tree.root.children] == ["h1", "h2", "cb"]
+    assert tree.root.children[2].role == "chord_body"
+    assert tree.root.children[2].parent_id == "h2"  # who sent it stays visible
+    assert tree.root.children[1].children == []
+    assert tree.root.children[0].role is None
+
+
+def test_a_chord_in_a_chain_has_its_body_beside_its_header_under_the_step_before() -> None:
+    nodes = [node("a", "SUCCESS"), node("b", "SUCCESS", "a"), node("c", "SUCCESS", "a"),
+             node("d", "SUCCESS", "c"), node("e", "STARTED", "d")]  # fmt: skip
+    tree = build_tree("a", nodes, chord_bodies={"d": "b"})
+    assert [c.id for c in tree.root.children] == ["b", "c", "d"]
+    assert [c.id for c in tree.root.children[2].children] == ["e"]  # the chain goes on below
+
+
+def test_the_body_of_a_chord_that_is_itself_a_body_sits_beside_that_body() -> None:
+    # chord([a], chord([b], c)): b is the outer body, c the inner one.
+    nodes = [node("a", "SUCCESS"), node("b", "SUCCESS", "a"), node("c", "SUCCESS", "b")]
+    tree = build_tree("r", nodes, chord_bodies={"b": "a", "c": "b"})
+    assert [(c.id, c.role) for c in tree.root.children] == [
+        ("a", None), ("b", "chord_body"), ("c", "chord_body")]
+
+
+def test_a_chord_body_whose_header_is_unknown_hangs_under_the_root() -> None:
+    nodes = [node("h2", "SUCCESS"), node("cb", "SUCCESS", "h2")]
+    tree = build_tree("r", nodes, chord_bodies={"cb": "expired-h1"})
+    assert [c.id for c in tree.root.children] == ["h2", "cb"]

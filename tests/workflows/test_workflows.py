@@ -48,16 +48,38 @@ def test_chord_with_a_failing_header_task_is_one_failed_tree_naming_that_task(st
     assert tree["by_state"] == {"SUCCESS": 2, "FAILURE": 1}
 
 
-def test_chord_that_succeeds_shows_its_callback_under_the_header(stack: Stack) -> None:
+def test_a_chord_s_body_comes_after_its_header_under_the_root_marked_as_body(
+    stack: Stack,
+) -> None:
     body = {"chord": {"header": [task("a"), task("b"), task("c")], "body": task("cb")}}
     sent = stack.call("POST", "/workflows", "operator", json=body).json()
-    callback_id = sent["tasks"][3]["id"]
+    header_ids, callback_id = [t["id"] for t in sent["tasks"][:3]], sent["tasks"][3]["id"]
 
     tree = settled_tree(stack, sent["root_id"], 4)
 
     assert tree["state"] == "succeeded"
-    under_headers = [g["id"] for h in tree["root"]["children"] for g in h.get("children", [])]
-    assert under_headers == [callback_id]
+    children = tree["root"]["children"]
+    assert sorted(c["id"] for c in children[:3]) == sorted(header_ids)
+    assert [c.get("role") for c in children] == [None, None, None, "chord_body"]
+    assert children[3]["id"] == callback_id
+    assert children[3]["parent_id"] in header_ids  # the header task that finished last
+    assert all("children" not in c for c in children)
+
+
+def test_a_chord_inside_a_chain_has_its_body_beside_its_header(stack: Stack) -> None:
+    body = {"chain": [task("first"),
+                      {"chord": {"header": [task("h1"), task("h2")], "body": task("cb")}},
+                      task("last")]}  # fmt: skip
+    sent = stack.call("POST", "/workflows", "operator", json=body).json()
+    first, h1, h2, cb, last = (t["id"] for t in sent["tasks"])
+
+    tree = settled_tree(stack, sent["root_id"], 5)
+
+    assert tree["root"]["id"] == first
+    under_first = tree["root"]["children"]
+    assert sorted(c["id"] for c in under_first[:2]) == sorted([h1, h2])
+    assert (under_first[2]["id"], under_first[2]["role"]) == (cb, "chord_body")
+    assert [c["id"] for c in under_first[2]["children"]] == [last]
 
 
 def test_chain_nests_each_step_under_the_one_before(stack: Stack) -> None:

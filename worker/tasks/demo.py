@@ -10,15 +10,16 @@ from typing import Any
 
 from worker.domain.store import transaction
 from worker.errors import PermanentError, TransientError
-from worker.tasks.base import TaskpulseTask, require
+from worker.tasks.base import TaskpulseTask
+from worker.tasks.params import Message, PlannedFailures, Seconds, Steps
 
 
 def test_task(
     self: TaskpulseTask,
-    message: str = "ok",
-    sleep_seconds: float = 0.0,
+    message: Message = "ok",
+    sleep_seconds: Seconds = 0.0,
     fail: bool = False,
-    fail_times: int = 0,
+    fail_times: PlannedFailures = 0,
 ) -> dict[str, Any]:
     """Record a run of ``message`` in the store, after sleeping ``sleep_seconds``.
 
@@ -26,8 +27,6 @@ def test_task(
     transient error, so the retry policy can be watched: N ≤ 3 ends in success, more in failure.
     Attempts are counted in the store per task id, which retries keep.
     """
-    require(0 <= sleep_seconds <= 3600, f"sleep_seconds must be 0..3600, got {sleep_seconds}")
-    require(0 <= fail_times <= 100, f"fail_times must be 0..100, got {fail_times}")
     started = time.time()
     with self.store() as conn, transaction(conn):
         conn.execute(
@@ -52,15 +51,13 @@ def test_task(
 
 
 def long_running_task(
-    self: TaskpulseTask, total: int = 10, step_seconds: float = 1.0
+    self: TaskpulseTask, total: Steps = 10, step_seconds: Seconds = 1.0
 ) -> dict[str, Any]:
     """Work through ``total`` steps of ``step_seconds`` each, reporting progress after each.
 
     Progress goes two ways: ``update_state('PROGRESS')`` for whoever polls the result backend,
     and a ``task-progress`` event for whoever watches the event stream.
     """
-    require(1 <= total <= 100_000, f"total must be 1..100000, got {total}")
-    require(0 <= step_seconds <= 3600, f"step_seconds must be 0..3600, got {step_seconds}")
     started = time.monotonic()
     for current in range(1, total + 1):
         time.sleep(step_seconds)

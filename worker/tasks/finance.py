@@ -8,7 +8,8 @@ from typing import Any
 
 from worker.domain.periods import local_now, month_bounds, previous_month
 from worker.domain.store import audit, transaction
-from worker.tasks.base import TaskpulseTask, require
+from worker.tasks.base import TaskpulseTask
+from worker.tasks.params import DaysAhead, Month
 
 
 def check_pending_bills(self: TaskpulseTask) -> dict[str, int]:
@@ -33,13 +34,12 @@ def check_pending_bills(self: TaskpulseTask) -> dict[str, int]:
     }
 
 
-def send_bill_reminders(self: TaskpulseTask, days_ahead: int = 3) -> dict[str, Any]:
+def send_bill_reminders(self: TaskpulseTask, days_ahead: DaysAhead = 3) -> dict[str, Any]:
     """Remind the owner of every unpaid bill due within ``days_ahead`` days (or overdue).
 
     At most one reminder per bill and local day: the (bill, day) key is claimed in the same
     transaction that writes the notification, so a rerun the same day sends nothing.
     """
-    require(0 <= days_ahead <= 60, f"days_ahead must be between 0 and 60, got {days_ahead}")
     today = local_now(self.settings.zone).date()
     horizon = (today + timedelta(days=days_ahead)).isoformat()
     now = time.time()
@@ -76,7 +76,7 @@ def send_bill_reminders(self: TaskpulseTask, days_ahead: int = 3) -> dict[str, A
     return {"reminded": len(reminded), "bill_ids": reminded, "day": today.isoformat()}
 
 
-def calculate_monthly_revenue(self: TaskpulseTask, month: str | None = None) -> dict[str, Any]:
+def calculate_monthly_revenue(self: TaskpulseTask, month: Month | None = None) -> dict[str, Any]:
     """Sum the bills paid in ``month`` (YYYY-MM, local time; default: last month) into revenue."""
     zone = self.settings.zone
     month = month or previous_month(local_now(zone))

@@ -15,12 +15,12 @@ from worker.domain.audit_cleanup import cleanup_audit_logs as _cleanup_audit_log
 from worker.domain.store import audit, transaction
 from worker.errors import TransientError
 from worker.files import rotate
-from worker.tasks.base import TaskpulseTask, require
+from worker.tasks.base import TaskpulseTask
+from worker.tasks.params import AuditDays, AuditKeep, BackupsKept, BatchSize, CacheKeyPart, Days
 
 
-def backup_database(self: TaskpulseTask, keep: int = 7) -> dict[str, Any]:
+def backup_database(self: TaskpulseTask, keep: BackupsKept = 7) -> dict[str, Any]:
     """Copy the store with SQLite's online backup API, then keep only the ``keep`` newest."""
-    require(1 <= keep <= 1000, f"keep must be between 1 and 1000, got {keep}")
     backups = self.settings.data_dir / "backups"
     backups.mkdir(parents=True, exist_ok=True)
     path = backups / f"taskpulse-{datetime.now(UTC):%Y%m%dT%H%M%S%f}.db"
@@ -37,21 +37,20 @@ def backup_database(self: TaskpulseTask, keep: int = 7) -> dict[str, Any]:
 
 
 def cleanup_cache(
-    self: TaskpulseTask,
-    pattern: str = "taskpulse:cache:*",
-    redis_url: str | None = None,
-    batch_size: int = 500,
+    self: TaskpulseTask, under: CacheKeyPart = "", batch_size: BatchSize = 500
 ) -> dict[str, Any]:
-    """Delete Redis keys matching ``pattern`` with SCAN + UNLINK in batches (never KEYS).
+    """Delete the cache keys whose names start with the deployment's cache prefix followed by
+    ``under`` (empty: the whole cache), with SCAN + UNLINK in batches (never KEYS).
 
+    The Redis and the prefix are the deployment's (``TASKPULSE_CACHE_REDIS_URL``,
+    ``TASKPULSE_CACHE_KEY_PREFIX``), never the caller's: a caller-chosen server or pattern could
+    reach any host or delete the broker's queues, the schedules or the monitoring store.
+    ``under`` has no glob characters (its annotation), so the match cannot leave the prefix.
     SCAN walks the keyspace a batch at a time, so a big cache never blocks Redis the way KEYS
     would; UNLINK frees the memory in the background.
     """
-    # A pattern starting with a wildcard could match the broker's own queues.
-    require(bool(pattern) and pattern[0] not in "*?[", f"pattern needs a prefix: {pattern!r}")
-    require(1 <= batch_size <= 10000, f"batch_size must be 1..10000, got {batch_size}")
-    url = redis_url or self.settings.cache_url
-    client = redis.Redis.from_url(url)
+    pattern = f"{self.settings.cache_key_prefix}{under}*"
+    client = redis.Redis.from_url(self.settings.cache_url)
     deleted = 0
     try:
         batch: list[bytes] = []
@@ -69,9 +68,8 @@ def cleanup_cache(
     return {"deleted": deleted, "pattern": pattern}
 
 
-def cleanup_expired_data(self: TaskpulseTask, export_days: int = 7) -> dict[str, int]:
+def cleanup_expired_data(self: TaskpulseTask, export_days: Days = 7) -> dict[str, int]:
     """Delete expired sessions and export files older than ``export_days`` days."""
-    require(export_days >= 1, f"export_days must be at least 1, got {export_days}")
     now = time.time()
     cutoff = now - export_days * 86400
     exports = self.settings.data_dir / "exports"
@@ -86,7 +84,10 @@ def cleanup_expired_data(self: TaskpulseTask, export_days: int = 7) -> dict[str,
 
 
 def cleanup_audit_logs(
-    self: TaskpulseTask, days: int = 365, keep: int | None = None, dry_run: bool = False
+    self: TaskpulseTask,
+    days: AuditDays = 365,
+    keep: AuditKeep | None = None,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
     """Delete audit entries older than ``days`` (0: no age limit) and/or beyond the newest
     ``keep``; with ``dry_run`` only count them."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import smtplib
 import time
 from email.message import EmailMessage
@@ -11,24 +10,22 @@ from typing import Any
 
 from worker.domain.store import audit, transaction
 from worker.errors import PermanentError, TransientError
-from worker.tasks.base import TaskpulseTask, require
-
-# Deliberately plain: one @, no spaces or angle brackets, a dot in the domain. The relay is the
-# real judge; this only stops obvious garbage before a network round trip.
-_ADDRESS = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
+from worker.tasks.base import TaskpulseTask
+from worker.tasks.params import Body, Days, EmailAddress, Subject, UserId
 
 
 def send_notification_email(
-    self: TaskpulseTask, to: str, subject: str, body: str, user_id: int | None = None
+    self: TaskpulseTask,
+    to: EmailAddress,
+    subject: Subject,
+    body: Body,
+    user_id: UserId | None = None,
 ) -> dict[str, Any]:
     """Send one email through the configured SMTP relay and record it as a sent notification.
 
     A relay that cannot be reached is a transient error (retried with backoff); an address the
     relay refuses, or one that is malformed, is permanent.
     """
-    require(bool(_ADDRESS.match(to)), f"'to' is not an email address: {to!r}")
-    require(bool(subject.strip()), "subject must not be empty")
-    require(len(subject) <= 200 and "\n" not in subject, "subject must be one line of ≤200 chars")
     message = EmailMessage()
     message["From"] = self.settings.smtp_sender
     message["To"] = to
@@ -68,9 +65,8 @@ def _deliver(task: TaskpulseTask, message: EmailMessage) -> dict[str, Any]:
         ) from exc
 
 
-def cleanup_old_notifications(self: TaskpulseTask, days: int = 30) -> dict[str, int]:
+def cleanup_old_notifications(self: TaskpulseTask, days: Days = 30) -> dict[str, int]:
     """Delete notifications created more than ``days`` days ago."""
-    require(days >= 1, f"days must be at least 1, got {days}")
     cutoff = time.time() - days * 86400
     with self.store() as conn, transaction(conn):
         deleted = conn.execute("DELETE FROM notifications WHERE created_at < ?", (cutoff,)).rowcount

@@ -12,24 +12,33 @@ from worker.domain.periods import local_now, period_starting, report_period
 from worker.domain.store import audit, transaction
 from worker.files import atomic_write
 from worker.tasks.base import TaskpulseTask
+from worker.tasks.params import MonthStart, PeriodStart
 
 
-def generate_hourly_report(self: TaskpulseTask, period_start: str | None = None) -> dict[str, Any]:
+def generate_hourly_report(
+    self: TaskpulseTask, period_start: PeriodStart | None = None
+) -> dict[str, Any]:
     """Report on the last complete hour (or the hour starting at ``period_start``)."""
     return _generate(self, "hourly", period_start)
 
 
-def generate_daily_report(self: TaskpulseTask, period_start: str | None = None) -> dict[str, Any]:
+def generate_daily_report(
+    self: TaskpulseTask, period_start: PeriodStart | None = None
+) -> dict[str, Any]:
     """Report on yesterday (or the day starting at ``period_start``)."""
     return _generate(self, "daily", period_start)
 
 
-def generate_weekly_report(self: TaskpulseTask, period_start: str | None = None) -> dict[str, Any]:
+def generate_weekly_report(
+    self: TaskpulseTask, period_start: PeriodStart | None = None
+) -> dict[str, Any]:
     """Report on last Monday-to-Sunday week (or the week starting at ``period_start``)."""
     return _generate(self, "weekly", period_start)
 
 
-def generate_monthly_report(self: TaskpulseTask, period_start: str | None = None) -> dict[str, Any]:
+def generate_monthly_report(
+    self: TaskpulseTask, period_start: MonthStart | None = None
+) -> dict[str, Any]:
     """Report on last calendar month (or the month starting at ``period_start``)."""
     return _generate(self, "monthly", period_start)
 

@@ -1,0 +1,76 @@
+"""The broker as every role must see it: which kind a URL names, and how kombu lays a priority
+queue out on Redis.
+
+The worker declares queues and numbers priorities by broker kind (``worker.routing``), the API
+publishes the same way (``producer_api.publisher``), and the collector reads events and queue
+lengths by kind (``consume.py``, ``queues.py``): a URL one of them took for Redis and another
+for RabbitMQ would split the system, so there is one table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final, Literal
+
+from kombu import Exchange, Queue
+
+BrokerKind = Literal["redis", "amqp"]
+
+# kombu.transport.TRANSPORT_ALIASES, by the transport each scheme loads (kombu.transport.redis;
+# kombu.transport.pyamqp or librabbitmq). tests/collector/test_broker.py holds it to kombu's.
+BROKER_KINDS: Final[dict[str, BrokerKind]] = {
+    "redis": "redis", "rediss": "redis", "sentinel": "redis",
+    "amqp": "amqp", "amqps": "amqp", "pyamqp": "amqp", "librabbitmq": "amqp",
+}  # fmt: skip
+# redis.connection.parse_url: the URLs the collector can open itself with redis-py (a Redis
+# broker's fanout and queue lists, a Redis result backend).
+REDIS_PY_SCHEMES: Final = ("redis", "rediss", "unix")
+
+# kombu.transport.redis: a queue with priorities is one list per step, the queue's own name for
+# step 0 and ``<queue>\x06\x16<step>`` for the others (``Channel._q_for_pri``). The worker sets
+# exactly these, the collector sums exactly these lists.
+REDIS_PRIORITY_STEPS: Final = (0, 3, 6, 9)
+REDIS_PRIORITY_SEPARATOR: Final = "\x06\x16"
+
+
+def _scheme(url: str) -> str:
+    return url.partition("://")[0].lower()
+
+
+def broker_kind(url: str) -> BrokerKind:
+    """``redis`` or ``amqp``; ValueError for a transport taskpulse does not support.
+
+    ``<transport>+<url>`` (``redis+socket:///run/redis.sock``) is kombu's way to give a
+    transport a URL of another scheme: the part before ``+`` names the transport."""
+    transport = _scheme(url).partition("+")[0]
+    kind = BROKER_KINDS.get(transport)
+    if kind is None:
+        given = f"{transport}://" if "://" in url else "a URL without a scheme"
+        raise ValueError(
+            f"TASKPULSE_BROKER_URL: {given} is not a broker taskpulse supports"
+            f" ({', '.join(f'{s}://' for s in BROKER_KINDS)})"
+        )
+    return kind
+
+
+def result_backend_url(result_backend: str, broker_url: str) -> str:
+    """Where results are: ``TASKPULSE_RESULT_BACKEND``, else the broker's URL (every role)."""
+    return result_backend or broker_url
+
+
+def redis_py_opens(url: str) -> bool:
+    """True for a Redis URL redis-py connects to by itself (``redis://``, ``rediss://``,
+    ``unix://``); kombu's and Celery's own forms (``sentinel://``, ``redis+socket://``) are not."""
+    return _scheme(url) in REDIS_PY_SCHEMES
+
+
+def declare_queue(name: str, kind: BrokerKind, amqp_max_priority: int) -> Queue:
+    """A queue on its own direct exchange; on RabbitMQ a priority queue. The worker and the API
+    declare queues with this alone: RabbitMQ refuses a queue re-declared with other arguments."""
+    arguments = {"x-max-priority": amqp_max_priority} if kind == "amqp" else None
+    return Queue(name, Exchange(name, type="direct"), routing_key=name, queue_arguments=arguments)
+
+
+def priority_lists(queue: str, steps: Sequence[int] = REDIS_PRIORITY_STEPS) -> list[str]:
+    """The Redis lists kombu uses for ``queue``: the queue itself for step 0, suffixed otherwise."""
+    return [f"{queue}{REDIS_PRIORITY_SEPARATOR}{step}" if step else queue for step in steps]
