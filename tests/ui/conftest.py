@@ -31,7 +31,9 @@ SCREENSHOTS = REPO_ROOT / "docs" / "img"
 stack = workflows.stack
 
 
-@pytest.fixture(scope="session")
+# Package scope: Playwright's sync API runs an event loop in this thread until it stops, and the
+# tests of other packages call asyncio.run().
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")

@@ -105,13 +105,13 @@ def test_a_revoked_tokens_session_is_refused_and_lands_on_sign_in(
 
 
 def test_an_expired_session_lands_on_sign_in_with_a_message(page: Page, stack: Stack) -> None:
-    sign_in(page, stack.tokens["viewer"], "/ui/workers")
+    sign_in(page, stack.tokens["viewer"], "/ui/schedules")
     store = stack.store()
     sessions = list(store.scan_iter(match="tp:ui:session:*"))
     assert sessions
     store.delete(*sessions)  # what the idle TTL does
 
-    page.click("a[data-nav='/ui/tasks']")
+    page.goto("/ui/tasks")
 
     page.wait_for_url("**/ui/login?reason=expired&next=%2Fui%2Ftasks")
     expect(page.locator("#signin-message")).to_contain_text("expired")

@@ -60,8 +60,9 @@ function treeNode(node, currentId) {
   const label = node.virtual ? h('span', { class: 'muted' }, 'group / chord')
     : taskLink(node, node.name || '(unnamed)');
   return h('li', { 'data-task-id': node.id, 'data-state': node.state || (node.virtual ? 'GROUP' : 'UNKNOWN'),
-    class: node.id === currentId ? 'current' : null },
+    'data-role': node.role || null, class: node.id === currentId ? 'current' : null },
   h('span', { class: 'node' }, node.virtual ? null : stateBadge(node.state), ' ', label, ' ',
+    node.role === 'chord_body' ? h('span', { class: 'label' }, 'chord body') : null,
     h('span', { class: 'mono muted' }, shortId(node.id)),
     node.runtime !== undefined ? h('span', { class: 'muted' }, ` ${duration(node.runtime)}`) : null,
     node.exception ? h('span', { class: 'exc' }, ` ${node.exception}`) : null),
