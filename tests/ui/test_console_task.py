@@ -86,6 +86,22 @@ def test_a_chord_shows_as_one_tree_with_its_roll_up(page: Page, stack: Stack) ->
     expect(page.locator("[data-rollup]")).to_have_attribute("data-rollup", "failed")
 
 
+def test_a_chords_body_is_drawn_in_the_same_tree_and_labelled(page: Page, stack: Stack) -> None:
+    step = {"name": "demo.test_task", "kwargs": {"message": "cb"}}
+    sent = stack.call("POST", "/workflows", "operator",
+                      json={"chord": {"header": [step, step], "body": step}}).json()
+    body = sent["tasks"][2]["id"]
+    stack.wait_task(body)
+    sign_in(page, stack.tokens["viewer"], f"/ui/tasks/{body}")
+
+    workflow = page.locator("[data-testid=workflow]")
+    expect(workflow.locator("[data-rollup]")).to_have_attribute("data-rollup", "succeeded")
+    expect(workflow.locator("[data-rollup]")).to_have_attribute("data-total", "3")
+    node = workflow.locator(f"li[data-task-id='{body}']")
+    expect(node).to_have_attribute("data-role", "chord_body")
+    expect(node).to_contain_text("chord body")
+
+
 def test_progress_moves_live_on_a_running_tasks_page(page: Page, stack: Stack) -> None:
     sign_in(page, stack.tokens["viewer"], "/ui/tasks")
     task_id = send(stack, "demo.long_running_task", total=6, step_seconds=0.5)
