@@ -94,7 +94,14 @@ Producer API
                                   it sends the workflow. Celery events cannot tell a chord's body
                                   from a task its parent started, and the tree needs to. Kept by
                                   ``rebuild``: no event carries it.
-  Besides these three, the API writes only the audit events it appends to ``P events``.
+  P ui:session:<hash>    HASH     a web console sign-in: token_id csrf created. <hash> = SHA-256
+                                  of the session id the browser holds in its cookie, so a store
+                                  dump holds no usable session. TTL = the idle timeout, renewed
+                                  on every request (producer_api/console/sessions.py).
+  P ui:login:<hash>      STRING   a one-time sign-in link: SHA-256 of its code -> the token id it
+                                  signs in as; short TTL, deleted by the GETDEL that redeems it.
+                                  Both are dropped by ``rebuild`` (console users sign in again).
+  Besides these five, the API writes only the audit events it appends to ``P events``.
 
 Beat schedule (celery-redbeat's own layout, under B = ``redbeat:`` + P, outside ``P*`` on purpose:
 ``rebuild`` drops ``P*`` projections, and a schedule is configuration, not a projection)
@@ -217,6 +224,12 @@ class Keys(msgspec.Struct, frozen=True):
 
     def enqueued(self, task_id: str) -> str:
         return f"{self.prefix}enq:{task_id}"
+
+    def ui_session(self, session_hash: str) -> str:
+        return f"{self.prefix}ui:session:{session_hash}"
+
+    def ui_login(self, code_hash: str) -> str:
+        return f"{self.prefix}ui:login:{code_hash}"
 
     def collector(self, collector_id: str) -> str:
         return f"{self.prefix}collector:{collector_id}"

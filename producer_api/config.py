@@ -56,6 +56,11 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     broker_timeout_seconds: float = 2.0
     # Threads that publish to the broker (kombu is blocking; the event loop never is).
     publish_threads: int = 4
+    # Web console: a session ends after this long unused; a one-time sign-in link lapses sooner.
+    ui_session_ttl_seconds: int = 8 * 3600
+    ui_login_link_ttl_seconds: int = 600
+    # The collector's threshold (same variable): the console's overview counts such tasks stuck.
+    stuck_after_seconds: float = 600.0
 
     def __post_init__(self) -> None:
         broker_kind(self.broker_url)  # an unsupported broker fails at start-up
@@ -85,6 +90,9 @@ ENV_VARS: dict[str, str] = {
     "TASKPULSE_API_REDIS_TIMEOUT": "redis_timeout_seconds",
     "TASKPULSE_API_BROKER_TIMEOUT": "broker_timeout_seconds",
     "TASKPULSE_API_PUBLISH_THREADS": "publish_threads",
+    "TASKPULSE_UI_SESSION_TTL": "ui_session_ttl_seconds",
+    "TASKPULSE_UI_LOGIN_LINK_TTL": "ui_login_link_ttl_seconds",
+    "TASKPULSE_STUCK_AFTER_SECONDS": "stuck_after_seconds",
 }
 
 

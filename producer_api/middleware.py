@@ -11,6 +11,7 @@ from aiohttp import hdrs, web
 from kombu.exceptions import OperationalError
 
 from producer_api.auth import role_allows
+from producer_api.console.sessions import session_actor, session_id_of
 from producer_api.errors import ERROR_CODES, ApiError, Forbidden, Unauthorized, Unavailable
 from producer_api.http import Handler, endpoint_of, json_response
 from producer_api.resources import METRICS, TOKENS
@@ -62,6 +63,10 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     try:
         response = await handler(request)
         status = response.status
+        if not response.prepared:  # a stream's headers are already sent
+            # The console shows the API's own time beside what the browser measured.
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            response.headers["Server-Timing"] = f"app;dur={elapsed_ms:.2f}"
         return response
     finally:
         metrics = request.app[METRICS]
@@ -121,12 +126,18 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     spec = endpoint_of(request)
     if spec is None or spec.role is None:
         return await handler(request)
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
-    entry = request.app[TOKENS].authenticate(token.strip())
-    if entry is None:
-        raise Unauthorized("invalid or revoked token")
+    header = request.headers.get("Authorization", "")
+    if not header and session_id_of(request):
+        # The web console: a session cookie instead of a bearer token (console/sessions.py).
+        entry = await session_actor(request, request.app[TOKENS])
+    else:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
+        found = request.app[TOKENS].authenticate(token.strip())
+        if found is None:
+            raise Unauthorized("invalid or revoked token")
+        entry = found
     if not role_allows(entry.role, spec.role):
         raise Forbidden(
             f"role {entry.role!r} may not do this; needs {spec.role!r}",

@@ -528,6 +528,7 @@ def main() -> int:
         token = create_admin_token(env)
         ok = run_demo(Api(api_url, token), stack)
         print_where_to_look(api_url, metrics_port, prometheus_url, token)
+        print_console_link(Api(api_url, token))
         if args.exit_after_demo:
             return 0 if ok else 1
         say("running; Ctrl-C (or SIGTERM, SIGHUP) stops everything")
@@ -561,6 +562,14 @@ def print_where_to_look(api_url: str, metrics_port: int, prometheus_url: str | N
     taskpulse tasks list --state FAILURE
     taskpulse stats
 """, flush=True)
+
+
+def print_console_link(api: Api) -> None:
+    """The web console, and a one-time link that signs this browser in as the admin token."""
+    link = api.call("POST", "/ui/login-links")
+    print(f"  console      {api.base_url}/ui/\n"
+          f"               one click to sign in (valid once, {link['expires_in'] // 60} min): "
+          f"{api.base_url}{link['path']}\n", flush=True)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Prometheus look for them."""
 
 from __future__ import annotations
 
+from producer_api.console import routes as console
 from producer_api.routes import (
     catalog,
     events,
@@ -18,8 +19,9 @@ from producer_api.routes import (
 
 API_PREFIX = "/api/v1"
 API_TABLES = (tasks.routes, stats.routes, events.routes, catalog.routes, tokens.routes,
-              workflows.routes, schedules.routes, lifecycle.routes)
-# Contexts of the event/workflow/schedule/lifecycle routes: they run after the API's own.
-EXTRA_CTX = (events.ctx, workflows.ctx, schedules.ctx, lifecycle.ctx)
+              workflows.routes, schedules.routes, lifecycle.routes, console.api)
+# Contexts of the event/workflow/schedule/lifecycle/console routes: they run after the API's own.
+EXTRA_CTX = (events.ctx, workflows.ctx, schedules.ctx, lifecycle.ctx, console.ctx)
 ON_SHUTDOWN = (events.end_streams,)
-ROOT_TABLES = (health.routes,)
+# The web console (/ui) is served at the root too; its pages are not API routes.
+ROOT_TABLES = (health.routes, console.ui)

@@ -76,3 +76,13 @@ def test_tokens_bench_prints_its_verdict_table() -> None:
     assert "== token store: SQLite (taskpulse) vs the JSON file" in out
     assert "authenticate() @ 50 tokens" in out
     assert "create() @ 50 tokens" in out
+
+
+def test_ui_bench_prints_its_verdict_table() -> None:
+    flower = [] if flower_available() else ["--skip-flower"]
+    out = run_script("bench/ui.py", "--tasks", "500", "--flower-tasks", "200", "--runs", "2",
+                     "--filter-runs", "2", "--live-seconds", "2", "--live-rate", "100", *flower)
+    assert "== web console: taskpulse vs Flower 2.2 tasks page" in out
+    assert "tasks page first render p95 ms" in out
+    received = next(line for line in out.splitlines() if line.startswith("live: events received"))
+    assert received.split("|")[1].strip() not in ("0", "0.00", "n/a"), "the live page saw nothing"

@@ -123,3 +123,9 @@ def _api_port(out: str) -> str:
     found = re.search(r"API          http://127\.0\.0\.1:(\d+)/api/v1", out)
     assert found is not None, out
     return found.group(1)
+
+
+def test_make_run_prints_the_web_console_and_a_one_time_way_in(demo_run: DemoRun) -> None:
+    port = _api_port(demo_run.out)
+    assert re.search(rf"console +http://127\.0\.0\.1:{port}/ui/", demo_run.out), demo_run.out
+    assert re.search(rf"http://127\.0\.0\.1:{port}/ui/login/\S+", demo_run.out), demo_run.out
