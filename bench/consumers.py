@@ -90,7 +90,8 @@ class TaskpulseConsumer:
     poll_interval = 0.02
 
     def __init__(
-        self, broker: RedisServer, store: RedisServer, log_dir: Path, prefix: str = "tp:"
+        self, broker: RedisServer, store: RedisServer, log_dir: Path, prefix: str = "tp:",
+        **extra_env: str,
     ) -> None:
         self.keys = Keys(prefix)
         self.store = store.client(0)
@@ -102,8 +103,11 @@ class TaskpulseConsumer:
             "TASKPULSE_KEY_PREFIX": prefix,
             "TASKPULSE_METRICS_HOST": "127.0.0.1",
             "TASKPULSE_METRICS_PORT": str(free_port()),
+            "TASKPULSE_SPOOL_DIR": str(log_dir / "spool"),
             "PYTHONUNBUFFERED": "1",
+            **extra_env,
         }
+        self.metrics_url = f"http://127.0.0.1:{env['TASKPULSE_METRICS_PORT']}/metrics"
         self.proc = ServiceProcess(
             [sys.executable, "-m", "event_collector"], env, log_dir / "collector.log"
         )

@@ -6,9 +6,11 @@ previous one (Redis runs the script on its own core):
   (invalid ones are counted, logged and skipped), and cuts batches at ``batch_size`` events or
   ``batch_interval`` seconds after the batch's first event, whichever comes first;
 - ``write``: applies each batch in one script call, retrying the *same* batch with backoff
-  while the store is unreachable, then updates metrics and tells the reader how many raw
-  messages are now safely written (RabbitMQ acks them).
-On shutdown everything already read is decoded and written before ``run`` returns.
+  while the store is unreachable, then updates metrics and tells the buffer and the reader how
+  many raw messages are now safely written (the spool deletes segments written whole, RabbitMQ
+  acks them).
+On shutdown everything already read into memory is decoded and written before ``run`` returns;
+what waits in the spool stays there for the next start (``RawBuffer.keep_spool``).
 """
 
 from __future__ import annotations
@@ -157,6 +159,7 @@ class Pipeline:
         while (batch := await self._batches.get()) is not None:
             if batch.events:
                 await self._write(batch.events)
+            self.buffer.written(batch.messages)
             self.source.done(batch.messages)
 
     async def _write(self, events: list[Event]) -> None:
