@@ -28,7 +28,7 @@ import redis
 from event_collector.consume import BAD_ENVELOPE, Backoff, RawBuffer
 from event_collector.events import Event
 from event_collector.metrics import CollectorMetrics
-from event_collector.normalize import InvalidEvent, normalize
+from event_collector.normalize import InvalidEvent, normalize, task_events
 from event_collector.store import ApplyResult, EventStore
 
 log = logging.getLogger("taskpulse.collector.pipeline")
@@ -132,6 +132,9 @@ class Pipeline:
         if raw.startswith(BAD_ENVELOPE):
             self._invalid("bad_envelope", ValueError(raw[1:80]))
             return ()
+        events = task_events(raw)  # the common case, parsed and checked in C
+        if events is not None:
+            return events
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
