@@ -29,6 +29,7 @@ class Consumer(Protocol):
     poll_interval: float
 
     def count(self) -> int: ...
+    def succeeded(self) -> int: ...
     def rss(self) -> float: ...
     def cpu(self) -> float: ...
     def cpu_parts(self) -> dict[str, float]: ...
@@ -54,6 +55,10 @@ class FlowerConsumer:
 
     def count(self) -> int:
         return self.flower.task_events()
+
+    def succeeded(self) -> int:
+        """Tasks whose task-succeeded event reached the consumer's state."""
+        return self.flower.task_events("task-succeeded")
 
     def rss(self) -> float:
         return harness.rss_mb(self.flower.pid)
@@ -118,6 +123,11 @@ class TaskpulseConsumer:
         values = self.store.hgetall(self.keys.counters_total)
         return sum(int(v) for k, v in values.items()
                    if k.decode().rpartition(COUNTER_FIELD_SEPARATOR)[2] in TASK_KINDS)
+
+    def succeeded(self) -> int:
+        values = self.store.hgetall(self.keys.counters_total)
+        return sum(int(v) for k, v in values.items()
+                   if k.decode().rpartition(COUNTER_FIELD_SEPARATOR)[2] == "SUCCESS")
 
     def rss(self) -> float:
         return harness.rss_mb(self.proc.process.pid)

@@ -44,6 +44,11 @@ log = logging.getLogger("taskpulse.collector.consume")
 EVENT_EXCHANGE: Final = "celeryev"
 BAD_ENVELOPE: Final = b"\x00"  # never the first byte of JSON
 READ_CHUNK: Final = 1 << 20
+# A recv that returns less than this waits this long before the next one: 2 ms of latency in
+# front of a 50 ms batch, ~5x fewer wake-ups at a few thousand messages a second (and none at a
+# flood: a recv then returns more).
+COALESCE_BELOW: Final = 64 << 10
+COALESCE_SECONDS: Final = 0.002
 # Bytes a body costs in memory beyond its length (CPython bytes object + its list slot), so the
 # memory budget is about real memory.
 MESSAGE_OVERHEAD: Final = 41
@@ -116,7 +121,7 @@ class RawBuffer:
         self._lock = threading.Lock()
         self._not_full = threading.Condition(self._lock)
         self._ready = asyncio.Event()
-        self._waiting = False
+        self._wake_at = 0  # a get() waits: a put wakes it once this many messages wait (0: none)
         self._drops = DropLog()
 
     def __len__(self) -> int:
@@ -127,10 +132,9 @@ class RawBuffer:
         with self._lock:
             spool = self._spool
             if spool is None:
-                return BufferSnapshot(self._events, self._bytes)
-            return BufferSnapshot(
-                self._events, self._bytes, spool.events, spool.bytes, spool.segments
-            )
+                return BufferSnapshot(self._events, self._bytes, self._max_bytes)
+            return BufferSnapshot(self._events, self._bytes, self._max_bytes,
+                                  spool.events, spool.bytes, spool.max_bytes, spool.segments)
 
     def put(self, messages: list[bytes], stop: threading.Event) -> None:
         events = events_in(messages)
@@ -153,8 +157,9 @@ class RawBuffer:
                 self._spooling = True
                 payload = chunk if isinstance(chunk, bytes) else pack(chunk)
                 dropped = self._spool.append(payload, len(messages), events)
-            wake = self._waiting
-            self._waiting = False
+            wake = self._wake_at and (self._count >= self._wake_at or self._spooling)
+            if wake:
+                self._wake_at = 0
         if wake:  # one self-pipe write per idle period, not per message
             self._loop.call_soon_threadsafe(self._ready.set)
         if self._spool is not None:
@@ -189,8 +194,10 @@ class RawBuffer:
             return f"no spool; memory budget {self._max_bytes:,} bytes"
         return f"spool {spool.directory}: {spool.bytes:,} of {spool.max_bytes:,} bytes"
 
-    async def get(self, wait: float | None = None) -> list[bytes]:
-        """The oldest waiting messages (possibly none after ``wait`` seconds)."""
+    async def get(self, wait: float | None = None, *, until_full: bool = False) -> list[bytes]:
+        """The oldest waiting messages (possibly none after ``wait`` seconds). ``until_full``:
+        when nothing waits, do not return on the first message but once a full slice waits or
+        ``wait`` is over (a trickle then costs one wake-up per ``wait``, not one per message)."""
         while True:
             with self._lock:
                 if self._chunks:
@@ -201,13 +208,13 @@ class RawBuffer:
                     if found is not None:
                         self._handed.append([len(found[0]), found[1]])
                         return found[0]
-                self._waiting = True
+                self._wake_at = self._take_max if until_full else 1
                 self._ready.clear()
             try:
                 await asyncio.wait_for(self._ready.wait(), wait)
             except TimeoutError:
                 with self._lock:
-                    self._waiting = False
+                    self._wake_at = 0
                     if not self._chunks and not (self._spooling and self._spool_reads):
                         return []
 
@@ -256,8 +263,10 @@ class BufferSnapshot(msgspec.Struct, frozen=True):
 
     memory_events: int = 0
     memory_bytes: int = 0
+    memory_limit_bytes: int = 0
     spool_events: int = 0
     spool_bytes: int = 0
+    spool_limit_bytes: int = 0  # 0: no spool
     spool_segments: int = 0
 
 
@@ -407,6 +416,10 @@ class RedisFanoutReader:
             messages = self._drain(reader)
             if messages:
                 buffer.put(unwrap_all(messages), self._stop)
+            if len(data) < COALESCE_BELOW:
+                # A trickle (workers publish one message at a time): let a few arrive before the
+                # next recv, instead of one recv, one put and one loop wake-up per message.
+                time.sleep(COALESCE_SECONDS)
 
     def _drain(self, reader: hiredis.Reader) -> list[bytes]:
         messages: list[bytes] = []

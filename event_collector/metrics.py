@@ -197,6 +197,15 @@ class BufferGauges:
         size.add_metric(["memory"], snap.memory_bytes)
         size.add_metric(["spool"], snap.spool_bytes)
         yield size
+        limit = GaugeMetricFamily(
+            "taskpulse_buffer_limit_bytes",
+            "The budget of each: past memory's the backlog spills to the spool (Redis) or the"
+            " reader waits (RabbitMQ); past the spool's, events are dropped. 0: no spool.",
+            labels=["where"],
+        )
+        limit.add_metric(["memory"], snap.memory_limit_bytes)
+        limit.add_metric(["spool"], snap.spool_limit_bytes)
+        yield limit
 
 
 def _by_queue(name: str, documentation: str, values: Mapping[str, int]) -> GaugeMetricFamily:

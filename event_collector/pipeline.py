@@ -104,7 +104,9 @@ class Pipeline:
         while True:
             wait = max(0.0, deadline - time.monotonic()) if events else self.batch_interval
             stopping = self._stopping.is_set()
-            raws = await self.buffer.get(0 if stopping else wait)
+            # with a batch begun, nothing is written before its deadline anyway: take what
+            # arrives meanwhile in one go rather than waking up for every message
+            raws = await self.buffer.get(0 if stopping else wait, until_full=bool(events))
             for raw in raws:
                 if not events:
                     deadline = time.monotonic() + self.batch_interval

@@ -199,3 +199,34 @@ def test_shutting_down_hands_out_memory_and_leaves_the_spool(tmp_path: Path) -> 
 
 def test_task_multi_bodies_count_as_their_events() -> None:
     assert events_in([b'{"type": "x"}', b'[{"a": 1}, {"b": 2}]', b"[]", b"[broken", b"\x00x"]) == 5
+
+
+def test_waiting_until_full_ignores_a_trickle_until_the_deadline() -> None:
+    async def go() -> tuple[list[bytes], float]:
+        buffer = RawBuffer(asyncio.get_running_loop(), max_bytes=1 << 30, max_messages=10_000,
+                           take_max=100)
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.01, buffer.put, bodies(0, 3), threading.Event())
+        started = loop.time()
+        got = await buffer.get(0.3, until_full=True)
+        return got, loop.time() - started
+
+    got, waited = asyncio.run(go())
+    assert got == bodies(0, 3)
+    assert waited >= 0.25, "woken by three messages although it waits for a full slice"
+
+
+def test_waiting_until_full_returns_as_soon_as_a_full_slice_waits() -> None:
+    async def go() -> tuple[int, float]:
+        buffer = RawBuffer(asyncio.get_running_loop(), max_bytes=1 << 30, max_messages=10_000,
+                           take_max=100)
+        loop = asyncio.get_running_loop()
+        for i in range(10):
+            loop.call_later(0.01, buffer.put, bodies(i * 10), threading.Event())
+        started = loop.time()
+        got = await buffer.get(5, until_full=True)
+        return len(got), loop.time() - started
+
+    count, waited = asyncio.run(go())
+    assert count == 100
+    assert waited < 2
