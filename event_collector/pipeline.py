@@ -1,7 +1,8 @@
 """raw messages -> events -> batches -> store: the collector's hot path.
 
 Two tasks joined by a short queue, so decoding the next batch overlaps the Lua call of the
-previous one (Redis runs the script on its own core):
+previous one (Redis runs the script on its own core), and two script calls in flight, so Redis
+starts on the next batch while the collector reads the reply of the last one:
 - ``decode``: takes every body the reader buffered, parses it, normalizes each event
   (invalid ones are counted, logged and skipped), and cuts batches at ``batch_size`` events or
   ``batch_interval`` seconds after the batch's first event, whichever comes first;
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Iterable
 from typing import Final, Protocol
 
@@ -34,6 +36,7 @@ from event_collector.store import ApplyResult, EventStore
 log = logging.getLogger("taskpulse.collector.pipeline")
 
 INVALID_LOG_PER_INTERVAL: Final = 20
+WRITES_IN_FLIGHT: Final = 2
 STORE_ERRORS: Final = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OSError)
 
 
@@ -89,9 +92,17 @@ class Pipeline:
 
     async def run(self) -> None:
         writer = asyncio.create_task(self._write_loop(), name="batch-writer")
+        decoder = asyncio.create_task(self._decode_loop(), name="batch-decoder")
+        # A writer that died would leave the decoder blocked on a full queue: a silent stall.
+        # Either one failing ends the run (the collector exits; a restart replays the spool).
+        await asyncio.wait((writer, decoder), return_when=asyncio.FIRST_COMPLETED)
+        if writer.done():
+            decoder.cancel()
+            writer.result()
+            raise RuntimeError("the batch writer stopped before the decoder")
         try:
-            await self._decode_loop()
-        finally:
+            decoder.result()
+        finally:  # what was decoded is written, even after a decoder failure
             await self._batches.put(None)
             await writer
 
@@ -161,11 +172,36 @@ class Pipeline:
     # -- write -------------------------------------------------------------------------------
 
     async def _write_loop(self) -> None:
-        while (batch := await self._batches.get()) is not None:
-            if batch.events:
-                await self._write(batch.events)
-            self.buffer.written(batch.messages)
-            self.source.done(batch.messages)
+        # Up to WRITES_IN_FLIGHT script calls at once (each on its own connection): Redis runs
+        # one while we read the reply of the other and send the next, so the store never waits
+        # for the collector between batches. Their order in Redis does not matter (projections
+        # are order-independent, dedup applies each event once); confirmations keep it.
+        in_flight: deque[asyncio.Task[None]] = deque()
+        try:
+            while (batch := await self._batches.get()) is not None:
+                before = in_flight[-1] if in_flight else None
+                in_flight.append(asyncio.create_task(self._write_and_confirm(batch, before)))
+                if len(in_flight) >= WRITES_IN_FLIGHT:
+                    await in_flight.popleft()
+            while in_flight:
+                await in_flight.popleft()
+        finally:  # after a failure (the first one propagates): the rest are abandoned
+            for write in in_flight:
+                write.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
+
+    async def _write_and_confirm(
+        self, batch: Batch, before: asyncio.Task[None] | None
+    ) -> None:
+        """Write ``batch``, then, once the batch before it is confirmed, tell the buffer and
+        the reader its messages are safely written: in order, and without waiting for a later
+        batch to come along."""
+        if batch.events:
+            await self._write(batch.events)
+        if before is not None:
+            await before
+        self.buffer.written(batch.messages)
+        self.source.done(batch.messages)
 
     async def _write(self, events: list[Event]) -> None:
         result = await self._apply(events)
