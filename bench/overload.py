@@ -110,17 +110,23 @@ def overload(consumer: Consumer, broker: RedisServer, args: argparse.Namespace) 
              f" ({args.publisher} publisher x{args.publishers}), {harness.load_note()}")
     started = time.perf_counter()
     publishers = start_publishers(args, broker.url(0))
-    next_note = started + 10
-    while any(p.poll() is None for p in publishers):
-        count = sample()
-        if time.perf_counter() > next_note:
-            progress(f"{consumer.name}: {count:,} events folded, RSS {peaks.values['rss_mb']:.0f}"
-                     f" MiB, {harness.load_note()}")
-            next_note = time.perf_counter() + 10
-        time.sleep(args.sample)
-    published_at = time.perf_counter()
-    at_publish_end = sample()
-    reports = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in publishers]
+    try:
+        next_note = started + 10
+        while any(p.poll() is None for p in publishers):
+            count = sample()
+            if time.perf_counter() > next_note:
+                progress(f"{consumer.name}: {count:,} events folded, RSS"
+                         f" {peaks.values['rss_mb']:.0f} MiB, {harness.load_note()}")
+                next_note = time.perf_counter() + 10
+            time.sleep(args.sample)
+        published_at = time.perf_counter()
+        at_publish_end = sample()
+        reports = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in publishers]
+    finally:  # a failed run leaves no publisher behind
+        for publisher in publishers:
+            if publisher.poll() is None:
+                publisher.kill()
+                publisher.wait()
     published = sum(r["events"] for r in reports)
     drain = harness.wait_for_count(
         sample, published, started, idle_seconds=args.idle, max_seconds=3 * 3600,
