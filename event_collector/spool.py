@@ -404,15 +404,18 @@ def _try_lock(path: Path) -> int | None:
 
 
 def _owner_matches(path: Path, owner: dict[str, str]) -> bool:
-    """A slot belongs to one store: replaying its messages into another would be wrong."""
+    """A slot holding messages belongs to their store: replaying them into another would be
+    wrong. An empty slot is anyone's (so slots of stores long gone do not pile up)."""
     file = path / "owner.json"
-    if not file.exists():
-        file.write_text(json.dumps(owner, sort_keys=True) + "\n")
-        return True
     try:
-        return json.loads(file.read_text()) == owner
+        if json.loads(file.read_text()) == owner:
+            return True
     except (OSError, ValueError):
-        return not any(path.glob("*" + SEGMENT_SUFFIX))
+        pass
+    if any(path.glob("*" + SEGMENT_SUFFIX)):
+        return False
+    file.write_text(json.dumps(owner, sort_keys=True) + "\n")
+    return True
 
 
 def claim_slot(base: Path, name: str, owner: dict[str, str]) -> _Slot:

@@ -210,3 +210,11 @@ def test_a_slot_holding_another_stores_events_is_never_replayed_into_this_one(
     mine.release()
     with pytest.raises(SpoolError, match="another store"):
         open_spool(tmp_path, spool.directory.name, OWNER, 1 << 20, Drops())
+
+
+def test_an_empty_slot_of_another_store_is_reused(tmp_path: Path) -> None:
+    other = {**OWNER, "store": "redis://127.0.0.1:6390/1"}  # a test's store, long gone
+    open_spool(tmp_path, "", other, 1 << 20, Drops()).close()
+    mine = open_spool(tmp_path, "", OWNER, 1 << 20, Drops())
+    assert mine.directory.name == "collector-1"
+    mine.close()
