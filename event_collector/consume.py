@@ -204,10 +204,14 @@ class RawBuffer:
                     return self._take()
                 if self._spooling and self._spool_reads and self._spool is not None:
                     found = self._spool.read()
-                    self._spooling = bool(self._spool)
                     if found is not None:
+                        self._spooling = bool(self._spool)
                         self._handed.append([len(found[0]), found[1]])
                         return found[0]
+                    if self._spool:  # counted but unreadable: never spin on it
+                        log.error("spool %s counts %d messages it cannot hand out",
+                                  self._spool.directory, self._spool.messages)
+                    self._spooling = False
                 self._wake_at = self._take_max if until_full else 1
                 self._ready.clear()
             try:
