@@ -124,6 +124,13 @@ class RawBuffer:
         self._wake_at = 0  # a get() waits: a put wakes it once this many messages wait (0: none)
         self._drops = DropLog()
 
+    def use_spool(self, spool: Spool) -> None:
+        """Spill to ``spool`` from now on; what it already holds goes first. Call before the
+        reader starts."""
+        with self._lock:
+            self._spool = spool
+            self._spooling = bool(spool)
+
     def __len__(self) -> int:
         """Messages waiting, in memory and in the spool."""
         return self._count + (self._spool.messages if self._spool is not None else 0)

@@ -32,7 +32,7 @@ from event_collector.metrics import CollectorMetrics
 from event_collector.pipeline import Pipeline
 from event_collector.queues import QueuePoller
 from event_collector.reconcile import Reconciler
-from event_collector.spool import open_spool
+from event_collector.spool import Spool, open_spool
 from event_collector.store import ApplyResult, EventStore, raise_listpack_limits
 from event_collector.sweep import RetentionSweeper
 
@@ -76,19 +76,11 @@ class Collector:
         )
         self.started = time.time()
         # RabbitMQ keeps the backlog in its durable queue (the reader waits); Redis PUB/SUB does
-        # not, so there the reader never waits and spills to the spool.
-        self.spool = (
-            open_spool(
-                Path(settings.spool_dir), settings.collector_id,
-                {"store": _safe_url(settings.redis_url), "key_prefix": settings.key_prefix},
-                settings.spool_max_bytes, self.metrics.observe_dropped,
-            )
-            if kind == "redis" and settings.spool_max_bytes > 0
-            else None
-        )
+        # not, so there the reader never waits and spills to the spool (opened by ``run``).
+        self.spool: Spool | None = None
         self.buffer = RawBuffer(
             asyncio.get_running_loop(), max_bytes=settings.buffer_max_bytes,
-            max_messages=settings.buffer_max_messages, block=kind == "amqp", spool=self.spool,
+            max_messages=settings.buffer_max_messages, block=kind == "amqp",
             dropped=self.metrics.observe_dropped,
         )
         self.metrics.watch_buffer(self.buffer.snapshot)
@@ -103,17 +95,16 @@ class Collector:
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
+        try:
+            self._open_spool()
+        except BaseException:
+            await self.close()
+            raise
         runner = await self._start_http()
         log.info("collector %s starting: broker %s, store %s (prefix %r), metrics on %s:%d",
                  self.id, _safe_url(s.broker_url), _safe_url(s.redis_url), s.key_prefix,
                  s.metrics_host, s.metrics_port)
         await self._tune_store()
-        if self.spool is not None:
-            waiting = self.buffer.snapshot()
-            log.info("spool %s (up to %s bytes)%s", self.spool.directory,
-                     f"{s.spool_max_bytes:,}",
-                     f": replaying {waiting.spool_events:,} events an earlier run left"
-                     if waiting.spool_events else "")
         self.reader.start(self.buffer)
         pipeline = asyncio.create_task(self.pipeline.run(), name="pipeline")
         jobs = [asyncio.create_task(job, name=name) for name, job in self._jobs()]
@@ -143,6 +134,22 @@ class Collector:
             log.info("collector stopped: %d events applied, %d duplicates, %d invalid",
                      self.pipeline.stats.applied, self.pipeline.stats.duplicates,
                      self.pipeline.stats.invalid)
+
+    def _open_spool(self) -> None:
+        """This collector's slot of the spool, with what an earlier run left in it (Redis
+        brokers only; ``TASKPULSE_SPOOL_MAX_BYTES=0`` means none)."""
+        s = self.settings
+        if s.is_rabbitmq or s.spool_max_bytes <= 0:
+            return
+        self.spool = open_spool(
+            Path(s.spool_dir), s.collector_id,
+            {"store": _safe_url(s.redis_url), "key_prefix": s.key_prefix},
+            s.spool_max_bytes, self.metrics.observe_dropped,
+        )
+        self.buffer.use_spool(self.spool)
+        waiting = self.spool.events
+        log.info("spool %s (up to %s bytes)%s", self.spool.directory, f"{s.spool_max_bytes:,}",
+                 f": replaying {waiting:,} events an earlier run left" if waiting else "")
 
     async def _tune_store(self) -> None:
         """Keep small hashes/zsets in their compact encoding (see ``redis_listpack_value``)."""

@@ -22,7 +22,7 @@ import pytest
 from bench.dispatch import send
 from event_collector.keys import COUNTER_FIELD_SEPARATOR, Keys
 from tests.collector.conftest import collector_env, http_get, metric_sum, start_collector
-from tests.services import RedisServer, ServiceProcess, taskpulse_env, wait_until
+from tests.services import RedisServer, ServiceProcess, free_port, taskpulse_env, wait_until
 
 KEYS = Keys()
 TASKS = 3000
@@ -193,3 +193,20 @@ def test_past_the_disk_budget_events_are_dropped_with_an_exact_count(
                    what="the drops logged with their count")
     finally:
         collector.stop()
+
+
+def test_a_second_collector_with_the_same_id_refuses_the_spool_in_use(
+    overload: Overload,
+) -> None:
+    overload.env["TASKPULSE_COLLECTOR_ID"] = "c1"
+    first = overload.collector("first")
+    try:
+        second = start_collector(
+            {**overload.env, "TASKPULSE_METRICS_PORT": str(free_port())},
+            overload.log_dir / "second.log", ready="")
+        assert second.process.wait(timeout=30) == 2
+        assert "spool" in second.log()
+        assert "in use by another collector" in second.log()
+        assert first.process.poll() is None
+    finally:
+        first.stop()
