@@ -29,6 +29,7 @@ class Consumer(Protocol):
     poll_interval: float
 
     def count(self) -> int: ...
+    def succeeded(self) -> int: ...
     def rss(self) -> float: ...
     def cpu(self) -> float: ...
     def cpu_parts(self) -> dict[str, float]: ...
@@ -54,6 +55,10 @@ class FlowerConsumer:
 
     def count(self) -> int:
         return self.flower.task_events()
+
+    def succeeded(self) -> int:
+        """Tasks whose task-succeeded event reached the consumer's state."""
+        return self.flower.task_events("task-succeeded")
 
     def rss(self) -> float:
         return harness.rss_mb(self.flower.pid)
@@ -90,7 +95,8 @@ class TaskpulseConsumer:
     poll_interval = 0.02
 
     def __init__(
-        self, broker: RedisServer, store: RedisServer, log_dir: Path, prefix: str = "tp:"
+        self, broker: RedisServer, store: RedisServer, log_dir: Path, prefix: str = "tp:",
+        **extra_env: str,
     ) -> None:
         self.keys = Keys(prefix)
         self.store = store.client(0)
@@ -102,8 +108,11 @@ class TaskpulseConsumer:
             "TASKPULSE_KEY_PREFIX": prefix,
             "TASKPULSE_METRICS_HOST": "127.0.0.1",
             "TASKPULSE_METRICS_PORT": str(free_port()),
+            "TASKPULSE_SPOOL_DIR": str(log_dir / "spool"),
             "PYTHONUNBUFFERED": "1",
+            **extra_env,
         }
+        self.metrics_url = f"http://127.0.0.1:{env['TASKPULSE_METRICS_PORT']}/metrics"
         self.proc = ServiceProcess(
             [sys.executable, "-m", "event_collector"], env, log_dir / "collector.log"
         )
@@ -114,6 +123,11 @@ class TaskpulseConsumer:
         values = self.store.hgetall(self.keys.counters_total)
         return sum(int(v) for k, v in values.items()
                    if k.decode().rpartition(COUNTER_FIELD_SEPARATOR)[2] in TASK_KINDS)
+
+    def succeeded(self) -> int:
+        values = self.store.hgetall(self.keys.counters_total)
+        return sum(int(v) for k, v in values.items()
+                   if k.decode().rpartition(COUNTER_FIELD_SEPARATOR)[2] == "SUCCESS")
 
     def rss(self) -> float:
         return harness.rss_mb(self.proc.process.pid)

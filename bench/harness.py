@@ -193,11 +193,12 @@ class Flower:
         except OSError:
             return False
 
-    def task_events(self) -> int:
-        """Task events folded into Flower's state (its ``flower_events_total`` counter)."""
+    def task_events(self, kind: str = "task-") -> int:
+        """Task events (whose type starts with ``kind``) folded into Flower's state (its
+        ``flower_events_total`` counter)."""
         total = 0.0
         for line in self._get("/metrics").decode().splitlines():
-            if line.startswith("flower_events_total{") and 'type="task-' in line:
+            if line.startswith("flower_events_total{") and f'type="{kind}' in line:
                 total += float(line.rsplit(" ", 1)[1])
         return int(total)
 

@@ -14,6 +14,7 @@ from event_collector.config import CollectorSettings, load_settings
 from event_collector.environment import SettingsError
 from event_collector.keys import Keys
 from event_collector.service import Collector
+from event_collector.spool import SpoolError
 from event_collector.store import EventStore
 
 DESCRIPTION = """\
@@ -94,7 +95,11 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     command = rebuild if args.command == "rebuild" else run
-    asyncio.run(command(settings))
+    try:
+        asyncio.run(command(settings))
+    except SpoolError as exc:
+        print(f"taskpulse-collector: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

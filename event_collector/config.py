@@ -47,8 +47,16 @@ class CollectorSettings(msgspec.Struct, frozen=True):
     # Batching: a batch is written when it has this many events or is this old, whichever first.
     batch_size: int = 500
     batch_interval_ms: int = 50
-    # Raw messages waiting between the socket reader and the writer (bounded: memory stays flat).
+    # Raw messages waiting in memory between the socket reader and the writer: at most this many
+    # bytes and this many messages, whichever comes first. Past that, a Redis reader spills to
+    # the spool and a RabbitMQ reader waits (the durable queue holds the backlog).
+    buffer_max_bytes: int = 64 << 20
     buffer_max_messages: int = 200_000
+    # Redis broker only: the disk spool past the memory budget (one slot directory per
+    # collector under spool_dir). Past spool_max_bytes events are dropped, counted; 0 = no
+    # spool (drop past the memory budget).
+    spool_dir: str = ".run/spool"
+    spool_max_bytes: int = 1 << 30
     # RabbitMQ: the durable queue the collector consumes (survives collector restarts).
     event_queue: str = "taskpulse.events"
     # Bounds the durable queue while no collector consumes (RabbitMQ drops the oldest past it).

@@ -34,6 +34,8 @@ WORKER_EVENT_TYPES: Final = frozenset({"worker-online", "worker-heartbeat", "wor
 # Control actions taken through the API (enqueue, revoke, retry, delete), kept for audit.
 AUDIT_EVENT: Final = "taskpulse-audit"
 
+# Events about one task (they carry its uuid and fold into its record).
+TASK_TYPES: Final = frozenset({*TASK_EVENT_KINDS, TASK_PROGRESS})
 KNOWN_EVENT_TYPES: Final = frozenset(
     {*TASK_EVENT_KINDS, TASK_PROGRESS, *WORKER_EVENT_TYPES, AUDIT_EVENT}
 )
@@ -117,7 +119,7 @@ class Event(msgspec.Struct, frozen=True, omit_defaults=True):
 
     @property
     def is_task_event(self) -> bool:
-        return self.type in TASK_EVENT_KINDS or self.type == TASK_PROGRESS
+        return self.type in TASK_TYPES
 
 
 EVENT_ENCODER: Final = msgspec.json.Encoder()

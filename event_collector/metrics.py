@@ -8,12 +8,15 @@ exception class name), ``celery_task_runtime`` (same default buckets), ``celery_
 As in celery-exporter, ``hostname`` is the host part of the Celery node name (``w1@host`` ->
 ``host``) unless ``node_hostnames`` is set. Our extras are ``taskpulse_*``.
 
-Two kinds of values:
+Three kinds of values:
 - event-driven counters and histograms, updated by ``observe_*`` from the collector's loop, counting
   only events this collector applied first (so ``sum()`` across a hot standby pair is exact);
 - store-derived gauges (queues, workers, stream length, stuck tasks), served by ``StoreGauges``
   from a snapshot that ``refresh()`` rebuilds from Redis. ``collect()`` runs in the HTTP thread and
-  only reads that snapshot: a scrape never waits on Redis.
+  only reads that snapshot: a scrape never waits on Redis;
+- the collector's own health: the backlog between reader and writer (``BufferGauges``, read from
+  the buffer at scrape time), events dropped and broker disconnects (counters the reader thread
+  increments). These are per collector: never summed into the task counts above.
 
 Unlike celery-exporter, a worker that stopped heartbeating keeps ``celery_worker_up = 0`` for
 ``worker_retention_seconds`` instead of vanishing, so "worker down" alerts can fire.
@@ -31,10 +34,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from redis.asyncio import Redis
 
+from event_collector.broker import BrokerKind
+from event_collector.consume import BufferSnapshot
 from event_collector.events import Event
 from event_collector.keys import Keys
 from event_collector.records import WorkerInfo
 from event_collector.replies import hash_text, integer, text
+from event_collector.spool import DROP_REASONS
 from event_collector.store import TaskFacts
 from event_collector.workers import worker_info
 
@@ -161,6 +167,47 @@ class StoreGauges:
         yield active_family
 
 
+class BufferGauges:
+    """Custom collector: the raw-message backlog in memory and in the spool, at scrape time."""
+
+    def __init__(self, snapshot: Callable[[], BufferSnapshot]) -> None:
+        self._snapshot = snapshot
+
+    def describe(self) -> Iterator[Metric]:
+        return self._families(BufferSnapshot())
+
+    def collect(self) -> Iterator[Metric]:
+        return self._families(self._snapshot())
+
+    def _families(self, snap: BufferSnapshot) -> Iterator[Metric]:
+        events = GaugeMetricFamily(
+            "taskpulse_buffer_events",
+            "Events read from the broker and waiting to be written, in memory or in the spool.",
+            labels=["where"],
+        )
+        events.add_metric(["memory"], snap.memory_events)
+        events.add_metric(["spool"], snap.spool_events)
+        yield events
+        size = GaugeMetricFamily(
+            "taskpulse_buffer_bytes",
+            "Bytes those events take: memory (bodies, compressed past a backlog) and spool"
+            " (segment files on disk, including read ones not yet written to the store).",
+            labels=["where"],
+        )
+        size.add_metric(["memory"], snap.memory_bytes)
+        size.add_metric(["spool"], snap.spool_bytes)
+        yield size
+        limit = GaugeMetricFamily(
+            "taskpulse_buffer_limit_bytes",
+            "The budget of each: past memory's the backlog spills to the spool (Redis) or the"
+            " reader waits (RabbitMQ); past the spool's, events are dropped. 0: no spool.",
+            labels=["where"],
+        )
+        limit.add_metric(["memory"], snap.memory_limit_bytes)
+        limit.add_metric(["spool"], snap.spool_limit_bytes)
+        yield limit
+
+
 def _by_queue(name: str, documentation: str, values: Mapping[str, int]) -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, documentation, labels=["queue_name"])
     for queue, value in sorted(values.items()):
@@ -234,6 +281,20 @@ class CollectorMetrics:
             "Now minus the timestamp of the newest event in the last applied batch.",
             registry=registry,
         )
+        self.dropped = Counter(
+            "taskpulse_events_dropped",
+            "Events read from the broker that will never reach the store, by reason.",
+            ["reason"], registry=registry,
+        )
+        for reason in DROP_REASONS:  # at 0 from the start, so increase() sees the first drop
+            self.dropped.labels(reason)
+        self.broker_disconnects = Counter(
+            "taskpulse_broker_disconnects",
+            "Broker connections lost after subscribing (on Redis PUB/SUB, events published until"
+            " the reader resubscribes are lost).",
+            ["broker"], registry=registry,
+        )
+        self._registry = registry
 
     def observe_applied(
         self, events: Sequence[Event], facts: Sequence[TaskFacts | None] | None = None
@@ -345,6 +406,19 @@ class CollectorMetrics:
 
     def observe_lag(self, seconds: float) -> None:
         self.lag.set(seconds)
+
+    def observe_dropped(self, reason: str, events: int) -> None:
+        """Events dropped (``spool.DropCounter``); called from the reader thread too."""
+        if events:
+            self.dropped.labels(reason).inc(events)
+
+    def broker_disconnected(self, broker: BrokerKind) -> Callable[[], None]:
+        """The callback a reader calls when it loses its broker connection (counter at 0 now)."""
+        return self.broker_disconnects.labels(broker).inc
+
+    def watch_buffer(self, snapshot: Callable[[], BufferSnapshot]) -> None:
+        """Export what waits between reader and writer, read at scrape time."""
+        self._registry.register(BufferGauges(snapshot))
 
     def observe_stuck(self, counts: Mapping[tuple[str, str], int]) -> None:
         """Tasks still stuck after reconciliation, by (name, queue) — from ``Reconciler``."""

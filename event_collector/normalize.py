@@ -4,6 +4,10 @@ Celery events are loose dicts (``celery.events.Event``): ``type``, ``timestamp``
 of the sender, UTC epoch seconds — kept as sent, never shifted by ``utcoffset``), ``hostname``,
 ``pid``, ``clock`` plus type-specific fields. ``args``/``kwargs``/``result`` arrive as reprs
 (strings); anything else is rendered to a string here so the store handles one type.
+
+Two ways in, one result: ``task_events`` decodes a message body of well-formed task events
+straight from JSON in C (msgspec), which is what Celery sends nearly always; anything it does not
+vouch for goes through ``normalize`` (the general rules, with a reason for each rejection).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import Mapping
 from hashlib import blake2b
 from typing import Any, Final
 
+import msgspec
 import orjson
 
 from event_collector.events import (
@@ -22,6 +27,7 @@ from event_collector.events import (
     TASK_FLAG_FIELDS,
     TASK_PROGRESS,
     TASK_TEXT_FIELDS,
+    TASK_TYPES,
     WORKER_EVENT_TYPES,
     WORKER_TEXT_FIELDS,
     Event,
@@ -188,3 +194,63 @@ def normalize(raw: Mapping[str, Any]) -> Event:
         # Audit events are written by the API, never by workers: one on the broker is forged.
         raise InvalidEvent("audit_on_broker")
     raise InvalidEvent("unknown_type", type_)
+
+
+# -- well-formed task events, decoded in C ------------------------------------------------------
+
+# ``Event``'s fields from ``type`` to ``progress_total`` (the task ones), as a Celery event carries
+# them: a null is accepted where the field has a default (Celery sends eta, expires, parent_id
+# ... as null) and stands for that default; ``current``/``total`` are the progress fields; a
+# nested ``progress`` (task-progress may nest current/total) is left to ``normalize``.
+_FIELDS: Final = msgspec.structs.fields(Event)
+_TASK_END: Final = [f.name for f in _FIELDS].index("progress_total") + 1
+_WIRE_FIELDS: Final = _FIELDS[1:_TASK_END]
+_NULL_MEANS_DEFAULT: Final = tuple(
+    (i, f.default) for i, f in enumerate(_WIRE_FIELDS) if not f.required and f.default is not None
+)
+_WireTask = msgspec.defstruct(
+    "_WireTask",
+    [
+        (f.name, f.type) if f.required
+        else (f.name, f.type if f.default is None else f.type | None, f.default)
+        for f in _WIRE_FIELDS
+    ] + [("progress", Any, msgspec.UNSET)],
+    rename={"progress_current": "current", "progress_total": "total"},
+)
+_DECODE_WIRE: Final = msgspec.json.Decoder(list[_WireTask] | _WireTask).decode
+_AT: Final = {f.name: i for i, f in enumerate(_WIRE_FIELDS)}
+_HOST, _PID, _CLOCK, _ROOT = (_AT[n] for n in ("hostname", "pid", "clock", "root_id"))
+
+
+def task_events(body: bytes) -> list[Event] | None:
+    """The events of a message body (one event or a ``task.multi`` list) when all are well-formed
+    task events, exactly as ``normalize`` would make them; else None (``normalize`` decides).
+
+    ~2.5 us an event less than ``orjson.loads`` + ``normalize``: the types are checked while
+    parsing, and only the rules a type cannot say are checked here."""
+    try:
+        wires = _DECODE_WIRE(body)
+    except msgspec.DecodeError:  # ValidationError included
+        return None
+    out = []
+    for wire in wires if isinstance(wires, list) else (wires,):
+        type_, timestamp, uuid = wire.type, wire.timestamp, wire.uuid
+        if (
+            type_ not in TASK_TYPES or wire.progress is not msgspec.UNSET
+            or not 0 < timestamp < 1e11 or not uuid or len(uuid) > 255 or " " in uuid
+        ):
+            return None
+        values = list(msgspec.structs.astuple(wire))
+        del values[-1]  # progress
+        for i, default in _NULL_MEANS_DEFAULT:
+            if values[i] is None:
+                values[i] = default
+        hostname = values[_HOST]
+        if "\n" in hostname or "\t" in hostname:
+            return None
+        if values[_ROOT] == uuid:
+            values[_ROOT] = ""  # as _task_fields does
+        out.append(Event(
+            event_id(type_, uuid, hostname, values[_PID], values[_CLOCK], timestamp), *values
+        ))
+    return out

@@ -1,14 +1,17 @@
 """raw messages -> events -> batches -> store: the collector's hot path.
 
 Two tasks joined by a short queue, so decoding the next batch overlaps the Lua call of the
-previous one (Redis runs the script on its own core):
+previous one (Redis runs the script on its own core), and two script calls in flight, so Redis
+starts on the next batch while the collector reads the reply of the last one:
 - ``decode``: takes every body the reader buffered, parses it, normalizes each event
   (invalid ones are counted, logged and skipped), and cuts batches at ``batch_size`` events or
   ``batch_interval`` seconds after the batch's first event, whichever comes first;
 - ``write``: applies each batch in one script call, retrying the *same* batch with backoff
-  while the store is unreachable, then updates metrics and tells the reader how many raw
-  messages are now safely written (RabbitMQ acks them).
-On shutdown everything already read is decoded and written before ``run`` returns.
+  while the store is unreachable, then updates metrics and tells the buffer and the reader how
+  many raw messages are now safely written (the spool deletes segments written whole, RabbitMQ
+  acks them).
+On shutdown everything already read into memory is decoded and written before ``run`` returns;
+what waits in the spool stays there for the next start (``RawBuffer.keep_spool``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Iterable
 from typing import Final, Protocol
 
@@ -26,12 +30,13 @@ import redis
 from event_collector.consume import BAD_ENVELOPE, Backoff, RawBuffer
 from event_collector.events import Event
 from event_collector.metrics import CollectorMetrics
-from event_collector.normalize import InvalidEvent, normalize
+from event_collector.normalize import InvalidEvent, normalize, task_events
 from event_collector.store import ApplyResult, EventStore
 
 log = logging.getLogger("taskpulse.collector.pipeline")
 
 INVALID_LOG_PER_INTERVAL: Final = 20
+WRITES_IN_FLIGHT: Final = 2
 STORE_ERRORS: Final = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OSError)
 
 
@@ -87,9 +92,17 @@ class Pipeline:
 
     async def run(self) -> None:
         writer = asyncio.create_task(self._write_loop(), name="batch-writer")
+        decoder = asyncio.create_task(self._decode_loop(), name="batch-decoder")
+        # A writer that died would leave the decoder blocked on a full queue: a silent stall.
+        # Either one failing ends the run (the collector exits; a restart replays the spool).
+        await asyncio.wait((writer, decoder), return_when=asyncio.FIRST_COMPLETED)
+        if writer.done():
+            decoder.cancel()
+            writer.result()
+            raise RuntimeError("the batch writer stopped before the decoder")
         try:
-            await self._decode_loop()
-        finally:
+            decoder.result()
+        finally:  # what was decoded is written, even after a decoder failure
             await self._batches.put(None)
             await writer
 
@@ -102,7 +115,9 @@ class Pipeline:
         while True:
             wait = max(0.0, deadline - time.monotonic()) if events else self.batch_interval
             stopping = self._stopping.is_set()
-            raws = await self.buffer.get(0 if stopping else wait)
+            # with a batch begun, nothing is written before its deadline anyway: take what
+            # arrives meanwhile in one go rather than waking up for every message
+            raws = await self.buffer.get(0 if stopping else wait, until_full=bool(events))
             for raw in raws:
                 if not events:
                     deadline = time.monotonic() + self.batch_interval
@@ -130,6 +145,9 @@ class Pipeline:
         if raw.startswith(BAD_ENVELOPE):
             self._invalid("bad_envelope", ValueError(raw[1:80]))
             return ()
+        events = task_events(raw)  # the common case, parsed and checked in C
+        if events is not None:
+            return events
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -154,10 +172,36 @@ class Pipeline:
     # -- write -------------------------------------------------------------------------------
 
     async def _write_loop(self) -> None:
-        while (batch := await self._batches.get()) is not None:
-            if batch.events:
-                await self._write(batch.events)
-            self.source.done(batch.messages)
+        # Up to WRITES_IN_FLIGHT script calls at once (each on its own connection): Redis runs
+        # one while we read the reply of the other and send the next, so the store never waits
+        # for the collector between batches. Their order in Redis does not matter (projections
+        # are order-independent, dedup applies each event once); confirmations keep it.
+        in_flight: deque[asyncio.Task[None]] = deque()
+        try:
+            while (batch := await self._batches.get()) is not None:
+                before = in_flight[-1] if in_flight else None
+                in_flight.append(asyncio.create_task(self._write_and_confirm(batch, before)))
+                if len(in_flight) >= WRITES_IN_FLIGHT:
+                    await in_flight.popleft()
+            while in_flight:
+                await in_flight.popleft()
+        finally:  # after a failure (the first one propagates): the rest are abandoned
+            for write in in_flight:
+                write.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
+
+    async def _write_and_confirm(
+        self, batch: Batch, before: asyncio.Task[None] | None
+    ) -> None:
+        """Write ``batch``, then, once the batch before it is confirmed, tell the buffer and
+        the reader its messages are safely written: in order, and without waiting for a later
+        batch to come along."""
+        if batch.events:
+            await self._write(batch.events)
+        if before is not None:
+            await before
+        self.buffer.written(batch.messages)
+        self.source.done(batch.messages)
 
     async def _write(self, events: list[Event]) -> None:
         result = await self._apply(events)

@@ -14,6 +14,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, Final
 
 import msgspec
@@ -22,7 +23,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from event_collector.broker import redis_py_opens
+from event_collector.broker import broker_kind, redis_py_opens
 from event_collector.config import CollectorSettings
 from event_collector.consume import AmqpQueueReader, RawBuffer, RedisFanoutReader
 from event_collector.events import Event
@@ -31,6 +32,7 @@ from event_collector.metrics import CollectorMetrics
 from event_collector.pipeline import Pipeline
 from event_collector.queues import QueuePoller
 from event_collector.reconcile import Reconciler
+from event_collector.spool import Spool, open_spool
 from event_collector.store import ApplyResult, EventStore, raise_listpack_limits
 from event_collector.sweep import RetentionSweeper
 
@@ -61,16 +63,27 @@ class Collector:
             generic_sent_hostname=settings.metrics_generic_sent_hostname,
         )
         self.store = EventStore(self.redis, self.keys, settings.retention)
+        kind = broker_kind(settings.broker_url)
+        disconnected = self.metrics.broker_disconnected(kind)
         self.reader: AmqpQueueReader | RedisFanoutReader = (
             AmqpQueueReader(
                 settings.broker_url, settings.event_queue, settings.event_queue_max_length,
-                reconnect_max=settings.reconnect_max_seconds,
+                reconnect_max=settings.reconnect_max_seconds, disconnected=disconnected,
             )
-            if settings.is_rabbitmq
-            else RedisFanoutReader(settings.broker_url, settings.reconnect_max_seconds)
+            if kind == "amqp"
+            else RedisFanoutReader(settings.broker_url, settings.reconnect_max_seconds,
+                                   disconnected=disconnected)
         )
         self.started = time.time()
-        self.buffer = RawBuffer(asyncio.get_running_loop(), settings.buffer_max_messages)
+        # RabbitMQ keeps the backlog in its durable queue (the reader waits); Redis PUB/SUB does
+        # not, so there the reader never waits and spills to the spool (opened by ``run``).
+        self.spool: Spool | None = None
+        self.buffer = RawBuffer(
+            asyncio.get_running_loop(), max_bytes=settings.buffer_max_bytes,
+            max_messages=settings.buffer_max_messages, block=kind == "amqp",
+            dropped=self.metrics.observe_dropped,
+        )
+        self.metrics.watch_buffer(self.buffer.snapshot)
         self.pipeline = Pipeline(
             self.store, self.reader, self.buffer, self.metrics,
             batch_size=settings.batch_size, batch_interval=settings.batch_interval_ms / 1000,
@@ -82,6 +95,11 @@ class Collector:
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
+        try:
+            self._open_spool()
+        except BaseException:
+            await self.close()
+            raise
         runner = await self._start_http()
         log.info("collector %s starting: broker %s, store %s (prefix %r), metrics on %s:%d",
                  self.id, _safe_url(s.broker_url), _safe_url(s.redis_url), s.key_prefix,
@@ -99,6 +117,9 @@ class Collector:
             # Stop reading first, or a busy channel would never let the buffer drain.
             log.info("stopping: no more reading; writing what was already read")
             await asyncio.to_thread(self.reader.stop)
+            if spooled := self.buffer.keep_spool():
+                log.info("%d events stay in the spool %s: the next start writes them",
+                         spooled, self.spool.directory if self.spool else "")
             self.pipeline.stop()
             await pipeline
         finally:
@@ -106,11 +127,29 @@ class Collector:
                 job.cancel()
             await asyncio.gather(*jobs, return_exceptions=True)
             await asyncio.to_thread(self.reader.close)
+            if self.spool is not None:
+                self.spool.close()
             await runner.cleanup()
             await self.close()
             log.info("collector stopped: %d events applied, %d duplicates, %d invalid",
                      self.pipeline.stats.applied, self.pipeline.stats.duplicates,
                      self.pipeline.stats.invalid)
+
+    def _open_spool(self) -> None:
+        """This collector's slot of the spool, with what an earlier run left in it (Redis
+        brokers only; ``TASKPULSE_SPOOL_MAX_BYTES=0`` means none)."""
+        s = self.settings
+        if s.is_rabbitmq or s.spool_max_bytes <= 0:
+            return
+        self.spool = open_spool(
+            Path(s.spool_dir), s.collector_id,
+            {"store": _safe_url(s.redis_url), "key_prefix": s.key_prefix},
+            s.spool_max_bytes, self.metrics.observe_dropped,
+        )
+        self.buffer.use_spool(self.spool)
+        waiting = self.spool.events
+        log.info("spool %s (up to %s bytes)%s", self.spool.directory, f"{s.spool_max_bytes:,}",
+                 f": replaying {waiting:,} events an earlier run left" if waiting else "")
 
     async def _tune_store(self) -> None:
         """Keep small hashes/zsets in their compact encoding (see ``redis_listpack_value``)."""
@@ -226,6 +265,7 @@ class Collector:
         stats.store_connected = True
 
     async def _log_stats(self) -> None:
+        self.buffer.log_drops()
         before = self._last_summary
         now = time.monotonic()
         summary = self.pipeline.take_summary()
@@ -235,12 +275,13 @@ class Collector:
         elapsed = max(1e-6, now - before[0])
         delta = {k: summary[k] - before[1][k] for k in summary}
         if any(delta.values()):
+            waiting = self.buffer.snapshot()
             log.info(
                 "%d events applied (%.0f/s) in %d batches, %d duplicates, %d invalid;"
-                " buffered %d, lag %.3fs",
+                " waiting %d events in memory, %d in the spool; lag %.3fs",
                 delta["applied"], delta["applied"] / elapsed, delta["batches"],
-                delta["duplicates"], delta["invalid"], len(self.buffer),
-                self.pipeline.stats.last_lag,
+                delta["duplicates"], delta["invalid"], waiting.memory_events,
+                waiting.spool_events, self.pipeline.stats.last_lag,
             )
 
     # -- HTTP --------------------------------------------------------------------------------
@@ -255,6 +296,7 @@ class Collector:
             "broker": broker,
             "store": {"connected": stats.store_connected, "last_error": stats.store_error},
             "buffered": len(self.buffer),
+            "buffer": msgspec.to_builtins(self.buffer.snapshot()),
             "applied": stats.applied,
             "duplicates": stats.duplicates,
             "invalid": stats.invalid,

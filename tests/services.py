@@ -171,6 +171,8 @@ def taskpulse_env(redis_server: RedisServer, data_dir: Path, **extra: str) -> di
         "TASKPULSE_RESULT_BACKEND": redis_server.url(0),
         "TASKPULSE_REDIS_URL": redis_server.url(1),
         "TASKPULSE_DATA_DIR": str(data_dir),
+        # the collector's disk spool: per test, never the checkout's .run/spool
+        "TASKPULSE_SPOOL_DIR": str(data_dir / "spool"),
         "PYTHONUNBUFFERED": "1",
     }
     env.update(extra)

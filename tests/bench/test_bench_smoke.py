@@ -39,6 +39,17 @@ def test_collector_bench_prints_its_verdict_table() -> None:
         assert ours.strip() != "nan", f"the lag probe saw no task: {row}"
 
 
+def test_overload_bench_prints_its_verdict_table() -> None:
+    flower = [] if flower_available() else ["--skip-flower"]
+    for publisher in ("celery", "wire"):
+        out = run_script("bench/overload.py", "--tasks", "200", "--rate", "2000", "--publisher",
+                         publisher, "--idle", "3", *flower)
+        assert "== overload: 200 tasks at 2,000 events/s" in out
+        assert "events lost of 800" in out
+        ours = next(line for line in out.splitlines() if line.startswith("events lost of"))
+        assert ours.split("|")[1].strip() == "0.00"
+
+
 def test_api_bench_prints_its_verdict_table() -> None:
     out = run_script("bench/api_vs_celery.py", "--enqueue", "200", "--batch-size", "20",
                      "--tasks", "200", "--queries", "20")
