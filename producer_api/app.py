@@ -23,6 +23,7 @@ from producer_api.resources import (
     METRICS,
     OPENAPI,
     REGISTRY,
+    RUNBOOK_PAGE,
     SETTINGS,
     TOKENS,
     publisher_ctx,
@@ -50,7 +51,9 @@ def create_app(settings: ApiSettings, registry: CollectorRegistry | None = None)
     for table in ROOT_TABLES:
         app.router.add_routes(table)
     app[OPENAPI] = msgspec.json.encode(build_openapi(app))
-    app[DOCS_PAGE] = resources.files("producer_api").joinpath("static/docs.html").read_bytes()
+    static = resources.files("producer_api").joinpath("static")
+    app[DOCS_PAGE] = static.joinpath("docs.html").read_bytes()
+    app[RUNBOOK_PAGE] = static.joinpath("runbook.html").read_bytes()
     app.cleanup_ctx.extend([redis_ctx, publisher_ctx, *EXTRA_CTX])
     app.on_shutdown.extend(ON_SHUTDOWN)
     if not app[TOKENS].list():

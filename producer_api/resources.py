@@ -36,6 +36,7 @@ PUBLISHER = web.AppKey("publisher", Publisher)
 ENQUEUER = web.AppKey("enqueuer", Enqueuer)
 OPENAPI = web.AppKey("openapi", bytes)  # the encoded document, built once at startup
 DOCS_PAGE = web.AppKey("docs_page", bytes)
+RUNBOOK_PAGE = web.AppKey("runbook_page", bytes)  # docs/runbook.md, rendered (scripts/)
 
 
 def open_redis(settings: ApiSettings, socket_timeout: float | None = None) -> aioredis.Redis:

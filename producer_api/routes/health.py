@@ -1,4 +1,5 @@
-"""Liveness, readiness, the OpenAPI document and its docs page. Public: no token needed."""
+"""Liveness, readiness, the OpenAPI document, its docs page and the alert runbook. Public: no token
+needed."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from producer_api.http import endpoint, json_response
-from producer_api.resources import DOCS_PAGE, OPENAPI, PUBLISHER, REDIS, REGISTRY
+from producer_api.resources import DOCS_PAGE, OPENAPI, PUBLISHER, REDIS, REGISTRY, RUNBOOK_PAGE
 from producer_api.schemas import Health, Readiness
 
 routes = web.RouteTableDef()
@@ -49,6 +50,13 @@ async def openapi(request: web.Request) -> web.Response:
           content_type="text/html", tag="meta")
 async def docs(request: web.Request) -> web.Response:
     return web.Response(body=request.app[DOCS_PAGE], content_type="text/html")
+
+
+@routes.get("/runbook")
+@endpoint("The alert runbook (docs/runbook.md): where the alerts' runbook_url points by default",
+          None, content_type="text/html", tag="meta")
+async def runbook(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[RUNBOOK_PAGE], content_type="text/html")
 
 
 @routes.get("/metrics")

@@ -30,7 +30,7 @@ ROUTES = [
     ("POST", "/api/v1/tokens", {"name": "matrix", "role": "viewer"}, "admin"),
     ("DELETE", "/api/v1/tokens/missing", None, "admin"),
 ]
-PUBLIC = ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"]
+PUBLIC = ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/runbook"]
 
 
 def call(api: ApiClient, method: str, path: str, body, role: str | None) -> int:
