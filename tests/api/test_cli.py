@@ -154,6 +154,13 @@ def test_an_unknown_task_name_gets_a_did_you_mean(cli) -> None:
     assert err.strip().endswith("[name] — did you mean demo.test_task?")
 
 
+def test_an_unknown_queue_lists_the_queues_once_and_gets_a_did_you_mean(cli) -> None:
+    code, _, err = cli("tasks", "send", "demo.test_task", "--queue", "fnance")
+    assert code == 1
+    assert err.count("one of default, finance") == 1, err
+    assert err.strip().endswith("[queue] — did you mean finance?")
+
+
 def test_an_unknown_schedule_task_gets_a_did_you_mean(cli, store) -> None:
     code, _, err = cli("schedules", "add", "x", "finance.calculate_monthly_revnue", "--every", "60")
     assert code == 1
