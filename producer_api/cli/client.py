@@ -122,10 +122,15 @@ class Api:
 
     def stream(self, path: str, query: dict[str, Any],
                last_event_id: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
-        """(stream id, event) pairs from a Server-Sent Events endpoint, until it ends."""
+        """(stream id, event) pairs from a Server-Sent Events endpoint, until it ends. Connects
+        at once, so a refusal is raised here rather than on the first event."""
         headers = {"Last-Event-ID": last_event_id} if last_event_id else None
         # Longer than the API's SSE heartbeat, so a quiet but healthy stream is not cut off.
         response = self._open(self._request("GET", path, query=query, headers=headers), 120)
+        return self._events(response)
+
+    @staticmethod
+    def _events(response: Any) -> Iterator[tuple[str, dict[str, Any]]]:
         entry_id, data = "", ""
         # A connection cut mid-stream just ends it: the caller resumes from the last id.
         with response, contextlib.suppress(OSError, http.client.HTTPException):
