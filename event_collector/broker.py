@@ -1,5 +1,5 @@
-"""The broker as every role must see it: which kind a URL names, and how kombu lays a priority
-queue out on Redis.
+"""The broker as every role must see it: which kind a URL names, the priority levels a message
+may be sent with, and how kombu lays a priority queue out on Redis.
 
 The worker declares queues and numbers priorities by broker kind (``worker.routing``), the API
 publishes the same way (``producer_api.publisher``), and the collector reads events and queue
@@ -25,6 +25,10 @@ BROKER_KINDS: Final[dict[str, BrokerKind]] = {
 # redis.connection.parse_url: the URLs the collector can open itself with redis-py (a Redis
 # broker's fanout and queue lists, a Redis result backend).
 REDIS_PY_SCHEMES: Final = ("redis", "rediss", "unix")
+
+# The priority levels, lowest first (the API's numbers 1-4): the API accepts these names, the
+# worker maps each to a broker priority (worker.routing) and publishes them in the catalog.
+PRIORITY_LEVELS: Final[tuple[str, ...]] = ("low", "normal", "high", "critical")
 
 # kombu.transport.redis: a queue with priorities is one list per step, the queue's own name for
 # step 0 and ``<queue>\x06\x16<step>`` for the others (``Channel._q_for_pri``). The worker sets
