@@ -31,7 +31,7 @@ from redbeat import RedBeatSchedulerEntry
 from redbeat.decoder import RedBeatJSONEncoder
 from redbeat.schedulers import ensure_conf, get_redis
 
-from event_collector.keys import Keys
+from event_collector.beat import redbeat_config
 from producer_api.catalog import ArgumentError, Catalog, check_arguments
 from producer_api.errors import Conflict, NotFound, Unprocessable
 from producer_api.workflow_schemas import (
@@ -58,12 +58,9 @@ class Resumed(msgspec.Struct, frozen=True):
 def schedule_app(redis_url: str, key_prefix: str, timezone: str, timeout: float) -> Celery:
     app = Celery("taskpulse-schedules", set_as_current=False)
     app.conf.update(
+        redbeat_config(redis_url, key_prefix, timeout),  # as beat finds its entries
         timezone=timezone,
         enable_utc=True,
-        # Same settings as beat's (worker.dynamic_schedule.redbeat_config), so both sides agree.
-        redbeat_redis_url=redis_url,
-        redbeat_key_prefix=Keys(prefix=key_prefix).beat_prefix,
-        redbeat_redis_options={"socket_timeout": timeout, "socket_connect_timeout": timeout},
     )
     ensure_conf(app)  # redbeat's key helpers read app.redbeat_conf, set up here
     return app
