@@ -34,7 +34,7 @@ from redbeat.schedulers import ensure_conf, get_redis
 from event_collector.beat import redbeat_config
 from producer_api.catalog import ArgumentError, Catalog, check_arguments
 from producer_api.errors import Conflict, NotFound, Unprocessable
-from producer_api.workflow_schemas import (
+from producer_api.schedule_schemas import (
     Crontab,
     Interval,
     Schedule,
@@ -42,7 +42,8 @@ from producer_api.workflow_schemas import (
     SchedulePatch,
 )
 
-_CRONTAB_FIELDS: Final = ("minute", "hour", "day_of_week", "day_of_month", "month_of_year")
+# Celery's crontab arguments, as the Crontab schema names them.
+_CRONTAB_FIELDS: Final = tuple(f.name for f in msgspec.structs.fields(Crontab))
 # A field of the entry's hash besides redbeat's ``definition`` and ``meta`` (see keys.py).
 RESUMED_FIELD: Final = "taskpulse_resumed"
 
