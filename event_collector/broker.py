@@ -30,6 +30,11 @@ REDIS_PY_SCHEMES: Final = ("redis", "rediss", "unix")
 # worker maps each to a broker priority (worker.routing) and publishes them in the catalog.
 PRIORITY_LEVELS: Final[tuple[str, ...]] = ("low", "normal", "high", "critical")
 
+# celery.app.backends.BACKEND_ALIASES: the result-backend schemes that load Celery's RedisBackend
+# class itself (``sentinel://`` loads a subclass of its own). tests/collector/test_broker.py holds
+# it to Celery's.
+REDIS_BACKEND_SCHEMES: Final = ("redis", "rediss")
+
 # kombu.transport.redis: a queue with priorities is one list per step, the queue's own name for
 # step 0 and ``<queue>\x06\x16<step>`` for the others (``Channel._q_for_pri``). The worker sets
 # exactly these, the collector sums exactly these lists.
@@ -66,6 +71,16 @@ def redis_py_opens(url: str) -> bool:
     """True for a Redis URL redis-py connects to by itself (``redis://``, ``rediss://``,
     ``unix://``); kombu's and Celery's own forms (``sentinel://``, ``redis+socket://``) are not."""
     return _scheme(url) in REDIS_PY_SCHEMES
+
+
+def redis_backend_url(result_backend: str) -> str | None:
+    """The URL Celery hands its RedisBackend class for the ``result_backend`` setting, or None
+    when the setting loads another backend class. Celery reads ``<backend>+<url>``
+    (``redis+socket:///run/redis.sock``) as the backend named before ``+`` given the rest."""
+    backend, plus, _ = _scheme(result_backend).partition("+")
+    if backend not in REDIS_BACKEND_SCHEMES:
+        return None
+    return result_backend.partition("+")[2] if plus else result_backend
 
 
 def declare_queue(name: str, kind: BrokerKind, amqp_max_priority: int) -> Queue:
