@@ -10,9 +10,10 @@ for RabbitMQ would split the system, so there is one table.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
-from kombu import Exchange, Queue
+if TYPE_CHECKING:
+    from kombu import Queue
 
 BrokerKind = Literal["redis", "amqp"]
 
@@ -86,6 +87,10 @@ def redis_backend_url(result_backend: str) -> str | None:
 def declare_queue(name: str, kind: BrokerKind, amqp_max_priority: int) -> Queue:
     """A queue on its own direct exchange; on RabbitMQ a priority queue. The worker and the API
     declare queues with this alone: RabbitMQ refuses a queue re-declared with other arguments."""
+    # Imported here: the API's schemas and the CLI read this module's tables, and kombu alone
+    # would double the CLI's start-up time.
+    from kombu import Exchange, Queue
+
     arguments = {"x-max-priority": amqp_max_priority} if kind == "amqp" else None
     return Queue(name, Exchange(name, type="direct"), routing_key=name, queue_arguments=arguments)
 
