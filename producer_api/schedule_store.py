@@ -156,12 +156,8 @@ class ScheduleStore:
             raise NotFound(f"no schedule named {name!r}") from None
 
     def _check(self, task: str, args: list[Any], kwargs: dict[str, Any], queue: str | None) -> str:
-        spec = self.catalog.task(task)
-        if spec is None:
-            raise Unprocessable(f"unknown task {task!r}", {"field": "task"})
-        queue = queue or spec.queue
-        if queue not in self.catalog.queues:
-            raise Unprocessable(f"unknown queue {queue!r}", {"field": "queue"})
+        spec = self.catalog.known_task(task, "task")
+        queue = self.catalog.known_queue(queue or spec.queue, "queue")
         try:
             check_arguments(spec, args, kwargs)
         except ArgumentError as exc:
