@@ -1,5 +1,5 @@
-"""The broker as every role must see it: which kind a URL names, and how kombu lays a priority
-queue out on Redis.
+"""The broker as every role must see it: which kind a URL names, the priority levels a message
+may be sent with, and how kombu lays a priority queue out on Redis.
 
 The worker declares queues and numbers priorities by broker kind (``worker.routing``), the API
 publishes the same way (``producer_api.publisher``), and the collector reads events and queue
@@ -10,9 +10,10 @@ for RabbitMQ would split the system, so there is one table.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
-from kombu import Exchange, Queue
+if TYPE_CHECKING:
+    from kombu import Queue
 
 BrokerKind = Literal["redis", "amqp"]
 
@@ -25,6 +26,15 @@ BROKER_KINDS: Final[dict[str, BrokerKind]] = {
 # redis.connection.parse_url: the URLs the collector can open itself with redis-py (a Redis
 # broker's fanout and queue lists, a Redis result backend).
 REDIS_PY_SCHEMES: Final = ("redis", "rediss", "unix")
+
+# The priority levels, lowest first (the API's numbers 1-4): the API accepts these names, the
+# worker maps each to a broker priority (worker.routing) and publishes them in the catalog.
+PRIORITY_LEVELS: Final[tuple[str, ...]] = ("low", "normal", "high", "critical")
+
+# celery.app.backends.BACKEND_ALIASES: the result-backend schemes that load Celery's RedisBackend
+# class itself (``sentinel://`` loads a subclass of its own). tests/collector/test_broker.py holds
+# it to Celery's.
+REDIS_BACKEND_SCHEMES: Final = ("redis", "rediss")
 
 # kombu.transport.redis: a queue with priorities is one list per step, the queue's own name for
 # step 0 and ``<queue>\x06\x16<step>`` for the others (``Channel._q_for_pri``). The worker sets
@@ -64,9 +74,23 @@ def redis_py_opens(url: str) -> bool:
     return _scheme(url) in REDIS_PY_SCHEMES
 
 
+def redis_backend_url(result_backend: str) -> str | None:
+    """The URL Celery hands its RedisBackend class for the ``result_backend`` setting, or None
+    when the setting loads another backend class. Celery reads ``<backend>+<url>``
+    (``redis+socket:///run/redis.sock``) as the backend named before ``+`` given the rest."""
+    backend, plus, _ = _scheme(result_backend).partition("+")
+    if backend not in REDIS_BACKEND_SCHEMES:
+        return None
+    return result_backend.partition("+")[2] if plus else result_backend
+
+
 def declare_queue(name: str, kind: BrokerKind, amqp_max_priority: int) -> Queue:
     """A queue on its own direct exchange; on RabbitMQ a priority queue. The worker and the API
     declare queues with this alone: RabbitMQ refuses a queue re-declared with other arguments."""
+    # Imported here: the API's schemas and the CLI read this module's tables, and kombu alone
+    # would double the CLI's start-up time.
+    from kombu import Exchange, Queue
+
     arguments = {"x-max-priority": amqp_max_priority} if kind == "amqp" else None
     return Queue(name, Exchange(name, type="direct"), routing_key=name, queue_arguments=arguments)
 

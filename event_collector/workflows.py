@@ -19,16 +19,18 @@ The tree puts such a body beside its header — under the header's own parent, a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import msgspec
-import redis.asyncio as aioredis
 
 from event_collector import timeline
 from event_collector.events import UNSUCCESSFUL_STATES
 from event_collector.keys import TIMELINE_FIELD, Keys
 from event_collector.replies import hash_text, text
 from event_collector.task_ids import task_id_of
+
+if TYPE_CHECKING:  # only for hints: the CLI imports this module for CHORD_BODY and starts fast
+    import redis.asyncio as aioredis
 
 # A bigger workflow is shown truncated (``truncated: true``); paging a tree is not worth it.
 MAX_TREE_NODES: Final = 1000

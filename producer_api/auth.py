@@ -44,7 +44,9 @@ from producer_api.errors import Unavailable
 
 log = logging.getLogger("producer_api.auth")
 
-ROLE_RANK: Final[dict[str, int]] = {"viewer": 0, "operator": 1, "admin": 2}
+# Each role may do what the ones before it may, and more.
+ROLES: Final[tuple[str, ...]] = ("viewer", "operator", "admin")
+ROLE_RANK: Final[dict[str, int]] = {role: rank for rank, role in enumerate(ROLES)}
 TOKEN_PREFIX: Final = "tp_"
 # How long a writer waits for another process's write (reads never wait in WAL mode).
 BUSY_TIMEOUT_SECONDS: Final = 10.0

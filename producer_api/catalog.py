@@ -13,11 +13,15 @@ with the same semantics as msgspec on the worker (patterns are searched, as in J
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import msgspec
+
+from producer_api.errors import Unprocessable
 
 # The JSON Schema subset parameter schemas may use. Anything else makes the catalog fail to load,
 # so a schema the API cannot enforce is noticed at startup, not silently ignored.
@@ -77,6 +81,35 @@ class Catalog(msgspec.Struct, frozen=True):
 
     def task(self, name: str) -> TaskSpec | None:
         return next((t for t in self.tasks if t.name == name), None)
+
+    def known_task(self, name: str, field: str) -> TaskSpec:
+        """The task ``name``; 422 on ``field`` with the closest names if there is none."""
+        spec = self.task(name)
+        if spec is None:
+            raise Unprocessable(
+                f"unknown task {name!r}; GET /catalog lists the tasks that may be sent",
+                {"field": field, "did_you_mean": close_names(name, [t.name for t in self.tasks])},
+            )
+        return spec
+
+    def known_queue(self, queue: str, field: str) -> str:
+        """``queue`` if declared; 422 on ``field`` listing the queues otherwise."""
+        if queue not in self.queues:
+            raise Unprocessable(
+                f"unknown queue {queue!r}; one of {', '.join(self.queues)}",
+                {"field": field, "allowed": self.queues,
+                 "did_you_mean": close_names(queue, self.queues)},
+            )  # fmt: skip
+        return queue
+
+
+def close_names(word: str, names: Sequence[str]) -> list[str]:
+    """Up to three of ``names`` close to ``word`` ("did you mean"); a bare function name finds
+    its ``domain.`` name too. The API's 422s and the CLI suggest by this one rule."""
+    by_tail = {n.rpartition(".")[2]: n for n in names}
+    close = difflib.get_close_matches(word, names, n=3, cutoff=0.6)
+    close += [by_tail[t] for t in difflib.get_close_matches(word, list(by_tail), n=3, cutoff=0.6)]
+    return list(dict.fromkeys(close))[:3]
 
 
 class ArgumentError(ValueError):

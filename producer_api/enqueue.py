@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import time
 import uuid
@@ -62,14 +61,6 @@ class Resolved(msgspec.Struct, frozen=True):
     field: str = ""  # the request's place in the body ("tasks[3]." in a batch)
 
 
-def did_you_mean(word: str, choices: Sequence[str]) -> list[str]:
-    """Known names close to ``word``; a bare function name finds its ``domain.`` name too."""
-    by_tail = {c.rpartition(".")[2]: c for c in choices}
-    close = difflib.get_close_matches(word, choices, n=3, cutoff=0.6)
-    close += [by_tail[t] for t in difflib.get_close_matches(word, list(by_tail), n=3, cutoff=0.6)]
-    return list(dict.fromkeys(close))[:3]
-
-
 class Enqueuer:
     def __init__(
         self,
@@ -96,20 +87,8 @@ class Enqueuer:
         """Check ``req`` against the catalog and the caps; 422 (413 when too big) naming the
         offending field otherwise. ``takes_result``: the JSON Schema of a result that will be
         put before ``req.args`` (a mutable workflow step), so the task must take it first."""
-        spec = self.catalog.task(req.name)
-        if spec is None:
-            names = [t.name for t in self.catalog.tasks]
-            raise Unprocessable(
-                f"unknown task {req.name!r}; GET /catalog lists the tasks that may be sent",
-                {"field": f"{field}name", "did_you_mean": did_you_mean(req.name, names)},
-            )
-        queue = req.queue or spec.queue
-        if queue not in self.catalog.queues:
-            raise Unprocessable(
-                f"unknown queue {queue!r}; one of {', '.join(self.catalog.queues)}",
-                {"field": f"{field}queue", "allowed": self.catalog.queues,
-                 "did_you_mean": did_you_mean(queue, self.catalog.queues)},
-            )
+        spec = self.catalog.known_task(req.name, f"{field}name")
+        queue = self.catalog.known_queue(req.queue or spec.queue, f"{field}queue")
         if req.countdown is not None and req.eta is not None:
             raise Unprocessable("give countdown or eta, not both", {"field": f"{field}eta"})
         self._check_horizon(req, field)

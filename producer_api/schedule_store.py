@@ -31,10 +31,10 @@ from redbeat import RedBeatSchedulerEntry
 from redbeat.decoder import RedBeatJSONEncoder
 from redbeat.schedulers import ensure_conf, get_redis
 
-from event_collector.keys import Keys
+from event_collector.beat import redbeat_config
 from producer_api.catalog import ArgumentError, Catalog, check_arguments
 from producer_api.errors import Conflict, NotFound, Unprocessable
-from producer_api.workflow_schemas import (
+from producer_api.schedule_schemas import (
     Crontab,
     Interval,
     Schedule,
@@ -42,7 +42,8 @@ from producer_api.workflow_schemas import (
     SchedulePatch,
 )
 
-_CRONTAB_FIELDS: Final = ("minute", "hour", "day_of_week", "day_of_month", "month_of_year")
+# Celery's crontab arguments, as the Crontab schema names them.
+_CRONTAB_FIELDS: Final = tuple(f.name for f in msgspec.structs.fields(Crontab))
 # A field of the entry's hash besides redbeat's ``definition`` and ``meta`` (see keys.py).
 RESUMED_FIELD: Final = "taskpulse_resumed"
 
@@ -58,12 +59,9 @@ class Resumed(msgspec.Struct, frozen=True):
 def schedule_app(redis_url: str, key_prefix: str, timezone: str, timeout: float) -> Celery:
     app = Celery("taskpulse-schedules", set_as_current=False)
     app.conf.update(
+        redbeat_config(redis_url, key_prefix, timeout),  # as beat finds its entries
         timezone=timezone,
         enable_utc=True,
-        # Same settings as beat's (worker.dynamic_schedule.redbeat_config), so both sides agree.
-        redbeat_redis_url=redis_url,
-        redbeat_key_prefix=Keys(prefix=key_prefix).beat_prefix,
-        redbeat_redis_options={"socket_timeout": timeout, "socket_connect_timeout": timeout},
     )
     ensure_conf(app)  # redbeat's key helpers read app.redbeat_conf, set up here
     return app
@@ -158,12 +156,8 @@ class ScheduleStore:
             raise NotFound(f"no schedule named {name!r}") from None
 
     def _check(self, task: str, args: list[Any], kwargs: dict[str, Any], queue: str | None) -> str:
-        spec = self.catalog.task(task)
-        if spec is None:
-            raise Unprocessable(f"unknown task {task!r}", {"field": "task"})
-        queue = queue or spec.queue
-        if queue not in self.catalog.queues:
-            raise Unprocessable(f"unknown queue {queue!r}", {"field": "queue"})
+        spec = self.catalog.known_task(task, "task")
+        queue = self.catalog.known_queue(queue or spec.queue, "queue")
         try:
             check_arguments(spec, args, kwargs)
         except ArgumentError as exc:

@@ -11,6 +11,9 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from event_collector.broker import PRIORITY_LEVELS
+from event_collector.events import STATE_PRECEDENCE
+from event_collector.keys import BUCKET_SECONDS
 from event_collector.records import (
     DEFAULT_PAGE_SIZE,
     MAX_HISTORY_BUCKETS,
@@ -18,13 +21,14 @@ from event_collector.records import (
     TaskRecord,
     TimelineEntry,
 )
+from producer_api.auth import ROLES
 
-Priority = Literal["low", "normal", "high", "critical"]
-Role = Literal["viewer", "operator", "admin"]
-State = Literal[
-    "PENDING", "RECEIVED", "STARTED", "SUCCESS", "FAILURE", "RETRY", "REVOKED", "REJECTED"
-]
-Granularity = Literal["minute", "hour", "day"]
+# Enums built from the tuples their owners keep (``Literal[a, b]`` is ``Literal[(a, b)]``); the
+# JSON Schema lists their values sorted, whatever the order here.
+Priority = Literal.__getitem__(PRIORITY_LEVELS)
+Role = Literal.__getitem__(ROLES)
+State = Literal.__getitem__(STATE_PRECEDENCE)
+Granularity = Literal.__getitem__(tuple(BUCKET_SECONDS))
 TaskName = Annotated[
     str,
     msgspec.Meta(

@@ -23,6 +23,7 @@ from celery import Celery, chain, chord, group, signature
 from celery.backends.redis import RedisBackend
 from celery.canvas import Signature
 
+from event_collector.broker import redis_backend_url
 from producer_api.catalog import Catalog
 from producer_api.enqueue import Enqueuer
 from producer_api.errors import Unprocessable
@@ -56,9 +57,10 @@ def workflow_app(
     broker_url: str, result_backend: str, catalog: Catalog, timeout: float, threads: int
 ) -> Celery:
     app = producer_app(broker_url, catalog, timeout, threads)
-    if result_backend.startswith(("redis://", "rediss://", "redis+socket://")):
+    redis_url = redis_backend_url(result_backend)
+    if redis_url is not None:
         # "<backend class>+<url>": Celery's own syntax for a backend class with a URL.
-        result_backend = f"{__name__}:PublishOnlyRedisBackend+{result_backend}"
+        result_backend = f"{__name__}:PublishOnlyRedisBackend+{redis_url}"
     app.conf.result_backend = result_backend
     return app
 

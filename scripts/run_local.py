@@ -9,6 +9,11 @@ exits after the demo with ``--exit-after-demo``, which the end-to-end test uses)
 It behaves like a foreground service: one run per run directory (a lock), every child stopped
 in order on any of those signals (and when its parent, ``make``, dies), the worker restarted
 when it exits, and ports that were asked for explicitly are used or refused, never swapped.
+
+Everything a run keeps is under its run directory (default ``.run/``): logs, the demo data, the
+local Redis, the collector's spool and the token database ``tokens.db`` (a ``tokens.json`` left
+by an older run is imported by the token store itself). Each run revokes the admin tokens named
+``make-run`` that earlier runs created before it makes its own, so they do not pile up.
 """
 
 from __future__ import annotations
@@ -37,12 +42,14 @@ from typing import IO
 import redis
 
 from event_collector.events import READY_STATES
+from producer_api.auth import TokenStore
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 # Not resolved: a venv's python is a symlink, and its bin directory is where `taskpulse` lives.
 VENV_BIN = Path(sys.executable).absolute().parent
 QUEUES = "default,finance,reports,email"
+RUN_TOKEN_NAME = "make-run"  # the admin token each run creates, and revokes from earlier runs
 DEMO_TASKS: list[dict[str, object]] = [
     {"name": "demo.test_task", "kwargs": {"message": "hello from make run"}},
     {"name": "finance.check_pending_bills", "priority": "high"},
@@ -392,11 +399,23 @@ def wait_for_http(url: str, stack: Stack, timeout: float = 60) -> None:
             time.sleep(0.3)
 
 
+def revoke_earlier_run_tokens(env: dict[str, str]) -> None:
+    """Revoke the admin tokens earlier runs made (one a run would otherwise pile up)."""
+    store = TokenStore(env["TASKPULSE_API_TOKENS_FILE"])
+    earlier = [e for e in store.list() if e.name == RUN_TOKEN_NAME and e.role == "admin"]
+    for entry in earlier:
+        store.revoke(entry.id)
+    if earlier:
+        say(f"revoked {len(earlier)} admin token(s) named {RUN_TOKEN_NAME} of earlier runs"
+            f" ({', '.join(e.id for e in earlier)}): the token a previous `make run` printed"
+            " no longer works; use the one printed below")
+
+
 def create_admin_token(env: dict[str, str]) -> str:
     # The same `taskpulse` command the user is told to put on the PATH.
     created = subprocess.run(
         [str(VENV_BIN / "taskpulse"), "tokens", "create", "--role", "admin",
-         "--name", "make-run", "--json"],
+         "--name", RUN_TOKEN_NAME, "--json"],
         env=env, cwd=ROOT, check=True, capture_output=True, text=True,
     )
     return json.loads(created.stdout)["token"]
@@ -479,7 +498,10 @@ def service_env(run_dir: Path) -> dict[str, str]:
     env.update({
         "PYTHONUNBUFFERED": "1",
         "TASKPULSE_DATA_DIR": str(run_dir / "data"),
-        "TASKPULSE_API_TOKENS_FILE": str(run_dir / "tokens.json"),
+        # SQLite; a tokens.json beside it (runs before the store was SQLite) is imported once.
+        "TASKPULSE_API_TOKENS_FILE": str(run_dir / "tokens.db"),
+        # The collector's spool is for this run's store: never shared with another run dir's.
+        "TASKPULSE_SPOOL_DIR": str(run_dir / "spool"),
         "TASKPULSE_SMTP_HOST": "127.0.0.1",
     })
     return env
@@ -525,6 +547,7 @@ def main() -> int:
             start_prometheus(stack, env, metrics_port, api_port) if args.with_prometheus else None
         )
 
+        revoke_earlier_run_tokens(env)
         token = create_admin_token(env)
         ok = run_demo(Api(api_url, token), stack)
         print_where_to_look(api_url, metrics_port, prometheus_url, token)
@@ -553,7 +576,7 @@ def print_where_to_look(api_url: str, metrics_port: int, prometheus_url: str | N
   API          {api_url}/api/v1          (docs: {api_url}/docs)
   metrics      http://127.0.0.1:{metrics_port}/metrics
   prometheus   {prometheus_url or "not started (make run ARGS=--with-prometheus)"}
-  admin token  {token}
+  admin token  {token}    (new each run: an earlier run's no longer works)
 
   Use the taskpulse CLI from another shell:
     export TASKPULSE_API_URL={api_url} TASKPULSE_TOKEN={token}

@@ -241,9 +241,11 @@ def start_collector(
     return proc
 
 
-def start_api(env: Mapping[str, str], log_path: Path) -> tuple[ServiceProcess, str]:
-    """``python -m producer_api`` on a free loopback port; returns it and its base URL."""
-    port = free_port()
+def start_api(env: Mapping[str, str], log_path: Path,
+              port: int | None = None) -> tuple[ServiceProcess, str]:
+    """``python -m producer_api`` on ``port`` (default: a free loopback port); returns it and its
+    base URL."""
+    port = port or free_port()
     api_env = {**env, "TASKPULSE_API_PORT": str(port), "TASKPULSE_API_HOST": "127.0.0.1"}
     proc = ServiceProcess([sys.executable, "-m", "producer_api"], api_env, log_path)
     base = f"http://127.0.0.1:{port}"

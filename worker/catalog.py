@@ -47,8 +47,9 @@ from typing import Any
 import msgspec
 from celery import Celery
 
+from event_collector.broker import PRIORITY_LEVELS
 from worker.config import WorkerSettings
-from worker.routing import PRIORITIES, PRIORITY_LEVELS, QUEUES, queue_for
+from worker.routing import PRIORITIES, QUEUES, queue_for
 from worker.tasks import task_names
 from worker.tasks.base import parameters
 

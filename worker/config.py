@@ -36,9 +36,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from event_collector.broker import BrokerKind, broker_kind, redis_py_opens, result_backend_url
+from event_collector.broker import (
+    PRIORITY_LEVELS,
+    BrokerKind,
+    broker_kind,
+    redis_py_opens,
+    result_backend_url,
+)
 from event_collector.environment import DEFAULT_BROKER_URL, DEFAULT_TIMEZONE, settings_from_env
-from worker.routing import PRIORITY_LEVELS
 
 
 class TimeLimit(msgspec.Struct, frozen=True):

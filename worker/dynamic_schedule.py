@@ -31,8 +31,9 @@ from celery.utils.log import get_logger
 from redbeat import RedBeatScheduler
 from redbeat.schedulers import get_redis
 
+from event_collector.beat import redbeat_config
 from event_collector.environment import DEFAULT_REDIS_URL, settings_from_env
-from event_collector.keys import DEFAULT_KEY_PREFIX, Keys
+from event_collector.keys import DEFAULT_KEY_PREFIX
 
 logger = get_logger("celery.beat")
 
@@ -52,19 +53,6 @@ class BeatSettings(msgspec.Struct, frozen=True, kw_only=True):
                 f"TASKPULSE_BEAT_LOCK_TIMEOUT ({self.beat_lock_timeout}) must exceed"
                 f" TASKPULSE_BEAT_MAX_INTERVAL ({self.beat_max_interval}): the lock would lapse"
             )
-
-
-def redbeat_config(redis_url: str, key_prefix: str) -> dict[str, Any]:
-    """The Celery settings through which redbeat finds its entries.
-
-    ``producer_api.schedule_store.schedule_app`` sets the same (the API cannot import ``worker``).
-    """
-    return {
-        "redbeat_redis_url": redis_url,
-        "redbeat_key_prefix": Keys(prefix=key_prefix).beat_prefix,
-        # Not the broker's transport options: redbeat would pass priority settings to redis-py.
-        "redbeat_redis_options": {},
-    }
 
 
 def seeded_key(app: Celery) -> str:

@@ -25,16 +25,21 @@ from typing import Any, Final
 
 from kombu import Queue
 
-from event_collector.broker import REDIS_PRIORITY_STEPS, BrokerKind, declare_queue
+from event_collector.broker import (
+    PRIORITY_LEVELS,
+    REDIS_PRIORITY_STEPS,
+    BrokerKind,
+    declare_queue,
+)
 
 QUEUES: Final[tuple[str, ...]] = ("default", "finance", "reports", "email")
-PRIORITY_LEVELS: Final[tuple[str, ...]] = ("low", "normal", "high", "critical")
-AMQP_MAX_PRIORITY: Final = 4
+AMQP_MAX_PRIORITY: Final = len(PRIORITY_LEVELS)
 
 PRIORITIES: Final[dict[str, dict[str, int]]] = {
     # one level per priority step (event_collector.broker): low 9, normal 6, high 3, critical 0
     "redis": dict(zip(PRIORITY_LEVELS, reversed(REDIS_PRIORITY_STEPS), strict=True)),
-    "amqp": {"low": 1, "normal": 2, "high": 3, "critical": 4},
+    # low 1, normal 2, high 3, critical 4
+    "amqp": {level: number for number, level in enumerate(PRIORITY_LEVELS, start=1)},
 }
 
 _QUEUE_BY_DOMAIN: Final[dict[str, str]] = {

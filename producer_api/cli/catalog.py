@@ -3,29 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 from typing import Any
 
-from producer_api.cli.client import Api, ApiError, CliError, did_you_mean
+from producer_api.catalog import close_names
+from producer_api.cli.client import Api, CliError, did_you_mean
 from producer_api.cli.output import Output
-
-
-def close_names(name: str, names: list[str]) -> list[str]:
-    return difflib.get_close_matches(name, names, n=3, cutoff=0.6)
-
-
-def with_suggestion(api: Api, exc: ApiError, name: str, field: str) -> ApiError:
-    """``exc`` with "did you mean" added when it refuses ``name`` (in ``field``) as unknown and
-    the API did not suggest anything itself."""
-    if exc.status != 422 or exc.hint or exc.field != field:
-        return exc
-    try:
-        names = [t["name"] for t in api.call("GET", "/catalog")["tasks"]]
-    except CliError:
-        return exc
-    close = close_names(name, names) if name not in names else []
-    return exc.with_hint(did_you_mean(close)) if close else exc
 
 
 def parameter_type(schema: dict[str, Any]) -> str:

@@ -55,6 +55,22 @@ def did_you_mean(names: list[str] | str) -> str:
     return "did you mean " + " or ".join(names) + "?" if names else ""
 
 
+def one_of(allowed: list[Any]) -> str:
+    return "one of " + ", ".join(map(str, allowed))
+
+
+def _details_hint(message: str, details: dict[str, Any]) -> str:
+    """What a 422's details add for a person: the valid values (``allowed``, unless the message
+    already lists them, as the API's own enum and queue errors do) and ``did_you_mean``."""
+    allowed, suggested = details.get("allowed"), details.get("did_you_mean")
+    parts = []
+    if allowed and isinstance(allowed, list) and one_of(allowed) not in message:
+        parts.append(one_of(allowed))
+    if suggested:
+        parts.append(did_you_mean(suggested))
+    return "; ".join(parts)
+
+
 def api_error(status: int, reason: str, body: bytes) -> ApiError:
     """The error a response body describes; a body that is not ours falls back to the reason."""
     try:
@@ -62,9 +78,8 @@ def api_error(status: int, reason: str, body: bytes) -> ApiError:
         message, details = str(error["message"]), error.get("details")
     except (ValueError, KeyError, TypeError):
         message, details = reason, None
-    suggested = details.get("did_you_mean") if isinstance(details, dict) else None
-    hint = did_you_mean(suggested) if suggested else _HINTS.get(status, "")
-    return ApiError(status, message, details, hint)
+    hint = _details_hint(message, details) if isinstance(details, dict) else ""
+    return ApiError(status, message, details, hint or _HINTS.get(status, ""))
 
 
 class Api:
@@ -107,10 +122,15 @@ class Api:
 
     def stream(self, path: str, query: dict[str, Any],
                last_event_id: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
-        """(stream id, event) pairs from a Server-Sent Events endpoint, until it ends."""
+        """(stream id, event) pairs from a Server-Sent Events endpoint, until it ends. Connects
+        at once, so a refusal is raised here rather than on the first event."""
         headers = {"Last-Event-ID": last_event_id} if last_event_id else None
         # Longer than the API's SSE heartbeat, so a quiet but healthy stream is not cut off.
         response = self._open(self._request("GET", path, query=query, headers=headers), 120)
+        return self._events(response)
+
+    @staticmethod
+    def _events(response: Any) -> Iterator[tuple[str, dict[str, Any]]]:
         entry_id, data = "", ""
         # A connection cut mid-stream just ends it: the caller resumes from the last id.
         with response, contextlib.suppress(OSError, http.client.HTTPException):

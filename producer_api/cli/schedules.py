@@ -6,8 +6,7 @@ import argparse
 from typing import Any, Final
 
 from producer_api.cli.arguments import json_arg, parse_duration
-from producer_api.cli.catalog import with_suggestion
-from producer_api.cli.client import EXIT_USAGE, Api, ApiError, CliError
+from producer_api.cli.client import EXIT_USAGE, Api, CliError
 from producer_api.cli.output import Output, format_duration
 
 # The order people write a crontab in; the API names each field.
@@ -61,10 +60,7 @@ def cmd_add(api: Api, out: Output, args: argparse.Namespace) -> int:
         body["interval"] = {"every": args.every}
     else:
         body["crontab"] = _cron(args.cron)
-    try:
-        created = api.call("POST", "/schedules", body)
-    except ApiError as exc:
-        raise with_suggestion(api, exc, args.task, "task") from None
+    created = api.call("POST", "/schedules", body)
     out.emit(created, lambda s: show_one(out, s))
     return 0
 

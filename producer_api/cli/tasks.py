@@ -16,7 +16,6 @@ from producer_api.cli.arguments import (
     labels_arg,
     time_option,
 )
-from producer_api.cli.catalog import with_suggestion
 from producer_api.cli.client import EXIT_API_ERROR, EXIT_USAGE, Api, ApiError, CliError
 from producer_api.cli.output import Output, event_detail, format_duration, format_progress
 
@@ -75,10 +74,7 @@ def cmd_show(api: Api, out: Output, args: argparse.Namespace) -> int:
 
 
 def _send(api: Api, out: Output, args: argparse.Namespace, body: dict[str, Any]) -> int:
-    try:
-        accepted = api.call("POST", "/tasks", body)
-    except ApiError as exc:
-        raise with_suggestion(api, exc, body["name"], "name") from None
+    accepted = api.call("POST", "/tasks", body)
     if not args.wait:
         out.emit(accepted, lambda a: print(
             f"{a['id']}  {a['name']} -> {a['queue']} ({a['priority']})"

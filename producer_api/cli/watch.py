@@ -3,24 +3,32 @@
 Quiet by default: worker heartbeats (one per worker every few seconds) are hidden unless
 ``--heartbeats``. Celery sends the task name only with task-sent/received, so later events of a
 task are named from its record (``GET /tasks/{id}``), remembered for the next events.
+
+It outlives its connection: the server ends a stream when Redis blips, when the client falls too
+far behind, or when the API stops; the watch then connects again with the last stream id it
+printed, so nothing is missed or shown twice. While the API is unreachable or answers 503 it
+retries with a short backoff, saying so on stderr; any other refusal (401, 403, 422) ends it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Final
 
 from event_collector.events import AUDIT_EVENT
-from producer_api.cli.client import Api, ApiError
+from producer_api.cli.client import EXIT_UNREACHABLE, Api, ApiError, CliError
 from producer_api.cli.output import NOTHING, Output, event_detail
 from producer_api.cli.tasks import add_state
 
 HEARTBEAT: Final = "worker-heartbeat"
 _NAMES_KEPT: Final = 1000
+RETRY_FIRST, RETRY_MAX = 0.5, 5.0  # seconds between attempts to reach the API, doubling
+RESUME_AFTER: Final = 1.0  # seconds before reconnecting to a stream the server ended
 
 
 class TaskNames:
@@ -49,7 +57,7 @@ def name_from_record(api: Api) -> Callable[[str], str]:
     def lookup(task_id: str) -> str:
         try:
             return api.call("GET", f"/tasks/{task_id}").get("name") or ""
-        except ApiError:  # forgotten, or the API briefly unavailable: the line goes unnamed
+        except CliError:  # forgotten, or the API briefly unavailable: the line goes unnamed
             return ""
 
     return lookup
@@ -84,20 +92,36 @@ class EventLines:
         return "  ".join(cells).rstrip()
 
 
+def passing(exc: CliError) -> bool:
+    """Whether a failure to connect may pass by itself: the API unreachable, or 503."""
+    return exc.code == EXIT_UNREACHABLE or (isinstance(exc, ApiError) and exc.status == 503)
+
+
 def cmd_watch(api: Api, out: Output, args: argparse.Namespace) -> int:
     lines = EventLines(out, TaskNames(name_from_record(api)), args.heartbeats)
     query = {"name": args.name, "state": args.state, "task_id": args.task_id}
-    last_id = args.last_event_id
+    last_id, delay = args.last_event_id, RETRY_FIRST
     try:
-        while True:  # the server ends a stream when Redis blips; carry on from the last id
-            for entry_id, event in api.stream("/events", query, last_id):
+        while True:
+            try:
+                events = api.stream("/events", query, last_id)
+            except CliError as exc:
+                if not passing(exc):
+                    raise
+                reason = f"HTTP 503: {exc.message}" if isinstance(exc, ApiError) else str(exc)
+                print(f"taskpulse: {reason}; retrying in {delay:g}s", file=sys.stderr, flush=True)
+                time.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
+                continue
+            delay = RETRY_FIRST
+            for entry_id, event in events:
                 last_id = entry_id or last_id
                 if not lines.shown(event):
                     continue
                 text = json.dumps({"stream_id": entry_id, **event}) if out.json else lines.line(
                     event)
                 print(text, flush=True)
-            time.sleep(1)
+            time.sleep(RESUME_AFTER)  # the server ended the stream: carry on after last_id
     except KeyboardInterrupt:
         return 0
 

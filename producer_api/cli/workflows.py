@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from event_collector.workflows import CHORD_BODY
 from producer_api.cli.client import EXIT_USAGE, Api, CliError
 from producer_api.cli.output import Output
 
@@ -37,7 +38,9 @@ def cmd_send(api: Api, out: Output, args: argparse.Namespace) -> int:
 
 
 def render_tree(tree: dict[str, Any]) -> list[str]:
-    """Lines of the tree, box-drawn, each task with its state (and exception when failed)."""
+    """Lines of the tree, box-drawn, each task with its state (and exception when failed). A
+    chord's body comes after its header, marked as the body: by parent id it would hang under
+    whichever header task finished last."""
     failed = ", ".join(tree.get("failed_nodes", []))
     lines = [f"workflow {tree['root_id']}: {tree['state']}" + (f" ({failed})" if failed else "")]
 
@@ -45,7 +48,8 @@ def render_tree(tree: dict[str, Any]) -> list[str]:
         if node.get("virtual"):
             return f"{node['id']}  (group/chord root)"
         text = f"{node.get('name') or '?'}  {node['id']}  {node.get('state') or 'UNKNOWN'}"
-        return text + (f"  {node['exception']}" if node.get("exception") else "")
+        text += f"  {node['exception']}" if node.get("exception") else ""
+        return f"⤷ chord body: {text}" if node.get("role") == CHORD_BODY else text
 
     def walk(node: dict[str, Any], prefix: str, last: bool, top: bool) -> None:
         branch = "" if top else ("└── " if last else "├── ")

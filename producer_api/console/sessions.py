@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from event_collector.keys import Keys
+from event_collector.replies import hash_text, text
 from producer_api.auth import TokenEntry, TokenStore
 from producer_api.errors import Forbidden, Unauthorized
 
@@ -75,8 +76,7 @@ class SessionStore:
             raw, _ = await pipe.execute()
         if not raw:
             return None
-        fields = {k.decode(): v.decode() for k, v in raw.items()}
-        return msgspec.convert(fields, Session, strict=False)
+        return msgspec.convert(hash_text(raw), Session, strict=False)
 
     async def delete(self, session_id: str) -> None:
         await self.redis.delete(self.keys.ui_session(_digest(session_id)))
@@ -90,7 +90,7 @@ class SessionStore:
     async def redeem_link(self, code: str) -> str | None:
         """The token id of a sign-in code, which no longer works after this call."""
         raw = await self.redis.getdel(self.keys.ui_login(_digest(code)))
-        return raw.decode() if raw else None
+        return text(raw) or None
 
 
 SESSIONS = web.AppKey("sessions", SessionStore)

@@ -14,8 +14,8 @@ from producer_api.enqueued import enqueued_record
 from producer_api.errors import Conflict, NotFound
 from producer_api.http import endpoint, json_response, read_body
 from producer_api.middleware import ACTOR
+from producer_api.record_schemas import TaskAnnotations, TaskForgotten, TaskPatch
 from producer_api.resources import KEYS, REDIS
-from producer_api.workflow_schemas import TaskAnnotations, TaskForgotten, TaskPatch
 
 routes = web.RouteTableDef()
 LIFECYCLE = web.AppKey("lifecycle", TaskLifecycle)

@@ -11,8 +11,8 @@ from producer_api.audit import append_audit, audit_event
 from producer_api.http import endpoint, json_response, read_body
 from producer_api.middleware import ACTOR
 from producer_api.resources import CATALOG, KEYS, REDIS, SETTINGS
+from producer_api.schedule_schemas import Schedule, ScheduleCreate, ScheduleList, SchedulePatch
 from producer_api.schedule_store import ScheduleStore, schedule_app
-from producer_api.workflow_schemas import Schedule, ScheduleCreate, ScheduleList, SchedulePatch
 
 routes = web.RouteTableDef()
 SCHEDULES = web.AppKey("schedules", ScheduleStore)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import select
+import sqlite3
 import subprocess
 import sys
 import time
 
 import pytest
 
+from producer_api import auth
 from producer_api.auth import TokenStore
 from producer_api.cli import main
 from producer_api.cli.client import EXIT_UNREACHABLE
@@ -105,6 +107,46 @@ def test_tokens_create_with_a_file_needs_no_running_api(cli, tmp_path) -> None:
     assert [e.name for e in TokenStore(path).list()] == ["boot"]
 
 
+def assert_one_error_line(code: int, err: str, *words: str) -> None:
+    assert code == 1
+    assert err.startswith("taskpulse: "), err
+    assert err.count("\n") == 1, err
+    assert all(word in err for word in words), err
+
+
+def test_a_tokens_file_another_writer_holds_past_the_timeout_is_one_error_line(
+    cli, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "tokens.db"
+    TokenStore(path).create("first", "admin")
+    monkeypatch.setattr(auth, "BUSY_TIMEOUT_SECONDS", 0.2)  # not the real 10 s
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN EXCLUSIVE")
+    try:
+        create = cli("tokens", "create", "--role", "viewer", "--file", str(path))
+        revoke = cli("tokens", "revoke", "nope", "--file", str(path))
+    finally:
+        writer.close()
+    assert_one_error_line(*create[::2], str(path), "unavailable", "database is locked")
+    assert_one_error_line(*revoke[::2], str(path), "unavailable", "database is locked")
+
+
+def test_a_tokens_file_that_is_neither_a_database_nor_json_is_one_error_line(
+    cli, tmp_path
+) -> None:
+    path = tmp_path / "tokens.db"
+    path.write_text("not tokens")
+    code, _, err = cli("tokens", "list", "--file", str(path))
+    assert_one_error_line(code, err, str(path), "neither a taskpulse token database nor a JSON")
+
+
+def test_a_damaged_token_database_is_one_error_line(cli, tmp_path) -> None:
+    path = tmp_path / "tokens.db"
+    path.write_bytes(auth.SQLITE_HEADER + b"\xff" * 4000)
+    code, _, err = cli("tokens", "list", "--file", str(path))
+    assert_one_error_line(code, err, str(path), "not a database")
+
+
 def test_stats_workers_queues_history_print_tables(cli, store) -> None:
     for command in (["stats"], ["workers"], ["queues"], ["history", "--granularity", "minute"]):
         code, out, err = cli(*command)
@@ -138,8 +180,9 @@ def test_watch_tails_live_events_of_one_task(api: ApiClient, api_redis, store, t
 def test_an_invalid_state_lists_the_valid_ones(cli) -> None:
     code, _, err = cli("tasks", "list", "--state", "DONE")
     assert code == 2
-    assert "invalid choice: 'DONE' (choose from 'PENDING', 'RECEIVED', 'STARTED', 'SUCCESS', " \
-        "'FAILURE', 'RETRY', 'REVOKED', 'REJECTED')" in err
+    # In precedence order, strongest first, as event_collector.events keeps them.
+    assert "invalid choice: 'DONE' (choose from 'SUCCESS', 'FAILURE', 'REVOKED', 'STARTED', " \
+        "'RECEIVED', 'REJECTED', 'RETRY', 'PENDING')" in err
 
 
 def test_an_invalid_priority_lists_the_valid_ones(cli) -> None:
@@ -152,6 +195,13 @@ def test_an_unknown_task_name_gets_a_did_you_mean(cli) -> None:
     code, _, err = cli("tasks", "send", "demo.tset_task")
     assert code == 1
     assert err.strip().endswith("[name] — did you mean demo.test_task?")
+
+
+def test_an_unknown_queue_lists_the_queues_once_and_gets_a_did_you_mean(cli) -> None:
+    code, _, err = cli("tasks", "send", "demo.test_task", "--queue", "fnance")
+    assert code == 1
+    assert err.count("one of default, finance") == 1, err
+    assert err.strip().endswith("[queue] — did you mean finance?")
 
 
 def test_an_unknown_schedule_task_gets_a_did_you_mean(cli, store) -> None:

@@ -24,6 +24,24 @@ def test_a_single_suggested_name_is_printed_too() -> None:
     assert str(error).endswith("— did you mean b?")
 
 
+def test_the_valid_values_from_the_api_are_printed() -> None:
+    error = api_error(422, "", body("no such group 'x'", {"field": "by", "allowed": ["a", "b"]}))
+    assert str(error) == "HTTP 422: no such group 'x' [by] — one of a, b"
+
+
+def test_valid_values_the_message_already_lists_are_not_repeated() -> None:
+    error = api_error(422, "", body("unknown queue 'fnance'; one of default, finance", {
+        "field": "queue", "allowed": ["default", "finance"], "did_you_mean": ["finance"]}))
+    assert str(error) == ("HTTP 422: unknown queue 'fnance'; one of default, finance [queue] — "
+                          "did you mean finance?")
+
+
+def test_valid_values_and_a_suggestion_are_both_printed() -> None:
+    error = api_error(422, "", body("bad kind 'csvv'", {"allowed": ["csv", "json"],
+                                                        "did_you_mean": ["csv"]}))
+    assert str(error) == "HTTP 422: bad kind 'csvv' — one of csv, json; did you mean csv?"
+
+
 def test_a_forbidden_call_is_the_apis_message_alone() -> None:
     error = api_error(403, "Forbidden", body("role 'viewer' may not do this; needs 'admin'"))
     assert str(error) == "HTTP 403: role 'viewer' may not do this; needs 'admin'"

@@ -8,6 +8,7 @@ change of output, regenerate with ``TASKPULSE_UPDATE_SNAPSHOTS=1`` and read the 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -15,10 +16,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
 from event_collector.events import Event
+from event_collector.keys import Keys
+from event_collector.workflows import record_chord_bodies
 from producer_api.cli import main
-from tests.api.conftest import ApiClient, make_tokens, start_api
+from tests.api.conftest import STORE_DB, ApiClient, make_tokens, start_api
 from tests.api.conftest import apply_events as apply
 from tests.events import task_event, worker_event
 from tests.services import RedisServer
@@ -28,6 +32,9 @@ UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 BASE = 1767225600.0  # 2026-01-01T00:00:00Z
 OK, FAILED, RUNNING = ("6f1c2e4a-0000-4000-8000-00000000000" + c for c in "123")
 CHAIN_ROOT, CHAIN_CHILD = ("6f1c2e4a-0000-4000-8000-00000000000" + c for c in "45")
+# A chord sent as a whole: a made-up root id, two header tasks, and the body, which Celery sends
+# from the header task that finished last (so its parent id is that task).
+CHORD_ROOT, HEADER_1, HEADER_2, BODY = ("6f1c2e4a-0000-4000-8000-0000000000c" + c for c in "0123")
 PRIORITIES = {
     "levels": ["low", "normal", "high", "critical"], "default": "normal",
     "redis": {"low": 9, "normal": 6, "high": 3, "critical": 0},
@@ -155,6 +162,27 @@ def test_tasks_show_a_task_in_progress(taskpulse) -> None:
 
 def test_tasks_tree(taskpulse) -> None:
     assert_snapshot("tasks_tree", taskpulse("tasks", "tree", CHAIN_CHILD))
+
+
+def test_tasks_tree_draws_a_chord_s_body_after_its_header(taskpulse, api_redis) -> None:
+    apply(api_redis, [
+        *life(HEADER_1, BASE + 9000, "demo.test_task", "default", root_id=CHORD_ROOT),
+        task_event("succeeded", HEADER_1, BASE + 9001, runtime=0.8, result="'a'"),
+        *life(HEADER_2, BASE + 9000, "demo.test_task", "default", root_id=CHORD_ROOT),
+        task_event("succeeded", HEADER_2, BASE + 9002, runtime=1.8, result="'b'"),
+        *life(BODY, BASE + 9003, "exports.export_data", "default", root_id=CHORD_ROOT,
+              parent_id=HEADER_2),
+    ])  # fmt: skip
+
+    async def record() -> None:  # what the API records when it sends the chord
+        client = aioredis.Redis.from_url(api_redis.url(STORE_DB))
+        try:
+            await record_chord_bodies(client, Keys(), CHORD_ROOT, {BODY: HEADER_1})
+        finally:
+            await client.aclose()
+
+    asyncio.run(record())
+    assert_snapshot("tasks_tree_chord", taskpulse("tasks", "tree", BODY))
 
 
 def test_tasks_send(taskpulse) -> None:

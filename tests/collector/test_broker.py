@@ -4,9 +4,16 @@ role, and an unsupported broker refused at start-up by every role."""
 from __future__ import annotations
 
 import pytest
+from celery.app.backends import BACKEND_ALIASES
 from kombu.transport import TRANSPORT_ALIASES
 
-from event_collector.broker import BROKER_KINDS, broker_kind, redis_py_opens
+from event_collector.broker import (
+    BROKER_KINDS,
+    REDIS_BACKEND_SCHEMES,
+    broker_kind,
+    redis_backend_url,
+    redis_py_opens,
+)
 from event_collector.config import load_settings as collector_settings
 from event_collector.environment import SettingsError
 from producer_api.catalog import load_catalog
@@ -30,6 +37,26 @@ def _kombu_kind(alias: str) -> str | None:
 def test_the_scheme_table_is_kombu_s_redis_and_amqp_aliases() -> None:
     kombu = {alias: kind for alias in TRANSPORT_ALIASES if (kind := _kombu_kind(alias))}
     assert kombu == BROKER_KINDS
+
+
+def test_the_redis_backend_schemes_are_celery_s_aliases_of_its_redis_backend() -> None:
+    redis_backend = "celery.backends.redis:RedisBackend"
+    assert {s for s, cls in BACKEND_ALIASES.items() if cls == redis_backend} == set(
+        REDIS_BACKEND_SCHEMES)
+
+
+@pytest.mark.parametrize(
+    ("setting", "url"),
+    [
+        ("redis://h:6379/0", "redis://h:6379/0"),
+        ("rediss://h:6380/0", "rediss://h:6380/0"),
+        ("redis+socket:///run/redis.sock", "socket:///run/redis.sock"),
+        ("sentinel://h:26379", None),
+        ("db+sqlite:///results.db", None),
+    ],
+)
+def test_the_url_celery_gives_its_redis_backend(setting: str, url: str | None) -> None:
+    assert redis_backend_url(setting) == url
 
 
 @pytest.mark.parametrize(

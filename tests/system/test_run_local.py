@@ -1,12 +1,14 @@
 """`make run` is the newcomer's first command: it must bring the whole system up and show it.
 
 One run (``--exit-after-demo``) is watched by every test here: started with a lock file left
-behind by a dead run and with the default API port taken, as a newcomer's machine may well be.
+behind by a dead run, with the default API port taken, as a newcomer's machine may well be, and
+with the JSON tokens file an older run left (its own ``make-run`` admin token and one other).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import socket
 import subprocess
@@ -17,16 +19,26 @@ from pathlib import Path
 
 import pytest
 
+from producer_api.auth import TokenStore, hash_token
 from scripts.run_local import DEMO_TASKS
 from tests.services import REPO_ROOT, RedisServer, free_port, taskpulse_env
 
 DEFAULT_API_PORT = 8080
+# Tokens in the JSON file of a run from before the store was SQLite.
+EARLIER_RUN_TOKEN, CI_TOKEN = "tp_earlier-make-run", "tp_kept-for-ci"
+EARLIER_TOKENS = {"tokens": [
+    {"id": "0ld0ld00", "name": "make-run", "role": "admin", "sha256": hash_token(EARLIER_RUN_TOKEN),
+     "created": 1767225600.0},
+    {"id": "c1c1c1c1", "name": "ci", "role": "operator", "sha256": hash_token(CI_TOKEN),
+     "created": 1767225600.0},
+]}  # fmt: skip
 
 
 @dataclass(frozen=True)
 class DemoRun:
     finished: subprocess.CompletedProcess[str]
     dead_pid: int
+    run_dir: Path
 
     @property
     def out(self) -> str:
@@ -57,6 +69,7 @@ def demo_run(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
     dead = subprocess.Popen(["true"])
     dead.wait()
     (run_dir / "run.lock").write_text(f"{dead.pid}\n")
+    (run_dir / "tokens.json").write_text(json.dumps(EARLIER_TOKENS))
 
     with port_taken(DEFAULT_API_PORT):
         finished = subprocess.run(
@@ -64,7 +77,7 @@ def demo_run(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
              str(run_dir)],
             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240,
         )
-    return DemoRun(finished, dead.pid)
+    return DemoRun(finished, dead.pid, run_dir)
 
 
 def test_make_run_brings_the_system_up_and_every_demo_task_finishes(demo_run: DemoRun) -> None:
@@ -129,3 +142,32 @@ def test_make_run_prints_the_web_console_and_a_one_time_way_in(demo_run: DemoRun
     port = _api_port(demo_run.out)
     assert re.search(rf"console +http://127\.0\.0\.1:{port}/ui/", demo_run.out), demo_run.out
     assert re.search(rf"http://127\.0\.0\.1:{port}/ui/login/\S+", demo_run.out), demo_run.out
+
+
+def test_the_tokens_json_of_an_earlier_run_is_imported_into_tokens_db(demo_run: DemoRun) -> None:
+    assert demo_run.finished.returncode == 0, demo_run.finished.stderr[-4000:]
+    store = TokenStore(demo_run.run_dir / "tokens.db")
+    kept = store.authenticate(CI_TOKEN)
+    assert kept is not None
+    assert (kept.name, kept.role) == ("ci", "operator")
+
+
+def test_the_make_run_token_of_an_earlier_run_is_revoked_and_the_output_says_so(
+    demo_run: DemoRun,
+) -> None:
+    store = TokenStore(demo_run.run_dir / "tokens.db")
+    assert store.authenticate(EARLIER_RUN_TOKEN) is None
+    assert re.search(r"revoked 1 admin token\(s\) named make-run of earlier runs \(0ld0ld00\): "
+                     r"the token a previous `make run` printed no longer works", demo_run.out)
+    token = re.search(r"admin token  (\S+)", demo_run.out)
+    assert token is not None
+    # The one make-run token left is the one this run printed.
+    assert [e.name for e in store.list()] == ["ci", "make-run"]
+    assert store.authenticate(token.group(1)) is not None
+
+
+def test_the_collector_spools_in_the_run_dir(demo_run: DemoRun) -> None:
+    # The collector opens its spool slot when it starts, spilling or not.
+    slots = [p for p in (demo_run.run_dir / "spool").iterdir() if p.is_dir()]
+    assert len(slots) == 1, slots
+    assert (slots[0] / "lock").exists()
