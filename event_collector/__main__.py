@@ -12,7 +12,6 @@ import redis.asyncio as aioredis
 
 from event_collector.config import CollectorSettings, load_settings
 from event_collector.environment import SettingsError
-from event_collector.keys import Keys
 from event_collector.service import Collector
 from event_collector.spool import SpoolError
 from event_collector.store import EventStore
@@ -75,7 +74,7 @@ async def rebuild(settings: CollectorSettings) -> None:
     log = logging.getLogger("taskpulse.collector")
     client = aioredis.Redis.from_url(settings.redis_url)
     try:
-        store = EventStore(client, Keys(settings.key_prefix), settings.retention)
+        store = EventStore(client, settings.keys, settings.retention)
         log.info("rebuilding projections from %sevents", settings.key_prefix)
         seen, applied = await store.rebuild()
         log.info("rebuild done: %d stream entries read, %d events applied", seen, applied)

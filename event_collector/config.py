@@ -10,7 +10,7 @@ import msgspec
 
 from event_collector.broker import broker_kind, result_backend_url
 from event_collector.environment import DEFAULT_BROKER_URL, DEFAULT_REDIS_URL, settings_from_env
-from event_collector.keys import DEFAULT_KEY_PREFIX
+from event_collector.keys import DEFAULT_KEY_PREFIX, Keys
 
 DAY: Final = 86400
 
@@ -42,6 +42,13 @@ class CollectorSettings(msgspec.Struct, frozen=True):
     redis_url: str = DEFAULT_REDIS_URL
     result_backend: str = ""
     key_prefix: str = DEFAULT_KEY_PREFIX
+    # Partitions of the store (docs/scaling.md): every role that reads or writes it must agree.
+    partitions: int = 1
+    # Partitioned stores with a Redis broker: a dead collector's partitions are taken over
+    # within about this long; each collector keeps this long of the events of partitions it
+    # does not hold, to replay when it takes one over (leases.py).
+    partition_lease_seconds: float = 6.0
+    partition_replay_seconds: float = 30.0
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 9808
     # Batching: a batch is written when it has this many events or is this old, whichever first.
@@ -96,6 +103,13 @@ class CollectorSettings(msgspec.Struct, frozen=True):
 
     def __post_init__(self) -> None:
         broker_kind(self.broker_url)  # an unsupported broker fails at start-up
+        if self.partitions < 1:
+            raise ValueError(f"TASKPULSE_PARTITIONS must be at least 1, not {self.partitions}")
+        if self.partition_replay_seconds <= self.partition_lease_seconds:
+            raise ValueError(
+                "TASKPULSE_PARTITION_REPLAY_SECONDS must exceed TASKPULSE_PARTITION_LEASE_SECONDS:"
+                " events of a dead collector's partitions are replayed from that window"
+            )
 
     @property
     def retention(self) -> Retention:
@@ -106,6 +120,11 @@ class CollectorSettings(msgspec.Struct, frozen=True):
             if hasattr(self, f"retention_{field.name}")
         }
         return Retention(**values)
+
+    @property
+    def keys(self) -> Keys:
+        """The store's key layout (prefix, partitions)."""
+        return Keys.layout(self.key_prefix, self.partitions)
 
     @property
     def queue_names(self) -> tuple[str, ...]:

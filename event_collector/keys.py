@@ -118,12 +118,19 @@ Beat schedule (celery-redbeat's own layout, under B = ``redbeat:`` + P, outside 
 Collector bookkeeping
   P collector:<id>       HASH     a running collector's heartbeat and counters (TTL)
 
-Scaling out (DESIGN.md): every key is built here, so partition tags ``{p<N>}`` can be added to
-``Keys`` alone.
+Partitions and hash tags (``TASKPULSE_PARTITIONS``, ``Keys`` below, docs/scaling.md): with more
+than one partition, or on a Redis Cluster, every per-task key above (stream, task records,
+indexes, counters) is ``P{p<N>}:<name>``, N = ``partition_of(task id)``; worker keys and the
+stream of task-less events are ``P{g}:<name>``. One partition on one Redis keeps the names above.
+
+Collector leases (partitioned stores, event_collector/leases.py)
+  P lease:<N>            STRING   id of the collector applying partition N's events (PX TTL)
+  P lease:members        ZSET     collector id -> time of its last lease round
 """
 
 from __future__ import annotations
 
+import zlib
 from typing import Final
 
 import msgspec
@@ -140,24 +147,110 @@ BUCKET_SECONDS: Final[dict[str, int]] = {"minute": 60, "hour": 3600, "day": 8640
 _BUCKET_CODES: Final[dict[str, str]] = {"minute": "m", "hour": "h", "day": "d"}
 
 
+def partition_of(task_id: str, partitions: int) -> int:
+    """The partition a task's keys live in: CRC-32 of its id (as the store keys it, UTF-8)
+    modulo the number of partitions. Pure and stable: every process, language and release
+    agrees, so readers go straight to a task's partition."""
+    return zlib.crc32(task_id.encode()) % partitions if partitions > 1 else 0
+
+
 class Keys(msgspec.Struct, frozen=True):
-    """Key builder for one prefix. Cheap to create; create once per process and pass it down."""
+    """Key builder for one prefix and one partition. Cheap to create; create once per process
+    (``Keys.layout``) and pass it down; ``in_partition`` / ``of_task`` give the others.
+
+    Layouts (DESIGN.md, Scaling out; docs/scaling.md):
+    - one partition on one Redis (the default): every key as listed above, no hash tag, so a
+      store written before partitions existed is read as it is;
+    - tagged (more than one partition, or any Redis Cluster): a partition's keys (its stream,
+      task records, indexes, counters) start ``P{p<N>}:``, so each partition is one hash slot
+      and one script call touches one slot; the workers' keys and the stream of events that
+      belong to no task (worker events, audit events without a task) start ``P{g}:``; the rest
+      (queues, API and console keys, collector bookkeeping, leases) keep plain ``P`` names:
+      each is read or written alone.
+    """
 
     prefix: str = DEFAULT_KEY_PREFIX
+    partitions: int = 1
+    # A Redis Cluster: tags even with one partition (a script's keys must share a slot).
+    cluster: bool = False
+    # The partition whose stream, indexes and counters this builder names.
+    partition: int = 0
+
+    def __post_init__(self) -> None:
+        if self.partitions < 1 or not 0 <= self.partition < self.partitions:
+            raise ValueError(
+                f"partition {self.partition} of {self.partitions}: TASKPULSE_PARTITIONS must be"
+                " at least 1"
+            )
+
+    @classmethod
+    def layout(cls, prefix: str, partitions: int = 1, cluster: bool = False) -> Keys:
+        """Partition 0's builder for a store (the collector's and the API's entry point)."""
+        return cls(prefix=prefix, partitions=partitions, cluster=cluster)
+
+    @property
+    def tagged(self) -> bool:
+        return self.partitions > 1 or self.cluster
+
+    def _base(self, partition: int) -> str:
+        return f"{self.prefix}{{p{partition}}}:" if self.tagged else self.prefix
+
+    @property
+    def _partition_base(self) -> str:
+        return self._base(self.partition)
+
+    @property
+    def _global_base(self) -> str:
+        return f"{self.prefix}{{g}}:" if self.tagged else self.prefix
+
+    # -- partitions -------------------------------------------------------------------------
+
+    def partition_of(self, task_id: str) -> int:
+        return partition_of(task_id, self.partitions)
+
+    def in_partition(self, partition: int) -> Keys:
+        if partition == self.partition:
+            return self
+        return msgspec.structs.replace(self, partition=partition)
+
+    def of_task(self, task_id: str) -> Keys:
+        """The builder of the partition ``task_id`` lives in."""
+        return self.in_partition(self.partition_of(task_id))
+
+    def each_partition(self) -> list[Keys]:
+        return [self.in_partition(p) for p in range(self.partitions)]
+
+    @property
+    def streams(self) -> list[str]:
+        """Every stream of the store: each partition's and the global one (one stream when
+        untagged)."""
+        names = [k.events for k in self.each_partition()]
+        return names if self.global_events in names else [*names, self.global_events]
+
+    @property
+    def swept_streams(self) -> list[str]:
+        """The streams this partition's retention sweep trims: its own, and partition 0's
+        sweep the global one too."""
+        own = [self.events]
+        return own if self.partition or self.global_events in own else [*own, self.global_events]
+
+    # -- per partition ----------------------------------------------------------------------
 
     @property
     def events(self) -> str:
-        return f"{self.prefix}events"
+        """This partition's stream (untagged: the only stream)."""
+        return f"{self._partition_base}events"
 
     def task(self, task_id: str) -> str:
-        return f"{self.prefix}task:{task_id}"
+        """The task's record, in the task's own partition whatever this builder's is."""
+        return f"{self._base(self.partition_of(task_id))}task:{task_id}"
 
     def index_state(self, state: str) -> str:
-        return f"{self.prefix}idx:state:{state}"
+        return f"{self._partition_base}idx:state:{state}"
 
     @property
     def index_stateless(self) -> str:
-        return f"{self.prefix}idx:nostate"
+        return f"{self._partition_base}idx:nostate"
 
     @property
     def state_indexes(self) -> tuple[str, ...]:
@@ -165,23 +258,25 @@ class Keys(msgspec.Struct, frozen=True):
         return (*(self.index_state(s) for s in STATE_PRECEDENCE), self.index_stateless)
 
     def index_name(self, name: str) -> str:
-        return f"{self.prefix}idx:name:{name}"
+        return f"{self._partition_base}idx:name:{name}"
 
     def index_queue(self, queue: str) -> str:
-        return f"{self.prefix}idx:queue:{queue}"
+        return f"{self._partition_base}idx:queue:{queue}"
 
     def index_worker(self, hostname: str) -> str:
-        return f"{self.prefix}idx:worker:{hostname}"
+        return f"{self._partition_base}idx:worker:{hostname}"
 
     def index_children(self, task_id: str) -> str:
-        return f"{self.prefix}idx:children:{task_id}"
+        """Children of ``task_id`` that live in this partition (a child is indexed in its own
+        partition: readers ask every partition, see read.py)."""
+        return f"{self._partition_base}idx:children:{task_id}"
 
     def index_root(self, task_id: str) -> str:
-        return f"{self.prefix}idx:root:{task_id}"
+        return f"{self._partition_base}idx:root:{task_id}"
 
     @property
     def counters_total(self) -> str:
-        return f"{self.prefix}cnt:total"
+        return f"{self._partition_base}cnt:total"
 
     def counters(self, granularity: str, bucket: int) -> str:
         """Counter hash for ``granularity`` (minute/hour/day) and a bucket start timestamp."""
@@ -189,17 +284,24 @@ class Keys(msgspec.Struct, frozen=True):
 
     def counters_template(self, granularity: str) -> str:
         """``counters`` without its bucket: the script appends the bucket start."""
-        return f"{self.prefix}cnt:{_BUCKET_CODES[granularity]}:"
+        return f"{self._partition_base}cnt:{_BUCKET_CODES[granularity]}:"
+
+    # -- global -----------------------------------------------------------------------------
+
+    @property
+    def global_events(self) -> str:
+        """The stream of events of no task: worker events and task-less audit events."""
+        return f"{self._global_base}events"
 
     @property
     def workers(self) -> str:
-        return f"{self.prefix}workers"
+        return f"{self._global_base}workers"
 
     def worker(self, hostname: str) -> str:
-        return f"{self.prefix}worker:{hostname}"
+        return f"{self._global_base}worker:{hostname}"
 
     def worker_dedup(self, event_id: str) -> str:
-        return f"{self.prefix}wdd:{event_id}"
+        return f"{self._global_base}wdd:{event_id}"
 
     @property
     def queues(self) -> str:
@@ -240,6 +342,19 @@ class Keys(msgspec.Struct, frozen=True):
         return f"{self.prefix}collector:{collector_id}"
 
     @property
+    def _lease_base(self) -> str:
+        return f"{self.prefix}lease:"
+
+    def lease(self, partition: int) -> str:
+        """Which collector applies ``partition``'s events (event_collector/leases.py)."""
+        return f"{self._lease_base}{partition}"
+
+    @property
+    def lease_members(self) -> str:
+        """Collectors taking part in the leases, scored by their last lease round."""
+        return f"{self._lease_base}members"
+
+    @property
     def beat_prefix(self) -> str:
         """``redbeat_key_prefix`` for beat and the schedules API (see the docstring)."""
         return f"redbeat:{self.prefix}"
@@ -249,6 +364,8 @@ class Keys(msgspec.Struct, frozen=True):
         """Static schedule entries already written once (redbeat's ``<key_prefix>:seeded``)."""
         return f"{self.beat_prefix}:seeded"
 
+    # -- patterns and script arguments ------------------------------------------------------
+
     @property
     def all_pattern(self) -> str:
         """Glob matching every key of this prefix (used by ``rebuild`` and tests)."""
@@ -256,8 +373,8 @@ class Keys(msgspec.Struct, frozen=True):
 
     @property
     def index_pattern(self) -> str:
-        """Glob matching every index key (the retention sweep's discovery SCAN)."""
-        return f"{self.prefix}idx:*"
+        """Glob matching every index key of this partition (the retention sweep's SCAN)."""
+        return f"{self._partition_base}idx:*"
 
     @property
     def per_task_index_prefixes(self) -> tuple[str, str]:
@@ -266,22 +383,24 @@ class Keys(msgspec.Struct, frozen=True):
 
     @property
     def kept_on_rebuild(self) -> tuple[str, ...]:
-        """Key starts ``rebuild`` keeps: the stream itself, what the broker poller and running
-        collectors own, and the chord shapes the API records (no event carries them)."""
-        return (self.events, self.queues, self.collector(""), self.workflow(""))
-
-    def store_script_keys(self) -> list[str]:
-        """KEYS of ``store.lua``, in its order: the stream, then the fixed projection keys."""
-        return [self.events, self.counters_total, self.index_stateless, self.workers]
+        """Key starts ``rebuild`` keeps: the streams themselves, what the broker poller and
+        running collectors own (heartbeats, leases), and the chord shapes the API records (no
+        event carries them)."""
+        return (
+            *self.streams, self.queues, self.collector(""), self._lease_base,
+            self.workflow(""),
+        )  # fmt: skip
 
     def store_script_templates(self) -> list[str]:
-        """Key templates ``store.lua`` completes (its ARGV tail, in its order): each is the key
-        with its variable part (task id, state, name, bucket, host, event id) left off."""
+        """Key names and templates ``store.lua`` is handed (its ARGV tail, in its order): a
+        template is the key with its variable part (task id, state, name, bucket, host, event
+        id) left off. Per-task ones are this partition's; worker ones are global."""
         return [
-            self.task(""), self.index_state(""), self.index_name(""), self.index_queue(""),
-            self.index_worker(""), self.index_children(""), self.index_root(""),
-            self.counters_template("minute"), self.counters_template("hour"),
-            self.counters_template("day"), self.worker(""), self.worker_dedup(""),
+            self._base(self.partition) + "task:", self.index_state(""), self.index_name(""),
+            self.index_queue(""), self.index_worker(""), self.index_children(""),
+            self.index_root(""), self.counters_template("minute"),
+            self.counters_template("hour"), self.counters_template("day"), self.worker(""),
+            self.worker_dedup(""), self.counters_total, self.index_stateless, self.workers,
         ]  # fmt: skip
 
 

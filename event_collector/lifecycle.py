@@ -81,7 +81,7 @@ class TaskLifecycle:
         self._script = redis.register_script(SCRIPT_PATH.read_text())
 
     def _forget_keys(self, task_id: str, ident: dict[str, str]) -> list[str]:
-        k = self.keys
+        k = self.keys.of_task(task_id)  # the record, its indexes and stream share a slot
         return [
             k.task(task_id), k.events,
             k.index_stateless, *(k.index_state(s) for s in STATE_PRECEDENCE),
@@ -120,7 +120,7 @@ class TaskLifecycle:
         """Set or remove the note/labels; False when the task is unknown."""
         labels = msgspec.json.encode(change.labels).decode() if change.labels else ""
         reply = await self._script(
-            keys=[self.keys.task(task_id), self.keys.events],
+            keys=[self.keys.task(task_id), self.keys.of_task(task_id).events],
             args=[
                 "annotate", self.stream.script_maxlen, _field_op(change.note), change.note or "",
                 _field_op(change.labels), labels, self.stream.encode(audit),

@@ -436,8 +436,9 @@ class CollectorMetrics:
             pipe.hgetall(k.queue_workers)
             pipe.hgetall(k.queue_processes)
             pipe.zrangebyscore(k.workers, now - self._worker_retention, "+inf")
-            pipe.xlen(k.events)
-            lengths, consumers, workers_per_q, processes, hosts, stream_length = (
+            for stream in k.streams:
+                pipe.xlen(stream)
+            lengths, consumers, workers_per_q, processes, hosts, *stream_lengths = (
                 await pipe.execute()
             )
         workers = await self._read_workers(redis, [text(h) for h in hosts], now)
@@ -447,7 +448,7 @@ class CollectorMetrics:
             queue_workers=_int_map(workers_per_q),
             queue_processes=_int_map(processes),
             workers=workers,
-            stream_length=int(stream_length),
+            stream_length=sum(int(n) for n in stream_lengths),
             stuck=self.store_gauges.snapshot.stuck,
         )
 

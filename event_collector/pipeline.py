@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Final, Protocol
 
 import msgspec
@@ -42,6 +42,12 @@ STORE_ERRORS: Final = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoad
 
 class Source(Protocol):
     def done(self, messages: int) -> None: ...
+
+
+class Gate(Protocol):
+    """Which events this collector applies now (``leases.PartitionLeases``)."""
+
+    def split(self, events: Sequence[Event]) -> list[Event]: ...
 
 
 class Batch(msgspec.Struct):
@@ -73,8 +79,10 @@ class Pipeline:
         batch_size: int = 500,
         batch_interval: float = 0.05,
         reconnect_max: float = 10.0,
+        gate: Gate | None = None,
     ) -> None:
         self.store = store
+        self.gate = gate
         self.source = source
         self.buffer = buffer
         self.metrics = metrics
@@ -204,6 +212,15 @@ class Pipeline:
         self.source.done(batch.messages)
 
     async def _write(self, events: list[Event]) -> None:
+        if self.gate is not None:
+            events = self.gate.split(events)
+            if not events:
+                return
+        await self.write_now(events)
+
+    async def write_now(self, events: list[Event]) -> None:
+        """Apply ``events`` whatever the gate says (a taken-over partition's replay), counted
+        as any batch is."""
         result = await self._apply(events)
         applied = result.applied
         self.metrics.observe_applied(applied, result.facts)

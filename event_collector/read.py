@@ -3,11 +3,20 @@
 Every query costs a bounded number of round trips whatever the number of stored tasks: listings
 walk one index sorted set by score with a cursor (never SCAN), or with no filter merge the
 per-state indexes (every task is in exactly one, keys.py), stats and history read counters.
+
+A partitioned store (``TASKPULSE_PARTITIONS``) has each of those per partition: a listing merges
+the partitions' indexes by score, reading one page's worth from each (the same merge as the
+per-state indexes, ``_index_slice``); counts, stats and history sum the partitions; a task is
+read straight from its own partition. A task's children and a workflow's members are indexed in
+the child's own partition (one script call touches one partition), so those lists ask every
+partition and merge by score.
 """
 
 from __future__ import annotations
 
 import base64
+import heapq
+import itertools
 import time
 from collections.abc import Sequence
 from importlib import resources
@@ -65,6 +74,12 @@ _READ_LUA: Final = resources.files("event_collector").joinpath("read.lua").read_
 _FILTER_FIELDS: Final = ("state", "name", "queue", "worker")
 
 
+_INDEX_BUILDERS: Final = {
+    "state": Keys.index_state, "name": Keys.index_name, "queue": Keys.index_queue,
+    "worker": Keys.index_worker,
+}
+
+
 class InvalidCursor(ValueError):
     """The cursor was not produced by ``list_tasks`` (or was tampered with)."""
 
@@ -106,6 +121,8 @@ class EventReader:
     def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
+        self._partitions = keys.each_partition()
+        self._streams = keys.streams
         self._hmget_many = redis.register_script(_READ_LUA)
 
     # ----------------------------------------------------------------- single tasks
@@ -124,49 +141,52 @@ class EventReader:
         """Record, timeline and direct children in one round trip."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self.keys.task(task_id))
-            pipe.zrange(self.keys.index_children(task_id), 0, children_max - 1)
-            raw, children = await pipe.execute()
+            _queue_oldest(pipe, [k.index_children(task_id) for k in self._partitions], children_max)
+            raw, *children = await pipe.execute()
         if not raw:
             return None
         fields = hash_text(raw)
         events = timeline.entries(fields.get(TIMELINE_FIELD, ""))
-        return _task_record(task_id, fields), events, [task_id_of(c) for c in children]
+        return _task_record(task_id, fields), events, _oldest(children, children_max)
 
     async def children(self, task_id: str, limit: int = 1000) -> list[str]:
-        members = await self.redis.zrange(self.keys.index_children(task_id), 0, limit - 1)
-        return [task_id_of(m) for m in members]
+        return await self._oldest_members([k.index_children(task_id) for k in self._partitions],
+                                          limit)
 
     async def workflow(self, root_id: str, limit: int = 1000) -> list[str]:
-        members = await self.redis.zrange(self.keys.index_root(root_id), 0, limit - 1)
-        return [task_id_of(m) for m in members]
+        return await self._oldest_members([k.index_root(root_id) for k in self._partitions],
+                                          limit)
+
+    async def _oldest_members(self, indexes: Sequence[str], limit: int) -> list[str]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            _queue_oldest(pipe, indexes, limit)
+            return _oldest(await pipe.execute(), limit)
 
     # ----------------------------------------------------------------- listings
 
-    def _index_key(self, field: str, value: str) -> str:
-        builders = {
-            "state": self.keys.index_state,
-            "name": self.keys.index_name,
-            "queue": self.keys.index_queue,
-            "worker": self.keys.index_worker,
-        }
-        return builders[field](value)
+    def _index_keys(self, field: str, value: str) -> list[str]:
+        """The index of ``field`` = ``value`` in every partition."""
+        return [_INDEX_BUILDERS[field](k, value) for k in self._partitions]
 
     async def _pick_index(self, query: TaskQuery) -> tuple[Sequence[str], dict[str, str]]:
-        """The indexes to walk (the smallest among the filters, or every state index merged when
-        there is no filter), and the filters left to check per task."""
+        """The indexes to walk (the smallest filter's, in every partition; or every state index
+        of every partition merged when there is no filter), and the filters left to check per
+        task."""
         filters = query.filters()
         if not filters:
-            return self.keys.state_indexes, {}
-        candidates = [(f, self._index_key(f, v)) for f, v in filters.items()]
+            return [key for k in self._partitions for key in k.state_indexes], {}
+        candidates = [(f, self._index_keys(f, v)) for f, v in filters.items()]
         if len(candidates) == 1:
-            return [candidates[0][1]], {}
+            return candidates[0][1], {}
         async with self.redis.pipeline(transaction=False) as pipe:
-            for _, key in candidates:
-                pipe.zcard(key)
-            sizes = await pipe.execute()
-        field, key = min(zip(candidates, sizes, strict=True), key=lambda c: c[1])[0]
+            for _, keys in candidates:
+                for key in keys:
+                    pipe.zcard(key)
+            sizes = iter(await pipe.execute())
+        totals = [sum(next(sizes) for _ in keys) for _, keys in candidates]
+        field, keys = min(zip(candidates, totals, strict=True), key=lambda c: c[1])[0]
         rest = {f: v for f, v in filters.items() if f != field}
-        return [key], rest
+        return keys, rest
 
     async def list_tasks(self, query: TaskQuery) -> TaskPage:
         """Newest first. Walks the index(es) from the cursor; stops at ``limit`` or the scan bound.
@@ -255,10 +275,32 @@ class EventReader:
         return [(m, s) for s, m in merged[:count]]
 
     async def _hmget_summaries(self, task_ids: Sequence[str]) -> list[list[bytes | None]]:
+        return await self._hmget_tasks(task_ids, _SUMMARY_FIELDS_RAW)
+
+    async def _hmget_tasks(
+        self, task_ids: Sequence[str], fields: Sequence[str | bytes]
+    ) -> list[list[bytes | None]]:
+        """The same fields of many task records, in order: one ``read.lua`` call per partition
+        (a call's keys share a slot), all in one round trip."""
         if not task_ids:
             return []
-        keys = [self.keys.task(task_id) for task_id in task_ids]
-        return await self._hmget_many(keys=keys, args=_SUMMARY_FIELDS_RAW)  # type: ignore[no-any-return]
+        if not self.keys.tagged:
+            keys = [self.keys.task(task_id) for task_id in task_ids]
+            return await self._hmget_many(keys=keys, args=fields)  # type: ignore[no-any-return]
+        groups: dict[int, list[int]] = {}
+        for i, task_id in enumerate(task_ids):
+            groups.setdefault(self.keys.partition_of(task_id), []).append(i)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for at in groups.values():
+                await self._hmget_many(
+                    keys=[self.keys.task(task_ids[i]) for i in at], args=fields, client=pipe
+                )
+            replies = await pipe.execute()
+        rows: list[list[bytes | None]] = [[] for _ in task_ids]
+        for at, reply in zip(groups.values(), replies, strict=True):
+            for i, row in zip(at, reply, strict=True):
+                rows[i] = row
+        return rows
 
     async def count_tasks(self, query: TaskQuery) -> TaskCount:
         """ZCOUNT on one index (summed over the state indexes without a filter); combined
@@ -271,37 +313,47 @@ class EventReader:
                 for index in indexes:
                     pipe.zcount(index, lower, upper)
                 return TaskCount(count=sum(int(n) for n in await pipe.execute()))
-        index = indexes[0]
-        members = await self.redis.zrange(
-            index, upper, lower, byscore=True, desc=True, offset=0, num=COUNT_SCAN_MAX
-        )
+        # the scan bound is shared by the partitions' indexes
+        per_index = -(-COUNT_SCAN_MAX // len(indexes))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for index in indexes:
+                pipe.zrange(index, upper, lower, byscore=True, desc=True, offset=0, num=per_index)
+            found = await pipe.execute()
+        members = [m for rows in found for m in rows]
         fields, wanted = list(rest), [v.encode() for v in rest.values()]
         total = 0
         for start in range(0, len(members), 1000):
-            keys = [self.keys.task(task_id_of(m)) for m in members[start : start + 1000]]
-            rows = await self._hmget_many(keys=keys, args=fields)
+            ids = [task_id_of(m) for m in members[start : start + 1000]]
+            rows = await self._hmget_tasks(ids, fields)
             total += sum(1 for row in rows if row == wanted)
-        return TaskCount(count=total, exact=len(members) < COUNT_SCAN_MAX)
+        return TaskCount(count=total, exact=all(len(rows) < per_index for rows in found))
 
     # ----------------------------------------------------------------- aggregates
 
     async def stats(self, now: float | None = None) -> Stats:
+        """Sums over the partitions (each task is in one state index of one partition)."""
+        per_partition = 2 + len(STATES)
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zcard(self.keys.index_stateless)
-            for state in STATES:
-                pipe.zcard(self.keys.index_state(state))
-            pipe.hgetall(self.keys.counters_total)
             pipe.hgetall(self.keys.queues)
-            results = await pipe.execute()
-        by_state_raw = results[1 : 1 + len(STATES)]
-        stored = results[0] + sum(by_state_raw)  # every task is in exactly one of these
-        totals, queues = results[1 + len(STATES)], results[2 + len(STATES)]
+            for k in self._partitions:
+                pipe.zcard(k.index_stateless)
+                for state in STATES:
+                    pipe.zcard(k.index_state(state))
+                pipe.hgetall(k.counters_total)
+            queues, *results = await pipe.execute()
+        stored = 0
+        by_state_raw = [0] * len(STATES)
         events_total: dict[str, int] = dict.fromkeys(KINDS, 0)
         by_name: dict[str, dict[str, int]] = {}
-        for field, value in totals.items():
-            name, _, kind = text(field).rpartition(COUNTER_FIELD_SEPARATOR)
-            events_total[kind] = events_total.get(kind, 0) + int(value)
-            by_name.setdefault(name, {})[kind] = int(value)
+        for at in range(0, len(results), per_partition):
+            stateless, *states, totals = results[at : at + per_partition]
+            stored += int(stateless) + sum(int(n) for n in states)
+            by_state_raw = [a + int(b) for a, b in zip(by_state_raw, states, strict=True)]
+            for field, value in totals.items():
+                name, _, kind = text(field).rpartition(COUNTER_FIELD_SEPARATOR)
+                events_total[kind] = events_total.get(kind, 0) + int(value)
+                named = by_name.setdefault(name, {})
+                named[kind] = named.get(kind, 0) + int(value)
         workers = await self.workers(now)
         return Stats(
             tasks_stored=int(stored),
@@ -322,13 +374,16 @@ class EventReader:
         starts = list(range(first, last + 1, size))
         if len(starts) > MAX_HISTORY_BUCKETS:
             raise ValueError(f"{len(starts)} buckets asked for, at most {MAX_HISTORY_BUCKETS}")
+        partitions = self._partitions
         async with self.redis.pipeline(transaction=False) as pipe:
             for start in starts:
-                pipe.hgetall(self.keys.counters(granularity, start))
+                for k in partitions:
+                    pipe.hgetall(k.counters(granularity, start))
             hashes = await pipe.execute()
+        n = len(partitions)
         buckets = [
-            HistoryBucket(start=start, counts=_bucket_counts(raw, name))
-            for start, raw in zip(starts, hashes, strict=True)
+            HistoryBucket(start=start, counts=_bucket_counts(hashes[i * n : (i + 1) * n], name))
+            for i, start in enumerate(starts)
         ]
         return History(granularity=granularity, buckets=buckets)
 
@@ -365,22 +420,30 @@ class EventReader:
 
     async def last_event_id(self) -> str:
         """The id of the newest stream entry, or ``0-0``: where a live tail starts."""
-        newest = await self.redis.xrevrange(self.keys.events, count=1)
-        return text(newest[0][0]) if newest else "0-0"
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream in self._streams:
+                pipe.xrevrange(stream, count=1)
+            newest = [text(reply[0][0]) for reply in await pipe.execute() if reply]
+        return max(newest, key=_position) if newest else "0-0"
 
     async def read_events(
         self, after_id: str, count: int = 100, block_ms: int | None = None
     ) -> EventPage:
-        """Entries strictly after ``after_id``; waits up to ``block_ms`` when there are none."""
-        reply = await self.redis.xread({self.keys.events: after_id}, count=count, block=block_ms)
-        return _event_page(reply[0][1] if reply else [])
+        """Entries strictly after ``after_id``; waits up to ``block_ms`` when there are none.
+
+        A partitioned store has several streams: an entry id is then a position in time across
+        them (one server clock; on a cluster, each node's), entries merged in id order."""
+        reply = await self.redis.xread(
+            dict.fromkeys(self._streams, after_id), count=count, block=block_ms
+        )
+        return _merged_page([entries for _, entries in reply or ()], count)
 
     async def read_range(self, after_id: str, until_id: str, count: int) -> EventPage:
         """Entries strictly after ``after_id`` up to ``until_id`` included, oldest first."""
-        entries = await self.redis.xrange(
-            self.keys.events, min=f"({after_id}", max=until_id, count=count
-        )
-        return _event_page(entries)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream in self._streams:
+                pipe.xrange(stream, min=f"({after_id}", max=until_id, count=count)
+            return _merged_page(await pipe.execute(), count)
 
 
 class EventPage(NamedTuple):
@@ -390,6 +453,24 @@ class EventPage(NamedTuple):
     last_id: str | None
     size: int
     events: list[tuple[str, Event]]
+
+
+def _position(entry_id: str) -> tuple[int, int]:
+    millis, _, seq = entry_id.partition("-")
+    return int(millis), int(seq or 0)
+
+
+def _merged_page(replies: Sequence[list[Any]], count: int) -> EventPage:
+    """Several streams' entries as one page in id order. A stream that filled ``count`` may
+    hold more past its last entry: entries of the others past that point are left for the next
+    read (whose ``after`` is this page's last id), and the page reports itself full."""
+    full = [_position(text(r[-1][0])) for r in replies if len(r) >= count]
+    entries = sorted((e for r in replies for e in r), key=lambda e: _position(text(e[0])))
+    if full:
+        edge = min(full)
+        entries = [e for e in entries if _position(text(e[0])) <= edge]
+    page = _event_page(entries)
+    return page._replace(size=count) if full else page
 
 
 def _event_page(entries: list[Any]) -> EventPage:
@@ -434,10 +515,24 @@ def _summary(task_id: str, first_seen: float, values: list[bytes | None]) -> Tas
     )  # fmt: skip
 
 
-def _bucket_counts(raw: dict[Any, Any], name: str | None) -> dict[str, int]:
+def _bucket_counts(hashes: Sequence[dict[Any, Any]], name: str | None) -> dict[str, int]:
+    """One bucket's counts by kind, summed over the partitions' hashes of it."""
     counts: dict[str, int] = {}
-    for field, value in raw.items():
-        task_name, _, kind = text(field).rpartition(COUNTER_FIELD_SEPARATOR)
-        if name is None or task_name == name:
-            counts[kind] = counts.get(kind, 0) + int(value)
+    for raw in hashes:
+        for field, value in raw.items():
+            task_name, _, kind = text(field).rpartition(COUNTER_FIELD_SEPARATOR)
+            if name is None or task_name == name:
+                counts[kind] = counts.get(kind, 0) + int(value)
     return counts
+
+
+def _queue_oldest(pipe: Any, indexes: Sequence[str], limit: int) -> None:
+    for index in indexes:
+        pipe.zrange(index, 0, limit - 1, withscores=True)
+
+
+def _oldest(replies: Sequence[list[tuple[bytes, float]]], limit: int) -> list[str]:
+    """The ``limit`` lowest-scored members of several indexes' ZRANGE replies, as task ids
+    (ties in member order, as one sorted set orders them)."""
+    merged = heapq.merge(*([(s, m) for m, s in rows] for rows in replies))
+    return [task_id_of(m) for _, m in itertools.islice(merged, limit)]

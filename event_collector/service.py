@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -27,7 +28,7 @@ from event_collector.broker import broker_kind, redis_py_opens
 from event_collector.config import CollectorSettings
 from event_collector.consume import AmqpQueueReader, RawBuffer, RedisFanoutReader
 from event_collector.events import Event
-from event_collector.keys import Keys
+from event_collector.leases import PartitionLeases
 from event_collector.metrics import CollectorMetrics
 from event_collector.pipeline import Pipeline
 from event_collector.queues import QueuePoller
@@ -51,7 +52,7 @@ class Collector:
     def __init__(self, settings: CollectorSettings) -> None:
         self.settings = settings
         self.id = settings.collector_id or f"{socket.gethostname()}-{os.getpid()}"
-        self.keys = Keys(settings.key_prefix)
+        self.keys = settings.keys
         self.redis = aioredis.Redis.from_url(
             settings.redis_url, socket_timeout=10, socket_connect_timeout=5
         )
@@ -84,10 +85,19 @@ class Collector:
             dropped=self.metrics.observe_dropped,
         )
         self.metrics.watch_buffer(self.buffer.snapshot)
+        # Every collector reads the whole fanout of a Redis broker: in a partitioned store each
+        # applies the partitions it leases (RabbitMQ hands each event to one collector instead).
+        self.leases = (
+            PartitionLeases(
+                self.redis, self.keys, self.id, ttl_seconds=settings.partition_lease_seconds,
+                replay_seconds=settings.partition_replay_seconds,
+            )
+            if self.keys.partitions > 1 and kind != "amqp" else None
+        )
         self.pipeline = Pipeline(
             self.store, self.reader, self.buffer, self.metrics,
             batch_size=settings.batch_size, batch_interval=settings.batch_interval_ms / 1000,
-            reconnect_max=settings.reconnect_max_seconds,
+            reconnect_max=settings.reconnect_max_seconds, gate=self.leases,
         )
         self._last_summary: tuple[float, dict[str, int]] | None = None
 
@@ -122,6 +132,9 @@ class Collector:
                          spooled, self.spool.directory if self.spool else "")
             self.pipeline.stop()
             await pipeline
+            if self.leases is not None:
+                with contextlib.suppress(redis.RedisError, OSError):
+                    await self.leases.release_all()
         finally:
             for job in jobs:
                 job.cancel()
@@ -171,34 +184,51 @@ class Collector:
     def _jobs(self) -> list[tuple[str, Awaitable[None]]]:
         s = self.settings
         poller = QueuePoller(self.redis, self.keys, s.broker_url, s.queue_names)
-        sweeper = RetentionSweeper(
-            self.redis, self.keys,
-            index_retention_seconds=max(
-                s.retention_task_ttl_success_seconds, s.retention_task_ttl_failure_seconds,
-                s.retention_task_ttl_other_seconds, s.retention_task_ttl_unfinished_seconds,
-            ),
-            stream_max_age_seconds=s.retention_stream_max_age_seconds,
-            stream_maxlen=s.retention_stream_max_length,
-            queues=s.queue_names,
-        )
+        sweepers = [
+            RetentionSweeper(
+                self.redis, keys,
+                index_retention_seconds=max(
+                    s.retention_task_ttl_success_seconds, s.retention_task_ttl_failure_seconds,
+                    s.retention_task_ttl_other_seconds, s.retention_task_ttl_unfinished_seconds,
+                ),
+                stream_max_age_seconds=s.retention_stream_max_age_seconds,
+                stream_maxlen=s.retention_stream_max_length,
+                queues=s.queue_names,
+            )
+            for keys in self.keys.each_partition()
+        ]
+
+        async def sweep() -> None:
+            for partition, sweeper in enumerate(sweepers):
+                if self._mine(partition):
+                    await sweeper.run_once()
+
         jobs = [
             ("heartbeat", self._every(HEARTBEAT_SECONDS, self._heartbeat)),
             ("metrics-refresh", self._every(
                 METRICS_REFRESH_SECONDS, lambda: self.metrics.refresh(self.redis))),
             ("stats-log", self._every(s.stats_interval_seconds, self._log_stats)),
             ("queue-poller", self._every(s.queue_poll_seconds, poller.run_once, poller.aclose)),
-            ("retention-sweep", self._every(s.sweep_interval_seconds, sweeper.run_once)),
+            ("retention-sweep", self._every(s.sweep_interval_seconds, sweep)),
         ]
+        if self.leases is not None:
+            jobs.append(("partition-leases", self._every(self.leases.interval, self._lease_round)))
         if redis_py_opens(s.backend_url):
             backend = aioredis.Redis.from_url(s.backend_url, socket_connect_timeout=5)
-            reconciler = Reconciler(
-                self.redis, backend, self.keys, self._apply_reconciled,
-                stuck_after_seconds=s.stuck_after_seconds,
-            )
+            reconcilers = [
+                Reconciler(
+                    self.redis, backend, keys, self._apply_reconciled,
+                    stuck_after_seconds=s.stuck_after_seconds,
+                )
+                for keys in self.keys.each_partition()
+            ]
 
             async def reconcile() -> None:
-                report = await reconciler.run_once()
-                self.metrics.observe_stuck(report.still_stuck)
+                still: Counter[tuple[str, str]] = Counter()
+                for partition, reconciler in enumerate(reconcilers):
+                    if self._mine(partition):
+                        still.update((await reconciler.run_once()).still_stuck)
+                self.metrics.observe_stuck(still)
 
             jobs.append(("reconcile", self._every(
                 s.reconcile_interval_seconds, reconcile, backend.aclose)))
@@ -206,6 +236,16 @@ class Collector:
             log.info("the result backend (TASKPULSE_RESULT_BACKEND) is not a Redis the collector"
                      " can read: tasks whose final event was lost stay unreconciled")
         return jobs
+
+    def _mine(self, partition: int) -> bool:
+        """Whether this collector looks after ``partition``'s upkeep (sweep, reconcile): the
+        one it leases, or every partition when it takes no leases."""
+        return self.leases is None or partition in self.leases.held
+
+    async def _lease_round(self) -> None:
+        replay = await self.leases.run_round()  # type: ignore[union-attr]
+        if replay:
+            await self.pipeline.write_now(replay)
 
     async def _apply_reconciled(self, events: Sequence[Event]) -> ApplyResult:
         """Reconciled outcomes count like events this collector applied first."""
@@ -300,9 +340,16 @@ class Collector:
             "applied": stats.applied,
             "duplicates": stats.duplicates,
             "invalid": stats.invalid,
+            "partitions": self._partitions_health(),
             "last_write": stats.last_write or None,
             "lag_seconds": stats.last_lag,
         }
+
+    def _partitions_health(self) -> dict[str, Any]:
+        if self.leases is None:
+            return {"total": self.keys.partitions, "held": "all"}
+        return {"total": self.keys.partitions, "held": sorted(self.leases.held),
+                "replay_window": self.leases.waiting}
 
     async def _start_http(self) -> web.AppRunner:
         async def metrics(_: web.Request) -> web.Response:

@@ -1,7 +1,7 @@
 -- Apply one batch of normalized events to the projections (keys.py) in one atomic call.
 --
--- KEYS[1]  P events (the stream)     KEYS[2]  P cnt:total
--- KEYS[3]  P idx:nostate             KEYS[4]  P workers          (keys.py store_script_keys)
+-- KEYS[1]  the stream the batch's events go to: its partition's P events, or the global one
+--          for worker events (keys.py); a call's events are all of one partition, or all global.
 -- ARGV[1]  1 = XADD accepted events to the stream, 0 = don't (rebuild replays the stream itself)
 -- ARGV[2]  stream MAXLEN (approximate trim, 0 = no trim; stream.py's retention)
 -- ARGV[3]  timeline cap (entries per task)
@@ -21,10 +21,11 @@
 --          fields the event carries; ``store.py`` builds them).
 -- ARGV[13] the stream entries (``e``, binary MessagePack) of the events, concatenated in order;
 --          each event's length is in its row ("0" and ARGV[13] empty when not appending).
--- ARGV[14..25] key templates (keys.py store_script_templates): a key is its template followed
---          by the variable part: task:<id>, idx:state:<S>, idx:name:<name>, idx:queue:<queue>,
---          idx:worker:<host>, idx:children:<id>, idx:root:<id>, cnt:m:<bucket>, cnt:h:<bucket>,
---          cnt:d:<bucket>, worker:<host>, wdd:<eid>. No key is built from a bare prefix here.
+-- ARGV[14..28] key templates and names (keys.py store_script_templates): a key is its template
+--          followed by the variable part: task:<id>, idx:state:<S>, idx:name:<name>,
+--          idx:queue:<queue>, idx:worker:<host>, idx:children:<id>, idx:root:<id>,
+--          cnt:m:<bucket>, cnt:h:<bucket>, cnt:d:<bucket>, worker:<host>, wdd:<eid>; then the
+--          names cnt:total, idx:nostate, workers. No key is built from a bare prefix here.
 -- Returns { flags, facts... }. flags has one char per event: "1" applied here first, "2" applied
 -- here first but not counted (a final kind the task already had: a reconciler's synthetic final
 -- event followed by the real one), "0" duplicate, "-" skipped. Then one string per applied
@@ -76,10 +77,11 @@ local ttl_final = { SUCCESS = tonumber(ARGV[4]), FAILURE = tonumber(ARGV[5]),
 local ttl_unfinished = tonumber(ARGV[7])
 local bucket_ttl = { m = tonumber(ARGV[8]), h = tonumber(ARGV[9]), d = tonumber(ARGV[10]) }
 local wdd_ttl = tonumber(ARGV[11])
-local K_STREAM, K_COUNTERS_TOTAL, K_NOSTATE, K_WORKERS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local K_STREAM = KEYS[1]
 local T_TASK, T_STATE, T_NAME, T_QUEUE, T_WORKER_IDX, T_CHILDREN, T_ROOT = unpack(ARGV, 14, 20)
 local T_BUCKET = { m = ARGV[21], h = ARGV[22], d = ARGV[23] }
 local T_WORKER, T_WDD = ARGV[24], ARGV[25]
+local K_COUNTERS_TOTAL, K_NOSTATE, K_WORKERS = ARGV[26], ARGV[27], ARGV[28]
 
 -- KIND (event type -> kind), KIND_CODE (kind -> timeline code) and TL_PROGRESS (task-progress's
 -- timeline code) are events.py's TASK_EVENT_KINDS and TIMELINE_CODES: store.py puts them in

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from importlib import resources
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 import orjson
@@ -57,6 +57,8 @@ _TIMELINE_FIELDS: Final = (
 )
 TIMELINE_EXCEPTION_MAX: Final = 200
 _PACK: Final = msgspec.msgpack.Encoder().encode
+# ``EventStore.partition_of`` for events of no task (worker events): the global keys' call.
+GLOBAL: Final = -1
 
 
 class TaskFacts(msgspec.Struct, frozen=True):
@@ -189,13 +191,59 @@ class EventStore:
             str(r.counters_minute_ttl_seconds), str(r.counters_hour_ttl_seconds),
             str(r.counters_day_ttl_seconds), str(r.worker_dedup_ttl_seconds),
         ]
-        self._templates = keys.store_script_templates()
+        self._templates = [k.store_script_templates() for k in keys.each_partition()]
+
+    def partition_of(self, event: Event) -> int:
+        """Which script call an event goes to: its task's partition, or ``GLOBAL`` for events
+        of no task (worker events). Untagged (one partition, one Redis): always 0, one call."""
+        if not self.keys.tagged:
+            return 0
+        if event.uuid and event.is_task_event:
+            return self.keys.partition_of(event.uuid)
+        return GLOBAL
 
     async def apply(self, events: Sequence[Event], *, append: bool = True) -> ApplyResult:
         """Append the non-duplicate events to the stream (unless ``append`` is false, as in
-        rebuild) and fold them into the projections, atomically."""
+        rebuild) and fold them into the projections: one atomic script call per partition
+        the batch touches (each touches one hash slot), sent in one pipeline."""
         if not events:
             return ApplyResult(applied=(), duplicates=0)
+        groups: dict[int, list[int]] = {}
+        for i, event in enumerate(events):
+            groups.setdefault(self.partition_of(event), []).append(i)
+        calls = [(group, [events[i] for i in at]) for group, at in groups.items()]
+        if len(calls) == 1:
+            replies = [await self._call(*calls[0], append)]
+        else:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for group, part in calls:
+                    await self._call(group, part, append, pipe)
+                replies = await pipe.execute()
+        flag_of: list[str] = [""] * len(events)
+        fact_of: list[bytes | None] = [None] * len(events)
+        for (group, _), reply in zip(calls, replies, strict=True):
+            raw_facts = iter(reply[1:])
+            for i, flag in zip(groups[group], reply[0].decode(), strict=True):
+                flag_of[i] = flag
+                if (flag == "1" or flag == "2") and events[i].type in TASK_EVENT_KINDS:
+                    fact_of[i] = next(raw_facts)
+        applied: list[Event] = []
+        facts: list[TaskFacts | None] = []
+        for event, flag, raw in zip(events, flag_of, fact_of, strict=True):
+            if flag == "1" or flag == "2":
+                applied.append(event)
+                facts.append(_facts(event, raw, flag == "1") if raw is not None else None)
+        return ApplyResult(
+            applied=tuple(applied), duplicates=flag_of.count("0"), ignored=flag_of.count("-"),
+            facts=tuple(facts),
+        )
+
+    async def _call(
+        self, group: int, events: Sequence[Event], append: bool, pipe: Any = None
+    ) -> Any:
+        """One script call for one partition's events (or the global ones)."""
+        keys = self.keys.in_partition(max(group, 0))
+        stream = keys.global_events if group == GLOBAL else keys.events
         argv: list[str | bytes] = list(self._config)
         argv[0] = "1" if append else "0"
         # the canonical-UUID check once per event, for its stream entry and its index member
@@ -209,23 +257,10 @@ class EventStore:
             for i, event in enumerate(events)
         ]))
         argv.append(b"".join(stored))
-        argv += self._templates
-        reply = await self._script(keys=self.keys.store_script_keys(), args=argv)
-        flags = reply[0].decode()
-        raw_facts = iter(reply[1:])
-        applied: list[Event] = []
-        facts: list[TaskFacts | None] = []
-        for event, flag in zip(events, flags, strict=True):
-            if flag == "1" or flag == "2":
-                applied.append(event)
-                facts.append(
-                    _facts(event, next(raw_facts), flag == "1")
-                    if event.type in TASK_EVENT_KINDS else None
-                )
-        return ApplyResult(
-            applied=tuple(applied), duplicates=flags.count("0"), ignored=flags.count("-"),
-            facts=tuple(facts),
-        )
+        argv += self._templates[max(group, 0)]
+        if pipe is None:
+            return await self._script(keys=[stream], args=argv)
+        return await self._script(keys=[stream], args=argv, client=pipe)
 
     async def drop_projections(self) -> int:
         """Delete every key of the prefix except those ``Keys.kept_on_rebuild`` names."""
@@ -244,10 +279,17 @@ class EventStore:
         return dropped
 
     async def stream_events(self, chunk: int = 2000) -> AsyncIterator[list[Event]]:
-        """The stream from oldest to newest, decoded, in chunks (audit events included)."""
+        """Every stream (each partition's, then the global one) from oldest to newest, decoded,
+        in chunks (audit events included). A task's events and its audit events share its
+        partition's stream, so each keeps its order."""
+        for stream in self.keys.streams:
+            async for events in self._stream_chunks(stream, chunk):
+                yield events
+
+    async def _stream_chunks(self, stream: str, chunk: int) -> AsyncIterator[list[Event]]:
         start = "-"
         while True:
-            entries = await self.redis.xrange(self.keys.events, min=start, count=chunk)
+            entries = await self.redis.xrange(stream, min=start, count=chunk)
             if not entries:
                 return
             events = []

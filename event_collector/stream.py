@@ -24,12 +24,14 @@ ENTRY_FIELD: Final = "e"
 
 
 class EventStream:
-    """Appends to and trims one store's stream. ``max_length`` 0 = no length trim,
-    ``max_age_seconds`` 0 = no age trim (``Retention.stream_*``)."""
+    """Appends to and trims one store's streams. ``max_length`` 0 = no length trim,
+    ``max_age_seconds`` 0 = no age trim (``Retention.stream_*``). A partitioned store has a
+    stream per partition: each keeps ``max_length / partitions`` entries, so the store as a
+    whole keeps what one stream would."""
 
     def __init__(self, keys: Keys, max_length: int, max_age_seconds: float = 0) -> None:
         self.keys = keys
-        self.max_length = max_length
+        self.max_length = -(-max_length // keys.partitions) if max_length > 0 else 0
         self.max_age_seconds = max_age_seconds
 
     @staticmethod
@@ -43,22 +45,27 @@ class EventStream:
         """The MAXLEN argument a script appending to the stream is handed ("0" = no trim)."""
         return str(self.max_length)
 
+    def key_for(self, event: Event) -> str:
+        """The stream an event goes to: its task's partition's, else the global one (one and
+        the same stream unless the store is partitioned or on a cluster, keys.py)."""
+        return self.keys.of_task(event.uuid).events if event.uuid else self.keys.global_events
+
     def queue_appends(self, pipe: Any, events: Sequence[Event]) -> None:
         """Queue one XADD per event on ``pipe`` (a sync or asyncio redis-py pipeline: both only
         buffer here); the caller executes it with whatever else it writes."""
         trim = {"maxlen": self.max_length, "approximate": True} if self.max_length > 0 else {}
         for event in events:
-            pipe.xadd(self.keys.events, {ENTRY_FIELD: self.encode(event)}, **trim)
+            pipe.xadd(self.key_for(event), {ENTRY_FIELD: self.encode(event)}, **trim)
 
     async def trim(self, redis: Any, now: float) -> int:
         """Drop entries older than the max age (exact: stream ids are ``<ms>-<seq>`` insertion
-        times) and beyond the max length (approximate, as every append does)."""
+        times) and beyond the max length (approximate, as every append does), in the streams
+        of ``keys.swept_streams``."""
         trimmed = 0
-        if self.max_age_seconds > 0:
-            min_id = f"{int((now - self.max_age_seconds) * 1000)}-0"
-            trimmed = await redis.xtrim(self.keys.events, minid=min_id, approximate=False)
-        if self.max_length > 0:
-            trimmed += await redis.xtrim(
-                self.keys.events, maxlen=self.max_length, approximate=True
-            )
+        for stream in self.keys.swept_streams:
+            if self.max_age_seconds > 0:
+                min_id = f"{int((now - self.max_age_seconds) * 1000)}-0"
+                trimmed += await redis.xtrim(stream, minid=min_id, approximate=False)
+            if self.max_length > 0:
+                trimmed += await redis.xtrim(stream, maxlen=self.max_length, approximate=True)
         return int(trimmed)

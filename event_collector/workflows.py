@@ -18,6 +18,8 @@ The tree puts such a body beside its header — under the header's own parent, a
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Final
 
@@ -174,12 +176,19 @@ class WorkflowReader:
         self.max_nodes = max_nodes
 
     async def _root_and_members(self, task_id: str) -> tuple[str, list[str], int]:
+        """The task's root_id, and the workflow's members (oldest first) and their number. A
+        member is indexed in its own partition (keys.py): every partition is asked, and the
+        oldest ``max_nodes`` of all are kept."""
+        partitions = self.keys.each_partition()
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hget(self.keys.task(task_id), "root_id")
-            pipe.zrange(self.keys.index_root(task_id), 0, self.max_nodes - 1)
-            pipe.zcard(self.keys.index_root(task_id))
-            root_id, members, size = await pipe.execute()
-        return text(root_id), [task_id_of(m) for m in members], int(size)
+            for keys in partitions:
+                pipe.zrange(keys.index_root(task_id), 0, self.max_nodes - 1, withscores=True)
+                pipe.zcard(keys.index_root(task_id))
+            root_id, *replies = await pipe.execute()
+        members = heapq.merge(*([(s, m) for m, s in rows] for rows in replies[0::2]))
+        oldest = [task_id_of(m) for _, m in itertools.islice(members, self.max_nodes)]
+        return text(root_id), oldest, sum(int(n) for n in replies[1::2])
 
     async def tree(self, task_id: str) -> WorkflowTree | None:
         """The workflow ``task_id`` belongs to (as root or member); None if nothing is known."""

@@ -42,7 +42,7 @@ def create_app(settings: ApiSettings, registry: CollectorRegistry | None = None)
         middlewares=[metrics_middleware, error_middleware, auth_middleware],
     )
     app[SETTINGS] = settings
-    app[KEYS] = Keys(prefix=settings.key_prefix)
+    app[KEYS] = Keys.layout(settings.key_prefix, settings.partitions)
     app[STREAM] = EventStream(app[KEYS], settings.retention_stream_max_length)
     app[CATALOG] = load_catalog(settings.catalog_file)
     app[TOKENS] = TokenStore(settings.tokens_file)

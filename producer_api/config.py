@@ -27,6 +27,8 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     # The monitoring store the collector writes (read here; the API appends audit events only).
     redis_url: str = DEFAULT_REDIS_URL
     key_prefix: str = DEFAULT_KEY_PREFIX
+    # The store's partitions (the collector's variable): reads merge them.
+    partitions: Annotated[int, msgspec.Meta(ge=1)] = 1
     # Chords count their header's results there; "" = the broker URL, as the worker does.
     result_backend: str = ""
     # Beat's timezone, so the schedules API computes the same next run as beat.
@@ -78,6 +80,7 @@ ENV_VARS: dict[str, str] = {
     "TASKPULSE_BROKER_URL": "broker_url",
     "TASKPULSE_REDIS_URL": "redis_url",
     "TASKPULSE_KEY_PREFIX": "key_prefix",
+    "TASKPULSE_PARTITIONS": "partitions",
     "TASKPULSE_RESULT_BACKEND": "result_backend",
     "TASKPULSE_TIMEZONE": "timezone",
     "TASKPULSE_API_HOST": "host",

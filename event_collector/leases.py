@@ -1,0 +1,174 @@
+"""Which collector applies which partition: leases in Redis, renewed, taken over when a holder dies.
+
+With a Redis broker every collector reads the whole event fanout. In a partitioned store
+(``TASKPULSE_PARTITIONS`` > 1) each partition's events are applied by the collector holding its
+lease (``P lease:<N>``, a string with a TTL), so the store does each partition's work once, and
+collectors share the partitions between them: each takes up to ``ceil(partitions / collectors
+alive)`` (``P lease:members`` lists who took part in a round lately) and gives back what is over
+that share, so a new collector gets its part within a few rounds.
+
+Nothing is lost between a holder's death and the takeover: every collector keeps the events of
+the partitions it does not hold in a bounded replay window (``replay_seconds`` of arrival, at
+most ``replay_max_events``) and, when it takes a partition over, applies that partition's part
+of the window first. Events the dead holder had applied already are duplicates to the store
+(event-id dedup in ``store.lua``: the task's timeline, ``_dd`` past its cap, ``wdd:`` for
+workers), so applying them again changes nothing and counts nothing: metrics summed across
+collectors stay exact, as only the collector that applied an event first counts it. The window
+covers a holder that dies up to ``replay_seconds`` behind the fanout; the TTL is a few seconds.
+
+Events of no task (worker events) are applied by every collector: their dedup marker makes that
+exact, and they are few. A RabbitMQ collector takes no leases: collectors share one durable
+queue there, so each event reaches one collector, which applies it whatever its partition.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Final
+
+import redis.asyncio as aioredis
+
+from event_collector.events import Event
+from event_collector.keys import Keys
+
+log = logging.getLogger("taskpulse.collector.leases")
+
+SCRIPT: Final = Path(__file__).with_name("leases.lua").read_text()
+
+
+class PartitionLeases:
+    """This collector's leases and its replay window. ``run_round`` every ``ttl / 3`` seconds;
+    ``split`` each batch before it is written."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        collector_id: str,
+        *,
+        ttl_seconds: float = 6.0,
+        replay_seconds: float = 30.0,
+        replay_max_events: int = 300_000,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self.id = collector_id
+        self.ttl_seconds = ttl_seconds
+        self._replay_seconds = replay_seconds
+        self._replay_max = replay_max_events
+        self._clock = clock
+        self._monotonic = monotonic
+        self._script = redis.register_script(SCRIPT)
+        self.held: set[int] = set()
+        # (arrival, partition, event) of events of partitions not held when they were written
+        self._window: deque[tuple[float, int, Event]] = deque()
+        # where this collector starts looking for free partitions: spreads first picks
+        self._start = zlib.crc32(collector_id.encode()) % keys.partitions
+
+    @property
+    def interval(self) -> float:
+        """Seconds between rounds: three renewals per TTL, so one slow round loses nothing."""
+        return self.ttl_seconds / 3
+
+    def split(self, events: Sequence[Event]) -> list[Event]:
+        """The events to apply now: those of held partitions and those of no task. The rest
+        wait in the replay window."""
+        now = self._monotonic()
+        keys, held = self._keys, self.held
+        out: list[Event] = []
+        for event in events:
+            if not (event.uuid and event.is_task_event):
+                out.append(event)
+                continue
+            partition = keys.partition_of(event.uuid)
+            if partition in held:
+                out.append(event)
+            else:
+                self._window.append((now, partition, event))
+        self._prune(now)
+        return out
+
+    def _prune(self, now: float) -> None:
+        window, oldest = self._window, now - self._replay_seconds
+        while window and (len(window) > self._replay_max or window[0][0] < oldest):
+            window.popleft()
+
+    def _take_from_window(self, partitions: Iterable[int]) -> list[Event]:
+        wanted = set(partitions)
+        taken = [event for _, p, event in self._window if p in wanted]
+        self._window = deque(entry for entry in self._window if entry[1] not in wanted)
+        return taken
+
+    @property
+    def waiting(self) -> int:
+        """Events in the replay window."""
+        return len(self._window)
+
+    async def run_round(self) -> list[Event]:
+        """Renew what is held, give back what is over the fair share, take free partitions up
+        to it. Returns the replay window's events of the partitions just taken (to apply now)."""
+        k, now = self._keys, self._clock()
+        ttl_ms = int(self.ttl_seconds * 1000)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(k.lease_members, {self.id: now})
+            pipe.zremrangebyscore(k.lease_members, "-inf", now - self.ttl_seconds)
+            pipe.zcard(k.lease_members)
+            held = sorted(self.held)
+            for p in held:
+                await self._script(keys=[k.lease(p)], args=["renew", self.id, ttl_ms],
+                                   client=pipe)
+            replies = await pipe.execute()
+        alive = max(1, int(replies[2]))
+        lost = {p for p, kept in zip(held, replies[3:], strict=True) if not kept}
+        if lost:
+            log.warning("partition leases lost (another collector holds them now): %s",
+                        sorted(lost))
+        self.held -= lost
+        share = math.ceil(k.partitions / alive)
+        if len(self.held) > share:
+            await self._release(sorted(self.held)[share:])
+        taken = await self._acquire(share - len(self.held), ttl_ms)
+        if not taken:
+            return []
+        self.held |= set(taken)
+        replay = self._take_from_window(taken)
+        log.info("took partitions %s (holding %s); replaying %d events seen meanwhile",
+                 taken, sorted(self.held), len(replay))
+        return replay
+
+    async def _acquire(self, wanted: int, ttl_ms: int) -> list[int]:
+        """Take up to ``wanted`` free partitions, trying them in this collector's own order."""
+        n = self._keys.partitions
+        candidates = [p for i in range(n) if (p := (self._start + i) % n) not in self.held]
+        taken: list[int] = []
+        while candidates and len(taken) < wanted:
+            tries, candidates = candidates[: wanted - len(taken)], candidates[wanted - len(taken):]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for p in tries:
+                    pipe.set(self._keys.lease(p), self.id, nx=True, px=ttl_ms)
+                got = await pipe.execute()
+            taken += [p for p, ok in zip(tries, got, strict=True) if ok]
+        return taken
+
+    async def _release(self, partitions: Sequence[int]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for p in partitions:
+                await self._script(keys=[self._keys.lease(p)], args=["release", self.id, 0],
+                                   client=pipe)
+            await pipe.execute()
+        self.held -= set(partitions)
+        if partitions:
+            log.info("gave back partitions %s (holding %s)", list(partitions), sorted(self.held))
+
+    async def release_all(self) -> None:
+        """On a clean stop: hand every partition over now instead of after the TTL."""
+        await self._release(sorted(self.held))
+        await self._redis.zrem(self._keys.lease_members, self.id)
