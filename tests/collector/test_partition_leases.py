@@ -1,0 +1,134 @@
+"""Collectors sharing a partitioned store: each applies the partitions it leases, a killed one's
+partitions are taken over and nothing is lost or counted twice (real redis-server, collector
+processes, events through Celery's own dispatcher on the Redis fanout)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+from event_collector.keys import Keys
+from tests.collector.conftest import (
+    STORE_DB,
+    collector_env,
+    http_get,
+    metric_sum,
+    start_collector,
+)
+from tests.collector.test_collector_faults import Publisher
+from tests.services import RedisServer, ServiceProcess, wait_until
+
+PARTITIONS = 8
+KEYS = Keys.layout("tp:", partitions=PARTITIONS)
+KINDS = ("SENT", "RECEIVED", "STARTED", "SUCCESS")
+
+
+def partitioned_env(service_env: dict[str, str], collector_id: str) -> dict[str, str]:
+    return collector_env(
+        service_env, TASKPULSE_PARTITIONS=str(PARTITIONS), TASKPULSE_COLLECTOR_ID=collector_id,
+        TASKPULSE_PARTITION_LEASE_SECONDS="1.5",
+    )
+
+
+def counters(server: RedisServer) -> dict[str, int]:
+    """``cnt:total`` summed over the partitions."""
+    client = server.client(STORE_DB)
+    total: dict[str, int] = {}
+    for keys in KEYS.each_partition():
+        for field, value in client.hgetall(keys.counters_total).items():
+            total[field.decode()] = total.get(field.decode(), 0) + int(value)
+    return total
+
+
+def holders(server: RedisServer) -> list[str | None]:
+    client = server.client(STORE_DB)
+    return [v.decode() if v else None for v in client.mget([KEYS.lease(p) for p in range(8)])]
+
+
+def states(server: RedisServer, ids: list[str]) -> set[str | None]:
+    client = server.client(STORE_DB)
+    with client.pipeline(transaction=False) as pipe:
+        for task_id in ids:
+            pipe.hget(KEYS.task(task_id), "state")
+        return {s.decode() if s else None for s in pipe.execute()}
+
+
+def stream_entries(server: RedisServer) -> int:
+    client = server.client(STORE_DB)
+    return sum(client.xlen(stream) for stream in KEYS.streams)
+
+
+def start_two(service_env: dict[str, str], tmp_path: Path
+              ) -> tuple[list[dict[str, str]], list[ServiceProcess]]:
+    envs = [partitioned_env(service_env, name) for name in ("c-one", "c-two")]
+    procs = [start_collector(env, tmp_path / f"{env['TASKPULSE_COLLECTOR_ID']}.log")
+             for env in envs]
+    return envs, procs
+
+
+def test_two_collectors_share_the_partitions_and_their_metrics_sum_exactly(
+    clean_redis: RedisServer, service_env: dict[str, str], tmp_path: Path
+) -> None:
+    envs, procs = start_two(service_env, tmp_path)
+    try:
+        wait_until(lambda: sorted(map(str, holders(clean_redis))) == ["c-one"] * 4 + ["c-two"] * 4,
+                   timeout=20, what="the partitions split 4/4")
+        ids = Publisher(clean_redis.url(0)).lifecycle(300)
+        wait_until(lambda: counters(clean_redis) == {f"demo.test_task|{k}": 300 for k in KINDS},
+                   timeout=30, what="every event counted once")
+        assert states(clean_redis, ids) == {"SUCCESS"}
+        assert stream_entries(clean_redis) == 1200  # each event appended once
+
+        def succeeded(env: dict[str, str]) -> float:
+            return metric_sum(http_get(env, "/metrics")[1], "celery_task_succeeded_total")
+
+        wait_until(lambda: sum(succeeded(env) for env in envs) == 300, timeout=10,
+                   what="succeeded summed over both collectors == 300")
+        assert all(succeeded(env) > 0 for env in envs)  # both applied their share
+    finally:
+        for proc in procs:
+            proc.stop()
+
+
+def test_a_killed_collectors_partitions_are_taken_over_and_nothing_is_lost(
+    clean_redis: RedisServer, service_env: dict[str, str], tmp_path: Path
+) -> None:
+    envs, procs = start_two(service_env, tmp_path)
+    survivor, victim = procs
+    try:
+        wait_until(lambda: sorted(map(str, holders(clean_redis))) == ["c-one"] * 4 + ["c-two"] * 4,
+                   timeout=20, what="the partitions split 4/4")
+        publisher = Publisher(clean_redis.url(0))
+        ids: list[str] = []
+        halfway = threading.Event()
+
+        def publish() -> None:
+            for chunk in range(20):
+                ids.extend(publisher.lifecycle(20))
+                if chunk == 8:
+                    halfway.set()
+                time.sleep(0.1)
+
+        sender = threading.Thread(target=publish)
+        sender.start()
+        halfway.wait(timeout=30)
+        victim.stop(signal.SIGKILL)  # mid-run: its batches in flight and its leases die with it
+        sender.join(timeout=60)
+        assert len(ids) == 400
+
+        wait_until(lambda: holders(clean_redis) == ["c-one"] * PARTITIONS, timeout=15,
+                   what="the survivor holding every partition")
+        wait_until(lambda: counters(clean_redis) == {f"demo.test_task|{k}": 400 for k in KINDS},
+                   timeout=30, what="every event of the run counted exactly once")
+        assert states(clean_redis, ids) == {"SUCCESS"}
+        assert stream_entries(clean_redis) == 1600
+        # the takeover applied the events that came while nobody held the victim's partitions
+        takeover = [ln for ln in survivor.log().splitlines() if "took partitions" in ln][-1]
+        assert int(takeover.split("replaying ")[1].split()[0]) > 0, takeover
+        health = http_get(envs[0], "/health")[1]
+        assert '"held":[0,1,2,3,4,5,6,7]' in health.replace(" ", "")
+    finally:
+        for proc in procs:
+            proc.stop()
