@@ -1,4 +1,5 @@
-"""``taskpulse-collector``: run the collector, or rebuild its projections from the stream."""
+"""``taskpulse-collector``: run the collector, rebuild its projections from the stream, or move a
+one-partition store to partitions."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import Final
 
+import msgspec
 import redis.asyncio as aioredis
 
 from event_collector.config import CollectorSettings, load_settings
 from event_collector.environment import SettingsError
+from event_collector.repartition import Repartitioner, RepartitionError
 from event_collector.service import Collector
 from event_collector.spool import SpoolError
 from event_collector.store import EventStore
@@ -46,12 +50,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         " first: an event applied while the old projections are being deleted can be"
         " miscounted.",
     )
+    commands.add_parser(
+        "repartition",
+        help="move a one-partition store to TASKPULSE_PARTITIONS partitions, in place",
+        description="Rename and split every key of the prefix's one-partition layout into the"
+        " layout of TASKPULSE_PARTITIONS partitions (task records, indexes, counters, the"
+        " stream, workers), keeping everything. Stop the collectors first; start them (and"
+        " restart the API) with the same TASKPULSE_PARTITIONS afterwards. See docs/scaling.md.",
+    )
     return parser.parse_args(argv)
 
 
 def settings_with_flags(args: argparse.Namespace) -> CollectorSettings:
-    import msgspec
-
     settings = load_settings()
     overrides = {
         name: value
@@ -82,6 +92,20 @@ async def rebuild(settings: CollectorSettings) -> None:
         await client.aclose()
 
 
+async def repartition(settings: CollectorSettings) -> None:
+    log = logging.getLogger("taskpulse.collector")
+    client = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        log.info("moving %s to %d partitions", settings.key_prefix, settings.partitions)
+        report = await Repartitioner(client, settings.keys).run()
+        log.info("repartition done: %s", msgspec.structs.asdict(report))
+    finally:
+        await client.aclose()
+
+
+COMMANDS: Final = {"rebuild": rebuild, "repartition": repartition}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -93,10 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    command = rebuild if args.command == "rebuild" else run
+    command = COMMANDS.get(args.command, run)
     try:
         asyncio.run(command(settings))
-    except SpoolError as exc:
+    except (SpoolError, RepartitionError) as exc:
         print(f"taskpulse-collector: {exc}", file=sys.stderr)
         return 2
     return 0

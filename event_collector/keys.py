@@ -391,6 +391,13 @@ class Keys(msgspec.Struct, frozen=True):
             self.workflow(""),
         )  # fmt: skip
 
+    def tagged_name(self, untagged: str, partition: int | None) -> str:
+        """The name a key of this prefix's one-partition layout has in this layout: in
+        ``partition``, or among the global (``{g}``) keys when None (repartition.py). Every
+        tagged name is its untagged name with the tag after the prefix."""
+        base = self._global_base if partition is None else self._base(partition)
+        return base + untagged.removeprefix(self.prefix)
+
     def store_script_templates(self) -> list[str]:
         """Key names and templates ``store.lua`` is handed (its ARGV tail, in its order): a
         template is the key with its variable part (task id, state, name, bucket, host, event

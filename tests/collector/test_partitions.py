@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from event_collector.events import Event
 from event_collector.keys import Keys, partition_of
 from event_collector.read import EventReader, TaskQuery
+from event_collector.repartition import Repartitioner, RepartitionReport
 from event_collector.store import EventStore
 from event_collector.workflows import WorkflowReader
 from tests.collector.conftest import STORE_DB, RedisServer, run
@@ -132,10 +133,13 @@ QUERIES = [
 ]
 
 
-async def answers(redis: Redis, keys: Keys, events: list[Event]) -> dict[str, Any]:
-    """Everything the read side answers about ``events`` folded into a store of ``keys``."""
+async def answers(
+    redis: Redis, keys: Keys, events: list[Event], fold: bool = True
+) -> dict[str, Any]:
+    """Everything the read side answers about ``events`` folded (unless ``fold`` is false:
+    they are there already) into a store of ``keys``."""
     store = EventStore(redis, keys)
-    for start in range(0, len(events), 97):  # batches spanning many partitions each
+    for start in range(0, len(events) if fold else 0, 97):  # batches spanning many partitions
         await store.apply(events[start : start + 97])
     reader, trees = EventReader(redis, keys), WorkflowReader(redis, keys)
     out: dict[str, Any] = {}
@@ -210,3 +214,41 @@ def test_rebuild_refolds_every_partition_stream(clean_redis: RedisServer) -> Non
     before, after, seen = run(fold_then_rebuild())
     assert after == before
     assert seen == len(events)  # every event is in exactly one stream
+
+
+def test_repartition_moves_a_one_partition_store_exactly(clean_redis: RedisServer) -> None:
+    """The same events folded into 8 partitions directly, and folded into one then moved with
+    ``taskpulse-collector repartition``: every answer and every stream entry the same."""
+    events = workload(seed=11)
+    eight = Keys.layout("tp:", partitions=8)
+
+    async def moved_and_direct() -> tuple[dict[str, Any], dict[str, Any], RepartitionReport]:
+        redis = Redis.from_url(clean_redis.url(STORE_DB))
+        try:
+            direct = await answers(redis, Keys.layout("direct:", partitions=8), events)
+            store = EventStore(redis, Keys.layout("tp:"))
+            for start in range(0, len(events), 97):
+                await store.apply(events[start : start + 97])
+            report = await Repartitioner(redis, eight).run()
+            moved = await answers(redis, eight, events, fold=False)
+            return direct, moved, report
+        finally:
+            await redis.aclose()
+
+    direct, moved, report = run(moved_and_direct())
+    sync = clean_redis.client(STORE_DB)
+    left = [k.decode() for k in sync.keys("tp:*") if not k.startswith(b"tp:{")]
+    assert left == []  # nothing of the old layout is left behind
+    assert report.tasks == 405
+    assert report.stream_entries == len(events)
+    for key in direct:
+        assert moved[key] == direct[key], key
+    streams = {
+        stream: sorted(f[b"e"] for _, f in sync.xrange(stream))
+        for stream in eight.streams
+    }
+    direct_streams = {
+        stream.replace("direct:", "tp:"): sorted(f[b"e"] for _, f in sync.xrange(stream))
+        for stream in Keys.layout("direct:", partitions=8).streams
+    }
+    assert streams == direct_streams
