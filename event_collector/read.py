@@ -426,6 +426,39 @@ class EventReader:
             newest = [text(reply[0][0]) for reply in await pipe.execute() if reply]
         return max(newest, key=_position) if newest else "0-0"
 
+    def resume_point(self, last_seen: str) -> str:
+        """Where a reader that saw up to ``last_seen`` goes on from. One stream: right after it.
+        Several (a partitioned store): from the start of its millisecond, since other streams'
+        entries of that millisecond may have ids on either side of it: some entries are sent
+        again rather than any lost."""
+        if len(self._streams) == 1:
+            return last_seen
+        millis = _position(last_seen)[0]
+        return f"{millis - 1}-{_MAX_SEQUENCE}" if millis else "0-0"
+
+    async def stream_heads(self) -> dict[str, str]:
+        """Each stream's newest entry id (``0-0`` when empty): where a live tail starts."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream in self._streams:
+                pipe.xrevrange(stream, count=1)
+            replies = await pipe.execute()
+        return {s: text(r[0][0]) if r else "0-0" for s, r in zip(self._streams, replies,
+                                                                   strict=True)}
+
+    async def read_live(
+        self, heads: dict[str, str], count: int, block_ms: int
+    ) -> tuple[EventPage, dict[str, str]]:
+        """Entries after each stream's own head, merged in id order, and the heads moved past
+        them: every entry of every stream once, whatever order the streams were written in
+        (entry ids of different streams are not in the order the entries were added)."""
+        reply = await self.redis.xread(heads, count=count, block=block_ms)
+        moved = dict(heads)
+        for stream, entries in reply or ():
+            moved[text(stream)] = text(entries[-1][0])
+        entries = [e for _, r in reply or () for e in r]
+        entries.sort(key=lambda e: _position(text(e[0])))
+        return _event_page(entries), moved
+
     async def read_events(
         self, after_id: str, count: int = 100, block_ms: int | None = None
     ) -> EventPage:
@@ -453,6 +486,9 @@ class EventPage(NamedTuple):
     last_id: str | None
     size: int
     events: list[tuple[str, Event]]
+
+
+_MAX_SEQUENCE: Final = 2**64 - 1  # a stream id's largest sequence number
 
 
 def _position(entry_id: str) -> tuple[int, int]:

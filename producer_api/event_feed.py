@@ -172,19 +172,23 @@ class EventFeed:
             self._settled.clear()  # connecting again: new subscribers wait for the outcome
 
     async def _follow(self) -> None:
-        self._head = await self._stream.last_event_id()
+        # One head per stream (a partitioned store has one per partition, keys.py); ``_head``
+        # is the newest id handed out, what subscribers compare their position with.
+        heads = await self._stream.stream_heads()
+        self._head = max(heads.values(), key=stream_position)
         self._settled.set()
         if self._lost_redis:
             log.info("event feed reconnected to redis")
             self._lost_redis = False
         loop = asyncio.get_running_loop()
         while self._listeners:
-            page = await self._stream.read_events(self._head, count=BATCH, block_ms=BLOCK_MS)
+            page, heads = await self._stream.read_live(heads, count=BATCH, block_ms=BLOCK_MS)
             if page.last_id is None:
                 continue
             published = loop.time()
             batch = await self._names.fill(self._stream.redis, page.events)
-            self._head = page.last_id  # with the publish below, in one step of the loop
+            # with the publish below, in one step of the loop
+            self._head = max(self._head, page.last_id, key=stream_position)
             self._publish(batch)
             if page.size < BATCH:
                 await asyncio.sleep(published + FANOUT_INTERVAL - loop.time())
@@ -236,7 +240,7 @@ class EventFeed:
                 # FANOUT_INTERVAL behind. On the shared pool, so bounded like catch-up reads.
                 async with self._catch_up:
                     after = await self._store.last_event_id()
-            subscription = Subscription(self, after)
+            subscription = Subscription(self, self._store.resume_point(after))
             yield subscription
         finally:
             self._listeners -= 1
@@ -289,7 +293,10 @@ class Subscription:
             self._cursor = page.last_id if page.size == BATCH and page.last_id else head
             if batch:
                 yield batch
-        joined = self._joined
+        # Until the feed passes the cursor, entries up to it were sent already (by catch-up). Only
+        # then: a partitioned store's streams are not written in id order, and a later batch may
+        # hold an older id of another partition that nobody has sent.
+        joined, ahead = self._joined, True
         while True:
             try:
                 async with asyncio.timeout(idle_seconds):
@@ -300,9 +307,10 @@ class Subscription:
             if batch is None:
                 return
             joined.pending -= len(batch)
-            cursor = stream_position(self._cursor)
-            if stream_position(batch[0].id) <= cursor:  # the cursor was ahead of the feed
+            if ahead:
+                cursor = stream_position(self._cursor)
                 batch = [e for e in batch if stream_position(e.id) > cursor]
+                ahead = not batch
             if batch:
                 self._cursor = batch[-1].id
                 yield batch
