@@ -11,7 +11,8 @@ fold   ``--fold-tasks`` lifecycles (4 events each, ``bench/publisher.py``'s real
 reads  ``--read-tasks`` finished tasks are written through the real write path (``bench/fill.py``)
        into an 8-partition store (ours) and a 1-partition store (peer); an API process reads
        each. Figures: p50/p99 of ``GET /tasks/{id}`` (random ids) and of a filtered page
-       ``GET /tasks?name=…&state=SUCCESS&limit=50`` walked by cursor, ``--queries`` each.
+       ``GET /tasks?name=…&state=SUCCESS&limit=50`` walked by cursor, ``--queries`` each; then
+       the seconds ``taskpulse-collector repartition`` takes to move the 1-partition store to 8.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from bench import harness
 from bench.fill import Filler
 from bench.publisher import TASK_ROUTES, EventSource, db_of, publish
 from event_collector.keys import COUNTER_FIELD_SEPARATOR, Keys
+from event_collector.repartition import Repartitioner
 from producer_api.auth import TokenStore
 from tests.services import RedisServer, ServiceProcess, free_port, wait_until
 
@@ -175,6 +177,17 @@ async def _fill(url: str, keys: Keys, tasks: int) -> list[str]:
         await redis.aclose()
 
 
+async def _repartition(url: str) -> float:
+    """``taskpulse-collector repartition`` of the filled one-partition store to 8, timed."""
+    redis = Redis.from_url(url)
+    try:
+        started = time.perf_counter()
+        await Repartitioner(redis, Keys.layout("tp:", 8)).run()
+        return time.perf_counter() - started
+    finally:
+        await redis.aclose()
+
+
 def reads(workdir: Path, tasks: int, queries: int) -> dict:
     out: dict = {}
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
@@ -204,6 +217,7 @@ def reads(workdir: Path, tasks: int, queries: int) -> dict:
                                          "p99": harness.percentile(pages, 99)},
                     "store_bytes": harness.used_memory(store.client(0)),
                 }
+            out["repartition_seconds"] = asyncio.run(_repartition(stores[1].url(0)))
         finally:
             for api in apis:
                 api.stop()
@@ -250,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
                                         unit=" ms", better="lower"))
         rows.append(harness.Row("store bytes", measured[8]["store_bytes"],
                                 measured[1]["store_bytes"], better="lower"))
+        rows.append(harness.Row("repartition 1 -> 8 in place", measured["repartition_seconds"],
+                                None, unit=" s", better="lower"))
     harness.print_table("8 partitions, 2 collectors (ours) vs 1 partition, 1 collector (peer)",
                         rows, ours="8p", peer="1p")
     results["rows"] = harness.rows_json(rows)
