@@ -3,7 +3,9 @@ read side answering exactly as one partition does for the same events (a real re
 
 from __future__ import annotations
 
+import asyncio
 import random
+import time
 import uuid
 from collections import Counter
 from typing import Any
@@ -11,14 +13,17 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from event_collector.config import Retention
 from event_collector.events import Event
 from event_collector.keys import Keys, partition_of
 from event_collector.read import EventReader, TaskQuery
 from event_collector.repartition import Repartitioner, RepartitionReport
 from event_collector.store import EventStore
+from event_collector.sweep import RetentionSweeper
+from event_collector.task_ids import task_id_of
 from event_collector.workflows import WorkflowReader
 from tests.collector.conftest import STORE_DB, RedisServer, run
-from tests.events import task_event, worker_event
+from tests.events import sent_and_succeeded, task_event, worker_event
 
 # -- the partition function (pure) ------------------------------------------------------------
 
@@ -252,3 +257,42 @@ def test_repartition_moves_a_one_partition_store_exactly(clean_redis: RedisServe
         for stream in Keys.layout("direct:", partitions=8).streams
     }
     assert streams == direct_streams
+
+
+def test_each_partitions_sweep_unindexes_its_expired_tasks_and_trims_its_stream(
+    clean_redis: RedisServer,
+) -> None:
+    keys = Keys.layout("tp:", partitions=8)
+    now = time.time()
+
+    async def sweep_all() -> tuple[set[str], int]:
+        redis = Redis.from_url(clean_redis.url(STORE_DB))
+        try:
+            store = EventStore(redis, keys, Retention(task_ttl_success_seconds=1))
+            for i in range(40):
+                await store.apply(sent_and_succeeded(f"gone-{i}", now - 60 + i))
+                await store.apply([task_event("sent", f"kept-{i}", now - 30 + i,
+                                              name="demo.test_task", queue="default")])
+            await store.apply([worker_event("online", "w1@box", now)])  # the global stream
+            for _ in range(50):  # the TTL is 1 s
+                if not await redis.exists(keys.task("gone-39")):
+                    break
+                await asyncio.sleep(0.1)
+            for partition_keys in keys.each_partition():
+                # every entry is older than half a second by now: each stream is emptied
+                await RetentionSweeper(
+                    redis, partition_keys, index_retention_seconds=30 * 86400.0,
+                    stream_max_age_seconds=0.5,
+                ).run_once()
+            listed = {
+                task_id_of(m) for k in keys.each_partition()
+                for index in (*k.state_indexes, k.index_name("demo.test_task"))
+                for m in await redis.zrange(index, 0, -1)
+            }
+            return listed, sum([await redis.xlen(s) for s in keys.streams])
+        finally:
+            await redis.aclose()
+
+    listed, stream_entries = run(sweep_all())
+    assert listed == {f"kept-{i}" for i in range(40)}
+    assert stream_entries == 0  # every partition's stream and the global one were trimmed
