@@ -120,8 +120,9 @@ Collector bookkeeping
 
 Partitions and hash tags (``TASKPULSE_PARTITIONS``, ``Keys`` below, docs/scaling.md): with more
 than one partition, or on a Redis Cluster, every per-task key above (stream, task records,
-indexes, counters) is ``P{p<N>}:<name>``, N = ``partition_of(task id)``; worker keys and the
-stream of task-less events are ``P{g}:<name>``. One partition on one Redis keeps the names above.
+indexes, counters) is ``P{p<N>}:<name>``, N = ``partition_of(task id)``; worker keys, queue
+keys and the stream of task-less events are ``P{g}:<name>``. One partition on one Redis keeps
+the names above.
 
 Collector leases (partitioned stores, event_collector/leases.py)
   P lease:<N>            STRING   id of the collector applying partition N's events (PX TTL)
@@ -163,10 +164,10 @@ class Keys(msgspec.Struct, frozen=True):
       store written before partitions existed is read as it is;
     - tagged (more than one partition, or any Redis Cluster): a partition's keys (its stream,
       task records, indexes, counters) start ``P{p<N>}:``, so each partition is one hash slot
-      and one script call touches one slot; the workers' keys and the stream of events that
-      belong to no task (worker events, audit events without a task) start ``P{g}:``; the rest
-      (queues, API and console keys, collector bookkeeping, leases) keep plain ``P`` names:
-      each is read or written alone.
+      and one script call touches one slot; the workers' keys, the queue lengths (written in
+      one transaction) and the stream of events that belong to no task (worker events, audit
+      events without a task) start ``P{g}:``; the rest (API and console keys, collector
+      bookkeeping, leases) keep plain ``P`` names: each is read or written alone.
     """
 
     prefix: str = DEFAULT_KEY_PREFIX
@@ -305,23 +306,23 @@ class Keys(msgspec.Struct, frozen=True):
 
     @property
     def queues(self) -> str:
-        return f"{self.prefix}queues"
+        return f"{self._global_base}queues"
 
     @property
     def queue_consumers(self) -> str:
-        return f"{self.prefix}queues:consumers"
+        return f"{self._global_base}queues:consumers"
 
     @property
     def queue_workers(self) -> str:
-        return f"{self.prefix}queues:workers"
+        return f"{self._global_base}queues:workers"
 
     @property
     def queue_processes(self) -> str:
-        return f"{self.prefix}queues:processes"
+        return f"{self._global_base}queues:processes"
 
     @property
     def queues_updated(self) -> str:
-        return f"{self.prefix}queues:updated"
+        return f"{self._global_base}queues:updated"
 
     def idempotency(self, key: str) -> str:
         return f"{self.prefix}idem:{key}"

@@ -10,7 +10,7 @@ layout of ``TASKPULSE_PARTITIONS`` partitions on the same Redis, keeping everyth
   exact without refolding anything (and counters older than the stream are kept);
 - the stream is split into the partitions' streams (and the global one for worker events and
   task-less audit events), entry ids kept, so a live tail's ids stay comparable;
-- worker keys are RENAMEd to their global (``{g}``) names; the rest (queues, API and console
+- worker and queue keys are RENAMEd to their global (``{g}``) names; the rest (API and console
   keys, collector bookkeeping) has the same name in both layouts and stays.
 A store in the tagged layout can then be copied to a Redis Cluster key by key (``redis-cli
 --cluster import``): every script call touches one slot. Going from N to M partitions in place
@@ -74,7 +74,8 @@ class Repartitioner:
         tasks_start, counters_starts = src.task(""), (
             src.counters_total, *(src.counters_template(g) for g in ("minute", "hour", "day")))
         index_start = src.index_pattern.removesuffix("*")
-        worker_starts = (src.worker(""), src.worker_dedup(""))
+        # the queue keys are P queues and P queues:<what>
+        worker_starts = (src.worker(""), src.worker_dedup(""), src.queues + ":")
         report: dict[str, int] = dict.fromkeys(msgspec.structs.asdict(RepartitionReport()), 0)
         renames: list[tuple[str, str]] = []
         indexes: list[str] = []
@@ -87,7 +88,7 @@ class Repartitioner:
             elif key.startswith(counters_starts):
                 renames.append((key, self._in_partition(key, 0)))
                 report["counter_keys"] += 1
-            elif key == src.workers or key.startswith(worker_starts):
+            elif key in (src.workers, src.queues) or key.startswith(worker_starts):
                 renames.append((key, self._global(key)))
                 report["worker_keys"] += 1
             if len(renames) >= BATCH:

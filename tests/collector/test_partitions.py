@@ -234,6 +234,7 @@ def test_repartition_moves_a_one_partition_store_exactly(clean_redis: RedisServe
             store = EventStore(redis, Keys.layout("tp:"))
             for start in range(0, len(events), 97):
                 await store.apply(events[start : start + 97])
+            await redis.hset(Keys.layout("tp:").queues, mapping={"default": 3})  # the poller's
             report = await Repartitioner(redis, eight).run()
             moved = await answers(redis, eight, events, fold=False)
             return direct, moved, report
@@ -244,6 +245,7 @@ def test_repartition_moves_a_one_partition_store_exactly(clean_redis: RedisServe
     sync = clean_redis.client(STORE_DB)
     left = [k.decode() for k in sync.keys("tp:*") if not k.startswith(b"tp:{")]
     assert left == []  # nothing of the old layout is left behind
+    assert sync.hget(eight.queues, "default") == b"3"
     assert report.tasks == 405
     assert report.stream_entries == len(events)
     for key in direct:
