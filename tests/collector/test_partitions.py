@@ -230,11 +230,13 @@ def test_repartition_moves_a_one_partition_store_exactly(clean_redis: RedisServe
     async def moved_and_direct() -> tuple[dict[str, Any], dict[str, Any], RepartitionReport]:
         redis = Redis.from_url(clean_redis.url(STORE_DB))
         try:
+            # the queue poller's hash, as it is in each
+            await redis.hset(Keys.layout("direct:", partitions=8).queues, mapping={"default": 3})
             direct = await answers(redis, Keys.layout("direct:", partitions=8), events)
             store = EventStore(redis, Keys.layout("tp:"))
             for start in range(0, len(events), 97):
                 await store.apply(events[start : start + 97])
-            await redis.hset(Keys.layout("tp:").queues, mapping={"default": 3})  # the poller's
+            await redis.hset(Keys.layout("tp:").queues, mapping={"default": 3})
             report = await Repartitioner(redis, eight).run()
             moved = await answers(redis, eight, events, fold=False)
             return direct, moved, report
