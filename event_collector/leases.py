@@ -36,6 +36,7 @@ import redis.asyncio as aioredis
 
 from event_collector.events import Event
 from event_collector.keys import Keys
+from event_collector.scripts import run_many
 
 log = logging.getLogger("taskpulse.collector.leases")
 
@@ -121,13 +122,12 @@ class PartitionLeases:
             pipe.zadd(k.lease_members, {self.id: now})
             pipe.zremrangebyscore(k.lease_members, "-inf", now - self.ttl_seconds)
             pipe.zcard(k.lease_members)
-            held = sorted(self.held)
-            for p in held:
-                await self._script(keys=[k.lease(p)], args=["renew", self.id, ttl_ms],
-                                   client=pipe)
-            replies = await pipe.execute()
-        alive = max(1, int(replies[2]))
-        lost = {p for p, kept in zip(held, replies[3:], strict=True) if not kept}
+            alive = max(1, int((await pipe.execute())[2]))
+        held = sorted(self.held)
+        renewed = await run_many(self._redis, self._script, [
+            ([k.lease(p)], ["renew", self.id, ttl_ms]) for p in held
+        ]) if held else []
+        lost = {p for p, kept in zip(held, renewed, strict=True) if not kept}
         if lost:
             log.warning("partition leases lost (another collector holds them now): %s",
                         sorted(lost))
@@ -159,11 +159,10 @@ class PartitionLeases:
         return taken
 
     async def _release(self, partitions: Sequence[int]) -> None:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for p in partitions:
-                await self._script(keys=[self._keys.lease(p)], args=["release", self.id, 0],
-                                   client=pipe)
-            await pipe.execute()
+        if partitions:
+            await run_many(self._redis, self._script, [
+                ([self._keys.lease(p)], ["release", self.id, 0]) for p in partitions
+            ])
         self.held -= set(partitions)
         if partitions:
             log.info("gave back partitions %s (holding %s)", list(partitions), sorted(self.held))

@@ -14,6 +14,7 @@ partition and merge by score.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import heapq
 import itertools
@@ -52,6 +53,7 @@ from event_collector.records import (
     WorkerInfo,
 )
 from event_collector.replies import hash_text, integer, number, text
+from event_collector.scripts import is_cluster, run_many
 from event_collector.stored import decode_stored
 from event_collector.task_ids import task_id_of
 from event_collector.workers import worker_info
@@ -281,7 +283,7 @@ class EventReader:
         self, task_ids: Sequence[str], fields: Sequence[str | bytes]
     ) -> list[list[bytes | None]]:
         """The same fields of many task records, in order: one ``read.lua`` call per partition
-        (a call's keys share a slot), all in one round trip."""
+        (a call's keys share a slot), all at once (``scripts.run_many``)."""
         if not task_ids:
             return []
         if not self.keys.tagged:
@@ -290,12 +292,9 @@ class EventReader:
         groups: dict[int, list[int]] = {}
         for i, task_id in enumerate(task_ids):
             groups.setdefault(self.keys.partition_of(task_id), []).append(i)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for at in groups.values():
-                await self._hmget_many(
-                    keys=[self.keys.task(task_ids[i]) for i in at], args=fields, client=pipe
-                )
-            replies = await pipe.execute()
+        replies = await run_many(self.redis, self._hmget_many, [
+            ([self.keys.task(task_ids[i]) for i in at], fields) for at in groups.values()
+        ])
         rows: list[list[bytes | None]] = [[] for _ in task_ids]
         for at, reply in zip(groups.values(), replies, strict=True):
             for i, row in zip(at, reply, strict=True):
@@ -451,13 +450,30 @@ class EventReader:
         """Entries after each stream's own head, merged in id order, and the heads moved past
         them: every entry of every stream once, whatever order the streams were written in
         (entry ids of different streams are not in the order the entries were added)."""
-        reply = await self.redis.xread(heads, count=count, block=block_ms)
+        if is_cluster(self.redis):
+            reply = await self._xread_each(heads, count, block_ms)
+        else:
+            reply = await self.redis.xread(heads, count=count, block=block_ms)
         moved = dict(heads)
         for stream, entries in reply or ():
             moved[text(stream)] = text(entries[-1][0])
         entries = [e for _, r in reply or () for e in r]
         entries.sort(key=lambda e: _position(text(e[0])))
         return _event_page(entries), moved
+
+    async def _xread_each(
+        self, heads: dict[str, str], count: int, block_ms: int | None
+    ) -> list[Any]:
+        """XREAD of several streams on a cluster, where one XREAD may name one slot's keys
+        only: each stream on its own, without blocking; when none has anything, a short wait
+        (at most ``block_ms``) stands for the block."""
+        replies = await asyncio.gather(*(
+            self.redis.xread({stream: after}, count=count) for stream, after in heads.items()
+        ))
+        found = [r for reply in replies for r in reply or ()]
+        if not found and block_ms:
+            await asyncio.sleep(min(block_ms, _CLUSTER_POLL_MS) / 1000)
+        return found
 
     async def read_events(
         self, after_id: str, count: int = 100, block_ms: int | None = None
@@ -466,9 +482,11 @@ class EventReader:
 
         A partitioned store has several streams: an entry id is then a position in time across
         them (one server clock; on a cluster, each node's), entries merged in id order."""
-        reply = await self.redis.xread(
-            dict.fromkeys(self._streams, after_id), count=count, block=block_ms
-        )
+        heads = dict.fromkeys(self._streams, after_id)
+        if is_cluster(self.redis):
+            reply = await self._xread_each(heads, count, block_ms)
+        else:
+            reply = await self.redis.xread(heads, count=count, block=block_ms)
         return _merged_page([entries for _, entries in reply or ()], count)
 
     async def read_range(self, after_id: str, until_id: str, count: int) -> EventPage:
@@ -489,6 +507,7 @@ class EventPage(NamedTuple):
 
 
 _MAX_SEQUENCE: Final = 2**64 - 1  # a stream id's largest sequence number
+_CLUSTER_POLL_MS: Final = 50  # how often a live read polls a cluster's streams when idle
 
 
 def _position(entry_id: str) -> tuple[int, int]:

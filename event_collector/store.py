@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from importlib import resources
-from typing import Any, Final
+from typing import Final
 
 import msgspec
 import orjson
@@ -30,6 +30,7 @@ from event_collector.events import (
 )
 from event_collector.keys import Keys
 from event_collector.lifecycle import TaskLifecycle, is_forget_event
+from event_collector.scripts import run_many
 from event_collector.stored import decode_stored
 from event_collector.stream import ENTRY_FIELD, EventStream
 from event_collector.task_ids import compact_id, member_of
@@ -205,20 +206,16 @@ class EventStore:
     async def apply(self, events: Sequence[Event], *, append: bool = True) -> ApplyResult:
         """Append the non-duplicate events to the stream (unless ``append`` is false, as in
         rebuild) and fold them into the projections: one atomic script call per partition
-        the batch touches (each touches one hash slot), sent in one pipeline."""
+        the batch touches (each touches one hash slot), all at once (``scripts.run_many``)."""
         if not events:
             return ApplyResult(applied=(), duplicates=0)
         groups: dict[int, list[int]] = {}
         for i, event in enumerate(events):
             groups.setdefault(self.partition_of(event), []).append(i)
         calls = [(group, [events[i] for i in at]) for group, at in groups.items()]
-        if len(calls) == 1:
-            replies = [await self._call(*calls[0], append)]
-        else:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for group, part in calls:
-                    await self._call(group, part, append, pipe)
-                replies = await pipe.execute()
+        replies = await run_many(
+            self.redis, self._script, [self._call(group, part, append) for group, part in calls]
+        )
         flag_of: list[str] = [""] * len(events)
         fact_of: list[bytes | None] = [None] * len(events)
         for (group, _), reply in zip(calls, replies, strict=True):
@@ -238,10 +235,11 @@ class EventStore:
             facts=tuple(facts),
         )
 
-    async def _call(
-        self, group: int, events: Sequence[Event], append: bool, pipe: Any = None
-    ) -> Any:
-        """One script call for one partition's events (or the global ones)."""
+    def _call(
+        self, group: int, events: Sequence[Event], append: bool
+    ) -> tuple[list[str], list[str | bytes]]:
+        """The keys and arguments of one script call for one partition's events (or the
+        global ones)."""
         keys = self.keys.in_partition(max(group, 0))
         stream = keys.global_events if group == GLOBAL else keys.events
         argv: list[str | bytes] = list(self._config)
@@ -258,9 +256,7 @@ class EventStore:
         ]))
         argv.append(b"".join(stored))
         argv += self._templates[max(group, 0)]
-        if pipe is None:
-            return await self._script(keys=[stream], args=argv)
-        return await self._script(keys=[stream], args=argv, client=pipe)
+        return [stream], argv
 
     async def drop_projections(self) -> int:
         """Delete every key of the prefix except those ``Keys.kept_on_rebuild`` names."""
