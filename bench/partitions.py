@@ -7,7 +7,8 @@ fold   ``--fold-tasks`` lifecycles (4 events each, ``bench/publisher.py``'s real
        published on a private broker at ``--rate`` events/s into (ours) two collector processes
        sharing 8 partitions and (peer) one collector with one partition, each against its own
        store redis-server. Figure: task events folded (summed ``cnt:total`` of every partition)
-       per CPU-second of the collectors + the store redis + the broker redis (``/proc``).
+       per CPU-second of the collectors + the store redis + the broker redis (``/proc``); also
+       one collector with 8 partitions, to tell the partitions' cost from the second reader's.
 reads  ``--read-tasks`` finished tasks are written through the real write path (``bench/fill.py``)
        into an 8-partition store (ours) and a 1-partition store (peer); an API process reads
        each. Figures: p50/p99 of ``GET /tasks/{id}`` (random ids) and of a filtered page
@@ -244,8 +245,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_fold:
         ours = fold(workdir, 2, 8, args.fold_tasks, args.rate)
         peer = fold(workdir, 1, 1, args.fold_tasks, args.rate)
-        results["fold"] = {"ours": ours, "peer": peer}
+        alone = fold(workdir, 1, 8, args.fold_tasks, args.rate)  # the partitions' own cost
+        results["fold"] = {"ours": ours, "peer": peer, "one_collector_8_partitions": alone}
         rows += [
+            harness.Row("  same, 1 collector x 8 partitions (ours column)",
+                        alone["folded_per_cpu_second"], peer["folded_per_cpu_second"]),
             harness.Row("events folded / CPU-second (collectors + redis)",
                         ours["folded_per_cpu_second"], peer["folded_per_cpu_second"]),
             harness.Row("events folded / s (wall, paced publisher)", ours["folded_per_second"],

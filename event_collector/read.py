@@ -282,11 +282,11 @@ class EventReader:
     async def _hmget_tasks(
         self, task_ids: Sequence[str], fields: Sequence[str | bytes]
     ) -> list[list[bytes | None]]:
-        """The same fields of many task records, in order: one ``read.lua`` call per partition
-        (a call's keys share a slot), all at once (``scripts.run_many``)."""
+        """The same fields of many task records, in order: one ``read.lua`` call; on a cluster
+        one per partition (a call's keys must share a slot), all at once (``run_many``)."""
         if not task_ids:
             return []
-        if not self.keys.tagged:
+        if not is_cluster(self.redis):  # one Redis runs a script over any keys: one call
             keys = [self.keys.task(task_id) for task_id in task_ids]
             return await self._hmget_many(keys=keys, args=fields)  # type: ignore[no-any-return]
         groups: dict[int, list[int]] = {}
