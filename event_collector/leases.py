@@ -129,8 +129,8 @@ class PartitionLeases:
         ]) if held else []
         lost = {p for p, kept in zip(held, renewed, strict=True) if not kept}
         if lost:
-            log.warning("partition leases lost (another collector holds them now): %s",
-                        sorted(lost))
+            log.warning("partition leases lapsed (a round came too late; another collector may"
+                        " hold them now): %s", sorted(lost))
         self.held -= lost
         share = math.ceil(k.partitions / alive)
         if len(self.held) > share:

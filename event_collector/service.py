@@ -244,8 +244,9 @@ class Collector:
 
     async def _lease_round(self) -> None:
         replay = await self.leases.run_round()  # type: ignore[union-attr]
-        if replay:
-            await self.pipeline.write_now(replay)
+        size = self.settings.batch_size  # a window can hold many batches: one script call each
+        for start in range(0, len(replay), size):
+            await self.pipeline.write_now(replay[start : start + size])
 
     async def _apply_reconciled(self, events: Sequence[Event]) -> ApplyResult:
         """Reconciled outcomes count like events this collector applied first."""
