@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from event_collector.keys import Keys
 from tests.collector.conftest import (
@@ -25,16 +26,16 @@ KEYS = Keys.layout("tp:", partitions=PARTITIONS)
 KINDS = ("SENT", "RECEIVED", "STARTED", "SUCCESS")
 
 
-def partitioned_env(service_env: dict[str, str], collector_id: str) -> dict[str, str]:
+def partitioned_env(service_env: dict[str, str], collector_id: str, **extra: str
+                    ) -> dict[str, str]:
     return collector_env(
         service_env, TASKPULSE_PARTITIONS=str(PARTITIONS), TASKPULSE_COLLECTOR_ID=collector_id,
-        TASKPULSE_PARTITION_LEASE_SECONDS="1.5",
+        TASKPULSE_PARTITION_LEASE_SECONDS="1.5", **extra,
     )
 
 
-def counters(server: RedisServer) -> dict[str, int]:
+def counters(client: Any) -> dict[str, int]:
     """``cnt:total`` summed over the partitions."""
-    client = server.client(STORE_DB)
     total: dict[str, int] = {}
     for keys in KEYS.each_partition():
         for field, value in client.hgetall(keys.counters_total).items():
@@ -42,27 +43,27 @@ def counters(server: RedisServer) -> dict[str, int]:
     return total
 
 
-def holders(server: RedisServer) -> list[str | None]:
-    client = server.client(STORE_DB)
-    return [v.decode() if v else None for v in client.mget([KEYS.lease(p) for p in range(8)])]
+def holders(client: Any) -> list[str | None]:
+    return [v.decode() if v else None
+            for v in (client.get(KEYS.lease(p)) for p in range(PARTITIONS))]
 
 
-def states(server: RedisServer, ids: list[str]) -> set[str | None]:
-    client = server.client(STORE_DB)
-    with client.pipeline(transaction=False) as pipe:
-        for task_id in ids:
-            pipe.hget(KEYS.task(task_id), "state")
-        return {s.decode() if s else None for s in pipe.execute()}
+def states(client: Any, ids: list[str]) -> set[str | None]:
+    return {s.decode() if s else None
+            for s in (client.hget(KEYS.task(task_id), "state") for task_id in ids)}
 
 
-def stream_entries(server: RedisServer) -> int:
-    client = server.client(STORE_DB)
+def stream_entries(client: Any) -> int:
     return sum(client.xlen(stream) for stream in KEYS.streams)
 
 
-def start_two(service_env: dict[str, str], tmp_path: Path
+def split_evenly(client: Any) -> bool:
+    return sorted(map(str, holders(client))) == ["c-one"] * 4 + ["c-two"] * 4
+
+
+def start_two(service_env: dict[str, str], tmp_path: Path, **extra: str
               ) -> tuple[list[dict[str, str]], list[ServiceProcess]]:
-    envs = [partitioned_env(service_env, name) for name in ("c-one", "c-two")]
+    envs = [partitioned_env(service_env, name, **extra) for name in ("c-one", "c-two")]
     procs = [start_collector(env, tmp_path / f"{env['TASKPULSE_COLLECTOR_ID']}.log")
              for env in envs]
     return envs, procs
@@ -72,14 +73,14 @@ def test_two_collectors_share_the_partitions_and_their_metrics_sum_exactly(
     clean_redis: RedisServer, service_env: dict[str, str], tmp_path: Path
 ) -> None:
     envs, procs = start_two(service_env, tmp_path)
+    client = clean_redis.client(STORE_DB)
     try:
-        wait_until(lambda: sorted(map(str, holders(clean_redis))) == ["c-one"] * 4 + ["c-two"] * 4,
-                   timeout=20, what="the partitions split 4/4")
+        wait_until(lambda: split_evenly(client), timeout=20, what="the partitions split 4/4")
         ids = Publisher(clean_redis.url(0)).lifecycle(300)
-        wait_until(lambda: counters(clean_redis) == {f"demo.test_task|{k}": 300 for k in KINDS},
+        wait_until(lambda: counters(client) == {f"demo.test_task|{k}": 300 for k in KINDS},
                    timeout=30, what="every event counted once")
-        assert states(clean_redis, ids) == {"SUCCESS"}
-        assert stream_entries(clean_redis) == 1200  # each event appended once
+        assert states(client, ids) == {"SUCCESS"}
+        assert stream_entries(client) == 1200  # each event appended once
 
         def succeeded(env: dict[str, str]) -> float:
             return metric_sum(http_get(env, "/metrics")[1], "celery_task_succeeded_total")
@@ -92,43 +93,49 @@ def test_two_collectors_share_the_partitions_and_their_metrics_sum_exactly(
             proc.stop()
 
 
+def kill_one_mid_run(
+    broker_url: str, client: Any, envs: list[dict[str, str]], procs: list[ServiceProcess]
+) -> None:
+    """Publish 400 tasks while SIGKILLing the second collector; then everything is exact."""
+    survivor, victim = procs
+    wait_until(lambda: split_evenly(client), timeout=20, what="the partitions split 4/4")
+    publisher = Publisher(broker_url)
+    ids: list[str] = []
+    halfway = threading.Event()
+
+    def publish() -> None:
+        for chunk in range(20):
+            ids.extend(publisher.lifecycle(20))
+            if chunk == 8:
+                halfway.set()
+            time.sleep(0.1)
+
+    sender = threading.Thread(target=publish)
+    sender.start()
+    halfway.wait(timeout=30)
+    victim.stop(signal.SIGKILL)  # mid-run: its batches in flight and its leases die with it
+    sender.join(timeout=60)
+    assert len(ids) == 400
+
+    wait_until(lambda: holders(client) == ["c-one"] * PARTITIONS, timeout=15,
+               what="the survivor holding every partition")
+    wait_until(lambda: counters(client) == {f"demo.test_task|{k}": 400 for k in KINDS},
+               timeout=30, what="every event of the run counted exactly once")
+    assert states(client, ids) == {"SUCCESS"}
+    assert stream_entries(client) == 1600
+    # the takeover applied the events that came while nobody held the victim's partitions
+    takeover = [ln for ln in survivor.log().splitlines() if "took partitions" in ln][-1]
+    assert int(takeover.split("replaying ")[1].split()[0]) > 0, takeover
+    health = http_get(envs[0], "/health")[1]
+    assert '"held":[0,1,2,3,4,5,6,7]' in health.replace(" ", "")
+
+
 def test_a_killed_collectors_partitions_are_taken_over_and_nothing_is_lost(
     clean_redis: RedisServer, service_env: dict[str, str], tmp_path: Path
 ) -> None:
     envs, procs = start_two(service_env, tmp_path)
-    survivor, victim = procs
     try:
-        wait_until(lambda: sorted(map(str, holders(clean_redis))) == ["c-one"] * 4 + ["c-two"] * 4,
-                   timeout=20, what="the partitions split 4/4")
-        publisher = Publisher(clean_redis.url(0))
-        ids: list[str] = []
-        halfway = threading.Event()
-
-        def publish() -> None:
-            for chunk in range(20):
-                ids.extend(publisher.lifecycle(20))
-                if chunk == 8:
-                    halfway.set()
-                time.sleep(0.1)
-
-        sender = threading.Thread(target=publish)
-        sender.start()
-        halfway.wait(timeout=30)
-        victim.stop(signal.SIGKILL)  # mid-run: its batches in flight and its leases die with it
-        sender.join(timeout=60)
-        assert len(ids) == 400
-
-        wait_until(lambda: holders(clean_redis) == ["c-one"] * PARTITIONS, timeout=15,
-                   what="the survivor holding every partition")
-        wait_until(lambda: counters(clean_redis) == {f"demo.test_task|{k}": 400 for k in KINDS},
-                   timeout=30, what="every event of the run counted exactly once")
-        assert states(clean_redis, ids) == {"SUCCESS"}
-        assert stream_entries(clean_redis) == 1600
-        # the takeover applied the events that came while nobody held the victim's partitions
-        takeover = [ln for ln in survivor.log().splitlines() if "took partitions" in ln][-1]
-        assert int(takeover.split("replaying ")[1].split()[0]) > 0, takeover
-        health = http_get(envs[0], "/health")[1]
-        assert '"held":[0,1,2,3,4,5,6,7]' in health.replace(" ", "")
+        kill_one_mid_run(clean_redis.url(0), clean_redis.client(STORE_DB), envs, procs)
     finally:
         for proc in procs:
             proc.stop()
