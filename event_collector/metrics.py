@@ -208,6 +208,32 @@ class BufferGauges:
         yield limit
 
 
+class PartitionGauges:
+    """Custom collector: the partitions this collector leases and its replay window (leases.py),
+    read at scrape time."""
+
+    def __init__(self, snapshot: Callable[[], tuple[int, int]]) -> None:
+        self._snapshot = snapshot
+
+    def describe(self) -> Iterator[Metric]:
+        return self._families(0, 0)
+
+    def collect(self) -> Iterator[Metric]:
+        return self._families(*self._snapshot())
+
+    def _families(self, held: int, waiting: int) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "taskpulse_partitions_held",
+            "Store partitions whose events this collector applies (summed over the collectors:"
+            " TASKPULSE_PARTITIONS once every partition has a holder).", value=held,
+        )
+        yield GaugeMetricFamily(
+            "taskpulse_partition_replay_events",
+            "Events of partitions this collector does not hold, kept to replay if it takes one"
+            " over.", value=waiting,
+        )
+
+
 def _by_queue(name: str, documentation: str, values: Mapping[str, int]) -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, documentation, labels=["queue_name"])
     for queue, value in sorted(values.items()):
@@ -419,6 +445,10 @@ class CollectorMetrics:
     def watch_buffer(self, snapshot: Callable[[], BufferSnapshot]) -> None:
         """Export what waits between reader and writer, read at scrape time."""
         self._registry.register(BufferGauges(snapshot))
+
+    def watch_partitions(self, snapshot: Callable[[], tuple[int, int]]) -> None:
+        """Export (partitions held, replay window size), read at scrape time."""
+        self._registry.register(PartitionGauges(snapshot))
 
     def observe_stuck(self, counts: Mapping[tuple[str, str], int]) -> None:
         """Tasks still stuck after reconciliation, by (name, queue) — from ``Reconciler``."""

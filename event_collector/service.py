@@ -94,6 +94,9 @@ class Collector:
             )
             if self.keys.partitions > 1 and kind != "amqp" else None
         )
+        if self.leases is not None:
+            leases = self.leases
+            self.metrics.watch_partitions(lambda: (len(leases.held), leases.waiting))
         self.pipeline = Pipeline(
             self.store, self.reader, self.buffer, self.metrics,
             batch_size=settings.batch_size, batch_interval=settings.batch_interval_ms / 1000,

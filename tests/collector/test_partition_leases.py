@@ -88,6 +88,9 @@ def test_two_collectors_share_the_partitions_and_their_metrics_sum_exactly(
         wait_until(lambda: sum(succeeded(env) for env in envs) == 300, timeout=10,
                    what="succeeded summed over both collectors == 300")
         assert all(succeeded(env) > 0 for env in envs)  # both applied their share
+        held = [metric_sum(http_get(env, "/metrics")[1], "taskpulse_partitions_held")
+                for env in envs]
+        assert held == [4, 4]
     finally:
         for proc in procs:
             proc.stop()
