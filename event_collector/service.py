@@ -227,10 +227,12 @@ class Collector:
             ]
 
             async def reconcile() -> None:
+                # Every partition, whatever this collector leases: the stuck gauge is then the
+                # same on every collector (dashboards take its max), and two reconcilers
+                # complete a task once (store.lua counts a final kind once).
                 still: Counter[tuple[str, str]] = Counter()
-                for partition, reconciler in enumerate(reconcilers):
-                    if self._mine(partition):
-                        still.update((await reconciler.run_once()).still_stuck)
+                for reconciler in reconcilers:
+                    still.update((await reconciler.run_once()).still_stuck)
                 self.metrics.observe_stuck(still)
 
             jobs.append(("reconcile", self._every(
@@ -241,8 +243,8 @@ class Collector:
         return jobs
 
     def _mine(self, partition: int) -> bool:
-        """Whether this collector looks after ``partition``'s upkeep (sweep, reconcile): the
-        one it leases, or every partition when it takes no leases."""
+        """Whether this collector sweeps ``partition``: one it leases, or every partition when
+        it takes no leases."""
         return self.leases is None or partition in self.leases.held
 
     async def _lease_round(self) -> None:
