@@ -7,6 +7,8 @@ from __future__ import annotations
 import signal
 import threading
 import time
+import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,13 @@ from tests.collector.conftest import (
     start_collector,
 )
 from tests.collector.test_collector_faults import Publisher
-from tests.services import RedisServer, ServiceProcess, wait_until
+from tests.collector.test_worker_ground_truth import (
+    EXPECTED_KINDS,
+    FINAL_STATE,
+    METRIC_FOR_KIND,
+    NAME,
+)
+from tests.services import RedisServer, ServiceProcess, celery_worker, wait_until
 
 PARTITIONS = 8
 KEYS = Keys.layout("tp:", partitions=PARTITIONS)
@@ -140,5 +148,51 @@ def test_a_killed_collectors_partitions_are_taken_over_and_nothing_is_lost(
     try:
         kill_one_mid_run(clean_redis.url(0), clean_redis.client(STORE_DB), envs, procs)
     finally:
+        for proc in procs:
+            proc.stop()
+
+
+def test_a_real_worker_over_two_collectors_and_eight_partitions_matches_ground_truth(
+    clean_redis: RedisServer, service_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Tasks with known outcomes (success, failure, retry then success) run by a real Celery
+    worker: every task in its true state, counters and both collectors' metrics summed exact."""
+    from worker import create_app, load_settings
+
+    env = {**service_env, "TASKPULSE_RETRY_BACKOFF": "1"}
+    envs, procs = start_two(env, tmp_path)
+    worker = celery_worker(env, tmp_path / "worker.log")
+    client = clean_redis.client(STORE_DB)
+    try:
+        wait_until(lambda: split_evenly(client), timeout=20, what="the partitions split 4/4")
+        app = create_app(load_settings(env))
+        plan = {"SUCCESS": ({"message": "ok"}, 12), "FAILURE": ({"fail": True}, 4),
+                "RETRY_SUCCESS": ({"fail_times": 1}, 4)}
+        outcomes = {
+            app.send_task(NAME, kwargs=kwargs, task_id=str(uuid.uuid4())).id: outcome
+            for outcome, (kwargs, count) in plan.items() for _ in range(count)
+        }
+
+        def final() -> bool:
+            return all(client.hget(KEYS.task(task_id), "state") == FINAL_STATE[o].encode()
+                       for task_id, o in outcomes.items())
+
+        wait_until(final, timeout=60, what="every task in its final state")
+        expected: Counter[str] = Counter()
+        for outcome in outcomes.values():
+            expected.update(EXPECTED_KINDS[outcome])
+        wanted = {f"{NAME}|{kind}": n for kind, n in expected.items()}
+        wait_until(lambda: counters(client) == wanted, timeout=20, what="exact counters")
+
+        def metrics_sum() -> dict[str, float]:
+            texts = [http_get(e, "/metrics")[1] for e in envs]
+            return {kind: sum(metric_sum(t, METRIC_FOR_KIND[kind], name=NAME) for t in texts)
+                    for kind in expected}
+
+        wait_until(lambda: metrics_sum() == dict(expected), timeout=20,
+                   what="metrics summed over the collectors == ground truth")
+        assert client.zcard(KEYS.workers) == 1  # the worker's own events, in {g}
+    finally:
+        worker.stop()
         for proc in procs:
             proc.stop()
