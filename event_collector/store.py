@@ -58,7 +58,7 @@ _TIMELINE_FIELDS: Final = (
 )
 TIMELINE_EXCEPTION_MAX: Final = 200
 _PACK: Final = msgspec.msgpack.Encoder().encode
-# ``EventStore.partition_of`` for events of no task (worker events): the global keys' call.
+# ``EventStore.call_group`` for events of no task (worker events): the global keys' call.
 GLOBAL: Final = -1
 
 
@@ -194,7 +194,7 @@ class EventStore:
         ]
         self._templates = [k.store_script_templates() for k in keys.each_partition()]
 
-    def partition_of(self, event: Event) -> int:
+    def call_group(self, event: Event) -> int:
         """Which script call an event goes to: its task's partition, or ``GLOBAL`` for events
         of no task (worker events). Untagged (one partition, one Redis): always 0, one call."""
         if not self.keys.tagged:
@@ -211,7 +211,7 @@ class EventStore:
             return ApplyResult(applied=(), duplicates=0)
         groups: dict[int, list[int]] = {}
         for i, event in enumerate(events):
-            groups.setdefault(self.partition_of(event), []).append(i)
+            groups.setdefault(self.call_group(event), []).append(i)
         calls = [(group, [events[i] for i in at]) for group, at in groups.items()]
         replies = await run_many(
             self.redis, self._script, [self._call(group, part, append) for group, part in calls]
