@@ -43,7 +43,7 @@ class RepartitionReport(msgspec.Struct, frozen=True):
     index_entries: int = 0
     counter_keys: int = 0
     stream_entries: int = 0
-    worker_keys: int = 0
+    global_keys: int = 0
 
 
 class RepartitionError(ValueError):
@@ -77,23 +77,23 @@ class Repartitioner:
         # the queue keys are P queues and P queues:<what>
         worker_starts = (src.worker(""), src.worker_dedup(""), src.queues + ":")
         report: dict[str, int] = dict.fromkeys(msgspec.structs.asdict(RepartitionReport()), 0)
-        renames: list[tuple[str, str]] = []
-        indexes: list[str] = []
+        renames: dict[str, list[tuple[str, str]]] = {"tasks": [], "counter_keys": [],
+                                                     "global_keys": []}
+        indexes: set[str] = set()
         async for key in self._source_keys():
             if key.startswith(tasks_start):
-                renames.append((key, self.target.task(key[len(tasks_start):])))
-                report["tasks"] += 1
+                renames["tasks"].append((key, self.target.task(key[len(tasks_start):])))
             elif key.startswith(index_start):
-                indexes.append(key)
+                indexes.add(key)
             elif key.startswith(counters_starts):
-                renames.append((key, self._in_partition(key, 0)))
-                report["counter_keys"] += 1
+                renames["counter_keys"].append((key, self._in_partition(key, 0)))
             elif key in (src.workers, src.queues) or key.startswith(worker_starts):
-                renames.append((key, self._global(key)))
-                report["worker_keys"] += 1
-            if len(renames) >= BATCH:
-                await self._rename(renames)
-        await self._rename(renames)
+                renames["global_keys"].append((key, self._global(key)))
+            for what, pairs in renames.items():
+                if len(pairs) >= BATCH:
+                    report[what] += await self._rename(pairs)
+        for what, pairs in renames.items():
+            report[what] += await self._rename(pairs)
         for key in indexes:
             report["index_entries"] += await self._split_index(key)
         report["index_keys"] = len(indexes)
@@ -106,14 +106,20 @@ class Repartitioner:
     def _global(self, key: str) -> str:
         return self.target.tagged_name(key, None)
 
-    async def _rename(self, renames: list[tuple[str, str]]) -> None:
+    async def _rename(self, renames: list[tuple[str, str]]) -> int:
+        """RENAME each pair; returns how many were renamed. SCAN may return a key twice, the
+        second time after it was renamed already: that one is skipped."""
         if not renames:
-            return
+            return 0
         async with self.redis.pipeline(transaction=False) as pipe:
             for old, new in renames:
                 pipe.rename(old, new)
-            await pipe.execute()
+            replies = await pipe.execute(raise_on_error=False)
         renames.clear()
+        for reply in replies:
+            if isinstance(reply, Exception) and "no such key" not in str(reply):
+                raise reply
+        return sum(1 for reply in replies if not isinstance(reply, Exception))
 
     async def _split_index(self, key: str) -> int:
         moved = 0
