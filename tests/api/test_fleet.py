@@ -13,6 +13,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import redis
@@ -26,6 +27,7 @@ from tests.services import (
     ServiceProcess,
     celery_worker,
     free_port,
+    running,
     taskpulse_env,
     wait_until,
 )
@@ -42,6 +44,8 @@ class Fleet:
     w2: str
     w2_proc: ServiceProcess
     store: redis.Redis
+    env: dict[str, str]
+    workdir: Path
 
     def enqueue(self, queue: str = "default", **kwargs) -> str:
         r = self.api.post("/api/v1/tasks", role="operator",
@@ -80,7 +84,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     data.mkdir()
     env = taskpulse_env(
         server, data, TASKPULSE_METRICS_HOST="127.0.0.1", TASKPULSE_METRICS_PORT=str(free_port()),
-        TASKPULSE_BATCH_INTERVAL_MS="20",
+        TASKPULSE_BATCH_INTERVAL_MS="20", TASKPULSE_FLEET_APPLY_SECONDS="0.5",
     )
     procs: list[ServiceProcess] = []
     celery = Celery(broker=server.url(0), set_as_current=False)
@@ -103,7 +107,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             return {"w1@fleet", "w2@fleet"} <= alive
 
         wait_until(both_alive, timeout=30, what="both workers alive in the store")
-        yield Fleet(api, celery, "w1@fleet", "w2@fleet", w2, server.client(1))
+        yield Fleet(api, celery, "w1@fleet", "w2@fleet", w2, server.client(1), env, workdir)
     finally:
         for proc in reversed(procs):
             if proc.process.poll() is None:
@@ -276,6 +280,32 @@ def test_pool_restart_reloads_the_pool(fleet: Fleet) -> None:
     r = fleet.api.post(f"/api/v1/workers/{fleet.w1}/pool", json={"restart": True})
     assert r.status_code == 200, r.text
     assert r.json()["workers"][fleet.w1] == {"ok": "reload started"}
+
+
+def test_a_worker_coming_online_later_gets_the_limits_and_paused_queues(fleet: Fleet) -> None:
+    limits = "/api/v1/catalog/demo.test_task/limits"
+    fleet.api.request("PUT", limits, role="operator", json={"rate_limit": "100/m"})
+    fleet.api.post("/api/v1/queues/reports/pause", role="operator")
+    late = "w3@fleet"
+    try:
+        with running(celery_worker(fleet.env, fleet.workdir / "w3.log", concurrency=1,
+                                   hostname=late, queues="default,reports")):
+
+            def consumed() -> set[str]:
+                found = fleet.celery.control.inspect(destination=[late], timeout=1)
+                return {q["name"] for q in (found.active_queues() or {}).get(late, [])}
+
+            wait_until(lambda: consumed() == {"default"}, timeout=30,
+                       what="the late worker to drop the paused queue")
+            shown = fleet.api.get(limits, role="viewer").json()
+            assert shown["workers"][late]["rate_limit"] == "100/m"
+            r = fleet.api.post("/api/v1/queues/reports/resume", role="operator")
+            assert r.json()["workers"][late] == {"ok": "add consumer reports"}
+            wait_until(lambda: consumed() == {"default", "reports"}, timeout=10,
+                       what="the late worker to consume reports again")
+    finally:
+        fleet.api.post("/api/v1/queues/reports/resume", role="operator")
+        fleet.api.request("PUT", limits, role="operator", json={})
 
 
 def test_shutdown_stops_the_worker_and_says_who_was_told(fleet: Fleet) -> None:
