@@ -21,6 +21,7 @@ from celery import Celery
 
 from event_collector.events import AUDIT_EVENT
 from event_collector.stored import decode_stored
+from producer_api.cli import main
 from tests.api.conftest import ApiClient, make_tokens, start_api
 from tests.services import (
     RedisServer,
@@ -306,6 +307,72 @@ def test_a_worker_coming_online_later_gets_the_limits_and_paused_queues(fleet: F
     finally:
         fleet.api.post("/api/v1/queues/reports/resume", role="operator")
         fleet.api.request("PUT", limits, role="operator", json={})
+
+
+def cli(fleet: Fleet, capsys: pytest.CaptureFixture[str], *argv: str,
+        role: str = "admin") -> tuple[int, str]:
+    capsys.readouterr()
+    code = main(["--api-url", fleet.api.base_url, "--token", fleet.api.tokens[role], *argv])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def test_cli_pauses_peeks_purges_with_the_count_it_showed_and_resumes(
+    fleet: Fleet, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, text = cli(fleet, capsys, "queues", "pause", "finance", role="operator")
+    assert code == 0, text
+    assert text.splitlines()[0].startswith("finance: paused")
+    assert f"{fleet.w1}  ok" in text
+    sent = [fleet.enqueue("finance", message=f"cli {i}") for i in range(2)]
+    code, text = cli(fleet, capsys, "queues", role="viewer")
+    assert [line.split()[3] for line in text.splitlines() if line.startswith("finance")] == [
+        "true"]
+    code, text = cli(fleet, capsys, "queues", "peek", "finance", role="viewer")
+    assert code == 0
+    assert text.splitlines()[0].startswith("finance: 2 waiting")
+    assert all(task_id in text for task_id in sent)
+    code, text = cli(fleet, capsys, "queues", "purge", "finance")  # no terminal to ask on
+    assert code == 1
+    assert "pass --yes" in text
+    assert fleet.waiting("finance") == 2
+    code, text = cli(fleet, capsys, "queues", "purge", "finance", "--yes")
+    assert (code, text) == (0, "finance: 2 messages purged\n")
+    assert audits(fleet, "queue-purge")[-1]["detail"] == '{"expected":2,"purged":2}'
+    code, text = cli(fleet, capsys, "queues", "resume", "finance", role="operator")
+    assert code == 0, text
+    assert text.startswith("finance: resumed\n")
+
+
+def test_cli_changes_a_pool_and_sets_and_clears_limits(
+    fleet: Fleet, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, text = cli(fleet, capsys, "workers", "pool", fleet.w1, "--grow", "1")
+    assert (code, text.split()) == (0, ["WORKER", "RESULT", "MESSAGE", fleet.w1, "ok", "pool",
+                                        "will", "grow"])
+    code, text = cli(fleet, capsys, "workers", "pool", fleet.w1, "--shrink", "1")
+    assert code == 0
+    code, text = cli(fleet, capsys, "workers", "pool", fleet.w1, "--autoscale", "4,1")
+    assert code == 1  # that worker has no autoscaler: its error is printed, the exit says so
+    assert "Autoscale not enabled" in text
+
+    code, text = cli(fleet, capsys, "catalog", "limits", "demo.test_task", "--rate-limit",
+                     "50/m", "--time-limits", "100/120", role="operator")
+    assert code == 0, text
+    assert text.splitlines()[0] == (
+        "demo.test_task: rate 50/m, time limits 100s soft / 120s hard")
+    code, text = cli(fleet, capsys, "catalog", "limits", "demo.test_task", role="viewer")
+    assert "set by test-operator" in text.splitlines()[0]
+    assert [line.split() for line in text.splitlines() if line.startswith(fleet.w1)] == [
+        [fleet.w1, "50/m", "100", "120"]]
+    code, text = cli(fleet, capsys, "catalog", "limits", "demo.test_task", "--clear",
+                     role="operator")
+    assert code == 0, text
+    assert text.splitlines()[0] == (
+        "demo.test_task: no rate limit, time limits as the workers are configured")
+    code, text = cli(fleet, capsys, "catalog", "demo.test_task", "--rate-limit", "5/m")
+    assert code == 2
+    assert "go with `taskpulse catalog limits NAME`" in text
 
 
 def test_shutdown_stops_the_worker_and_says_who_was_told(fleet: Fleet) -> None:
