@@ -39,6 +39,7 @@ class WaitingMessage(msgspec.Struct, frozen=True, omit_defaults=True):
     args: Any = None
     kwargs: Any = None
     priority: int | None = None  # the broker's number (``GET /catalog`` maps levels to it)
+    level: str | None = None  # that number's level (low..critical), when it is one of them
     eta: str | None = None
     expires: str | None = None
 

@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import Final
 
+import msgspec
 from aiohttp import web
 
 from event_collector.fleet import PausedQueue
@@ -111,5 +112,9 @@ async def peek_queue(request: web.Request) -> web.Response:
     query = parse_query(request, PeekQuery)
     broker = request.app[BROKER_QUEUES]
     length, messages = await asyncio.to_thread(broker.peek, queue, query.limit)
+    priorities = request.app[CATALOG].priorities
+    levels = {number: level for level, number in
+              (priorities.redis if broker.kind == "redis" else priorities.amqp).items()}
+    messages = [msgspec.structs.replace(m, level=levels.get(m.priority)) for m in messages]
     return json_response(QueueMessages(queue=queue, length=length, messages=messages,
                                        order=ORDER[broker.kind]))

@@ -207,6 +207,7 @@ def test_peek_shows_waiting_messages_in_order_without_consuming_them(fleet: Flee
         again = fleet.api.get("/api/v1/queues/reports/messages", role="viewer").json()
         assert [m["id"] for m in again["messages"]] == [first, second, low]
         assert again["messages"][2]["priority"] == 9  # kombu's step for "low" (GET /catalog)
+        assert again["messages"][2]["level"] == "low"
     finally:
         fleet.api.post("/api/v1/queues/reports/resume", role="operator")
     assert {t["state"] for t in fleet.wait_final(first, second, low)} == {"SUCCESS"}
