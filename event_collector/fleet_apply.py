@@ -41,8 +41,11 @@ class FleetApplier:
 
     async def run_once(self) -> list[str]:
         """Apply the fleet settings to workers online since the last run; their hostnames."""
-        fresh = [w for w in await self._reader.workers()
-                 if w.alive and w.online_at and self._applied.get(w.hostname) != w.online_at]
+        alive = [w for w in await self._reader.workers() if w.alive and w.online_at]
+        # Forget workers gone since (pods with generated names come and go).
+        self._applied = {h: t for h, t in self._applied.items()
+                         if h in {w.hostname for w in alive}}
+        fresh = [w for w in alive if self._applied.get(w.hostname) != w.online_at]
         if not fresh:
             return []
         limits = await self._fleet.all_limits()

@@ -156,11 +156,8 @@ def _waiting(api: Api, queue: str) -> int:
 
 def cmd_purge(api: Api, out: Output, args: argparse.Namespace) -> int:
     waiting = _waiting(api, args.queue)
-    if not waiting:
-        out.emit({"queue": args.queue, "purged": 0},
-                 lambda _: print(f"{args.queue}: nothing waiting, nothing to purge"))
-        return 0
-    confirm(f"delete the {waiting} messages waiting in {args.queue}?", args.yes)
+    if waiting:
+        confirm(f"delete the {waiting} messages waiting in {args.queue}?", args.yes)
     # The count just shown: if more arrived since, the API refuses (409) and nothing is lost.
     result = api.call("POST", f"/queues/{_host(args.queue)}/purge", {"expected": waiting})
     out.emit(result, lambda r: print(f"{r['queue']}: {r['purged']} messages purged"))

@@ -22,7 +22,7 @@ function row(w) {
 }
 
 // Per-worker answers of a control command (``{"workers": {...}, "no_reply": [...]}``).
-export function replies(result) {
+function replies(result) {
   const rows = Object.entries(result.workers).map(([host, reply]) => h('tr', {
     'data-reply-worker': host, 'data-result': reply.error ? 'error' : 'ok' },
   h('td', {}, host), h('td', { class: reply.error ? 'error' : '' }, reply.error || reply.ok)));
