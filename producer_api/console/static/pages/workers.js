@@ -67,13 +67,13 @@ class Controls {
     const shutdown = confirmButton('Shut down', 'Click again: shut down', () => this.send(
       'shutdown', undefined, 'Shutdown'));
     shutdown.dataset.action = 'shutdown';
-    return h('section', { class: 'block', 'data-testid': 'worker-controls' },
+    return h('section', { class: 'block fleet-controls', 'data-testid': 'worker-controls' },
       h('h2', {}, 'Control'),
       h('div', { class: 'inline-form' }, h('label', {}, 'Worker', this.target)),
       h('div', { class: 'inline-form' }, h('label', {}, 'Processes', this.count),
         poolButton('Grow pool', 'grow', 'Pool grown'),
         poolButton('Shrink pool', 'shrink', 'Pool shrunk'),
-        h('label', {}, 'Autoscale', this.max, this.min),
+        h('label', {}, 'Autoscale max', this.max), h('label', {}, 'min', this.min),
         h('button', { type: 'button', 'data-action': 'autoscale', onclick: () => this.send(
           'pool', { autoscale: { max: Number(this.max.value), min: Number(this.min.value || 0) } },
           'Autoscale set') }, 'Set autoscale'),
