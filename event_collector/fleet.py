@@ -8,6 +8,8 @@ own configuration. So the API records the desired state here (keys.py ``F limits
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
@@ -33,6 +35,17 @@ class PausedQueue(msgspec.Struct, frozen=True):
     workers: list[str]  # consumed it when paused (or came online since): resume re-adds them
     paused_by: str
     paused_at: float
+
+
+def limit_commands(name: str, limits: TaskLimits) -> list[tuple[str, dict[str, Any]]]:
+    """The remote-control commands (name, arguments) that put ``limits`` in force on workers:
+    the API sends them to running workers, the collector to workers coming online."""
+    commands: list[tuple[str, dict[str, Any]]] = [
+        ("rate_limit", {"task_name": name, "rate_limit": limits.rate_limit})]
+    if limits.time_limit is not None:
+        commands.append(("time_limit", {"task_name": name, "soft": limits.soft_time_limit,
+                                        "hard": limits.time_limit}))
+    return commands
 
 
 _LIMITS = msgspec.json.Decoder(TaskLimits)

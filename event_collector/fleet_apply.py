@@ -20,7 +20,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from celery import Celery
 
-from event_collector.fleet import FleetState, PausedQueue, TaskLimits
+from event_collector.fleet import FleetState, PausedQueue, TaskLimits, limit_commands
 from event_collector.keys import Keys
 from event_collector.read import EventReader
 
@@ -69,10 +69,8 @@ class FleetApplier:
         if hostname not in self._command(hostname, "ping"):
             return None
         for name, limit in limits.items():
-            self._command(hostname, "rate_limit", task_name=name, rate_limit=limit.rate_limit)
-            if limit.time_limit is not None:
-                self._command(hostname, "time_limit", task_name=name,
-                              soft=limit.soft_time_limit, hard=limit.time_limit)
+            for command, arguments in limit_commands(name, limit):
+                self._command(hostname, command, **arguments)
         if not paused:
             return []
         consuming = self._command(hostname, "active_queues").get(hostname) or []

@@ -12,7 +12,7 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
-from event_collector.fleet import TaskLimits
+from event_collector.fleet import TaskLimits, limit_commands
 from producer_api.audit import append_audit, audit_event
 from producer_api.control import ALL_WORKERS, ControlResult, WorkerReply, destination_of, result_of
 from producer_api.errors import Unprocessable
@@ -150,9 +150,7 @@ async def shutdown(request: web.Request) -> web.Response:
 # ------------------------------------------------------------------ task-type limits
 
 
-def _in_force(limits: TaskLimits | None) -> LimitsInForce | None:
-    if limits is None:
-        return None
+def _in_force(limits: TaskLimits) -> LimitsInForce:
     return LimitsInForce(limits.rate_limit, limits.soft_time_limit, limits.time_limit)
 
 
@@ -185,8 +183,9 @@ async def show_limits(request: web.Request) -> web.Response:
     workers = {host: found for host, entries in sorted(replies.items())
                if (found := parse_registered(entries, name)) is not None}
     return json_response(TaskLimitsView(
-        name=name, desired=_in_force(desired), set_by=desired.set_by if desired else None,
-        set_at=desired.set_at if desired else None, workers=workers,
+        name=name, desired=_in_force(desired) if desired else None,
+        set_by=desired.set_by if desired else None, set_at=desired.set_at if desired else None,
+        workers=workers,
         no_reply=sorted(set(expected) - set(replies)),
     ))
 
@@ -205,10 +204,8 @@ def _checked(update: LimitsUpdate) -> TaskLimits:
     return TaskLimits(rate_limit=rate, soft_time_limit=soft, time_limit=hard)
 
 
-def _merge(first: ControlResult, second: ControlResult | None) -> ControlResult:
+def _merge(first: ControlResult, second: ControlResult) -> ControlResult:
     """Two commands' replies as one per worker: its errors if any, else its oks."""
-    if second is None:
-        return first
     merged: dict[str, WorkerReply] = {}
     for host in first.workers.keys() | second.workers.keys():
         replies = [r for r in (first.workers.get(host), second.workers.get(host)) if r]
@@ -219,13 +216,11 @@ def _merge(first: ControlResult, second: ControlResult | None) -> ControlResult:
 
 
 async def apply_limits(request: web.Request, name: str, limits: TaskLimits) -> ControlResult:
-    rate = await control(request, ALL_WORKERS, "rate_limit",
-                         {"task_name": name, "rate_limit": limits.rate_limit})
-    times = None
-    if limits.time_limit is not None:
-        times = await control(request, ALL_WORKERS, "time_limit", {
-            "task_name": name, "soft": limits.soft_time_limit, "hard": limits.time_limit})
-    return _merge(rate, times)
+    (command, arguments), *more = limit_commands(name, limits)  # a rate limit (maybe none) first
+    result = await control(request, ALL_WORKERS, command, arguments)
+    for command, arguments in more:
+        result = _merge(result, await control(request, ALL_WORKERS, command, arguments))
+    return result
 
 
 @routes.put("/catalog/{name}/limits")
@@ -240,9 +235,7 @@ async def set_limits(request: web.Request) -> web.Response:
     # Stored first: a worker coming online during the broadcast gets them from the collector.
     await request.app[FLEET].set_limits(name, limits)
     result = await apply_limits(request, name, limits)
-    await audit(request, "task-limits", name,
-                {"limits": _in_force(limits), "no_reply": result.no_reply})
     desired = _in_force(limits)
-    assert desired is not None
+    await audit(request, "task-limits", name, {"limits": desired, "no_reply": result.no_reply})
     return json_response(LimitsApplied(name=name, desired=desired, workers=result.workers,
                                        no_reply=result.no_reply))
