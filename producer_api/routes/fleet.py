@@ -26,7 +26,7 @@ from producer_api.fleet_schemas import (
 )
 from producer_api.http import endpoint, json_response, read_body
 from producer_api.middleware import ACTOR
-from producer_api.resources import CATALOG, CONTROL, FLEET, KEYS, READER, REDIS
+from producer_api.resources import CATALOG, CONTROL, FLEET, READER, REDIS, STREAM
 
 routes = web.RouteTableDef()
 TAG: Final = "fleet"
@@ -61,7 +61,7 @@ async def control(request: web.Request, hostname: str, command: str,
 async def audit(request: web.Request, action: str, target: str, detail: Any) -> None:
     event = audit_event(request[ACTOR].name, action, "", target,
                         msgspec.json.encode(detail).decode())
-    await append_audit(request.app[REDIS], request.app[KEYS], [event])
+    await append_audit(request.app[REDIS], request.app[STREAM], [event])
 
 
 def _only_one(change: msgspec.Struct, what: str) -> str:
