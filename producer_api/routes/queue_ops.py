@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 from aiohttp import web
 
 from event_collector.fleet import PausedQueue
-from producer_api.control import ALL_WORKERS, result_of
+from producer_api.control import ALL_WORKERS, WorkerReply, result_of
 from producer_api.errors import Conflict
 from producer_api.fleet_schemas import (
     PeekQuery,
@@ -47,20 +47,31 @@ async def pause_queue(request: web.Request) -> web.Response:
     expected = await expected_workers(request, ALL_WORKERS)
     control = request.app[CONTROL]
     consuming = await control.ask("active_queues", {}, None)
-    serving = sorted(h for h, queues in consuming.items()
-                     if isinstance(queues, list) and any(q.get("name") == queue for q in queues))
+    serving = _consumers(consuming, queue)
+    fleet = request.app[FLEET]
+    before = (await fleet.paused()).get(queue)
+    # Recorded first: a worker coming online meanwhile is paused by the collector too.
+    await fleet.pause(queue, PausedQueue(
+        workers=sorted({*serving, *(before.workers if before else ())}),
+        paused_by=request[ACTOR].name, paused_at=time.time()))
     result = result_of({}, [h for h in expected if h not in consuming])
     if serving:
         cancelled = await control.command("cancel_consumer", {"queue": queue}, serving, serving)
-        result = result_of(cancelled.workers, sorted({*cancelled.no_reply, *result.no_reply}))
-    fleet = request.app[FLEET]
-    before = (await fleet.paused()).get(queue)
-    workers = sorted({*serving, *(before.workers if before else ())})
-    await fleet.pause(queue, PausedQueue(workers=workers, paused_by=request[ACTOR].name,
-                                         paused_at=time.time()))
+        # A worker answers before its event loop runs the cancel: ask again, so "paused" is
+        # what the workers say now (a message its last poll took is handed back, not run).
+        still = _consumers(await control.ask("active_queues", {}, serving), queue)
+        replies = {host: WorkerReply(error=f"still consuming {queue} after the cancel")
+                   if host in still else reply for host, reply in cancelled.workers.items()}
+        result = result_of(replies, sorted({*cancelled.no_reply, *result.no_reply}))
     await audit(request, "queue-pause", queue, {"workers": serving, "no_reply": result.no_reply})
     return json_response(QueueControl(queue=queue, paused=True, workers=result.workers,
                                       no_reply=result.no_reply))
+
+
+def _consumers(active_queues: dict[str, Any], queue: str) -> list[str]:
+    """Workers whose ``active_queues`` reply lists ``queue``."""
+    return sorted(host for host, queues in active_queues.items() if isinstance(queues, list)
+                  and any(isinstance(q, dict) and q.get("name") == queue for q in queues))
 
 
 @routes.post("/queues/{queue}/resume")
