@@ -284,6 +284,19 @@ def test_pool_restart_reloads_the_pool(fleet: Fleet) -> None:
     assert r.json()["workers"][fleet.w1] == {"ok": "reload started"}
 
 
+def test_a_pool_restart_on_a_worker_without_restarts_says_how_to_enable_them(
+    fleet: Fleet,
+) -> None:
+    strict = "strict@fleet"
+    env = {**fleet.env, "TASKPULSE_POOL_RESTARTS": "0"}
+    with running(celery_worker(env, fleet.workdir / "strict.log", concurrency=1,
+                               hostname=strict, queues="email")):
+        r = fleet.api.post(f"/api/v1/workers/{strict}/pool", json={"restart": True})
+    assert r.status_code == 200, r.text
+    assert "worker_pool_restarts is off" in r.json()["workers"][strict]["error"]
+    assert "TASKPULSE_POOL_RESTARTS" in r.json()["workers"][strict]["error"]
+
+
 def test_a_worker_coming_online_later_gets_the_limits_and_paused_queues(fleet: Fleet) -> None:
     limits = "/api/v1/catalog/demo.test_task/limits"
     fleet.api.request("PUT", limits, role="operator", json={"rate_limit": "100/m"})
