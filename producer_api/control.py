@@ -69,10 +69,13 @@ class WorkerControl:
 
     def _broadcast(self, command: str, arguments: dict[str, Any],
                    destination: list[str] | None) -> dict[str, Any]:
-        replies = self.app.control.broadcast(
-            command, arguments=arguments, destination=destination, reply=True,
-            timeout=self.timeout,
-        ) or []
+        # A connection of its own, not one of the publisher's pool: a broadcast holds it for
+        # the whole timeout, and enqueues must not wait behind it.
+        with self.app.connection_for_write() as conn:
+            replies = self.app.control.broadcast(
+                command, arguments=arguments, destination=destination, reply=True,
+                timeout=self.timeout, connection=conn,
+            ) or []
         return {host: value for reply in replies for host, value in reply.items()}
 
     async def ask(self, command: str, arguments: dict[str, Any],
@@ -85,10 +88,16 @@ class WorkerControl:
         replies = await self.ask(command, arguments, destination)
         return result_of({host: _as_reply(value) for host, value in replies.items()}, expected)
 
-    async def cast(self, command: str, arguments: dict[str, Any], destination: list[str]) -> None:
+    async def cast(self, command: str, arguments: dict[str, Any],
+                   destination: list[str] | None) -> None:
         """Send without waiting: for commands after which a worker cannot answer (shutdown)."""
-        await self._run(lambda: self.app.control.broadcast(
-            command, arguments=arguments, destination=destination, reply=False))
+        await self._run(self._cast, command, arguments, destination)
+
+    def _cast(self, command: str, arguments: dict[str, Any],
+              destination: list[str] | None) -> None:
+        with self.app.connection_for_write() as conn:
+            self.app.control.broadcast(command, arguments=arguments, destination=destination,
+                                       reply=False, connection=conn)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
