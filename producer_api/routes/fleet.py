@@ -15,7 +15,7 @@ from aiohttp import web
 from event_collector.fleet import TaskLimits, limit_commands
 from producer_api.audit import append_audit, audit_event
 from producer_api.control import ALL_WORKERS, ControlResult, WorkerReply, destination_of, result_of
-from producer_api.errors import Unprocessable
+from producer_api.errors import Conflict, Unprocessable
 from producer_api.fleet_schemas import (
     ConsumerChange,
     LimitsApplied,
@@ -115,13 +115,17 @@ async def change_pool(request: web.Request) -> web.Response:
 
 @routes.post("/workers/{hostname}/consumers")
 @endpoint("Start (`add`) or stop (`cancel`) consuming a queue on a worker (`*`: every worker)",
-          "admin", body=ConsumerChange, response=ControlResult, errors=(400, 413, 422, 503),
-          tag=TAG)
+          "admin", body=ConsumerChange, response=ControlResult,
+          errors=(400, 409, 413, 422, 503), tag=TAG)
 async def change_consumers(request: web.Request) -> web.Response:
     hostname = hostname_of(request)
     change = await read_body(request, ConsumerChange)
     field = _only_one(change, "a queue to add or cancel")
     queue = request.app[CATALOG].known_queue(getattr(change, field), field)
+    if field == "add" and queue in await request.app[FLEET].paused():
+        # Consuming it here would run a paused queue while it still shows paused.
+        raise Conflict(f"queue {queue} is paused; resume it (POST /queues/{queue}/resume)",
+                       {"queue": queue, "paused": True})
     command = "add_consumer" if field == "add" else "cancel_consumer"
     result = await control(request, hostname, command, {"queue": queue})
     await audit(request, "worker-consumers", hostname,

@@ -174,6 +174,9 @@ def test_a_paused_queue_waits_while_others_run_and_resume_drains_it(fleet: Fleet
     # had finance been consumed, they would have run too.
     assert [fleet.task(t).get("state") for t in held] == ["PENDING"] * 3
     assert fleet.waiting("finance") == 3
+    r = fleet.api.post(f"/api/v1/workers/{fleet.w1}/consumers", json={"add": "finance"})
+    assert r.status_code == 409
+    assert "resume it" in r.json()["error"]["message"]
     listed = {q["name"]: q for q in fleet.api.get("/api/v1/queues", role="viewer").json()}
     assert listed["finance"]["paused"] is True
     assert "paused" not in listed["default"]  # false is left out, as every default is
