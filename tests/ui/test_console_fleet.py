@@ -46,6 +46,8 @@ def send(stack: Stack, queue: str, message: str) -> str:
 def test_a_role_sees_only_the_controls_it_may_use(
     page: Page, stack: Stack, role: str, worker_controls: int, queue_actions: list[str]
 ) -> None:
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(str(e)))
     sign_in(page, stack.tokens[role], "/ui/workers")
     page.wait_for_selector("tr[data-worker]")
     expect(page.locator("[data-testid=worker-controls]")).to_have_count(worker_controls)
@@ -54,6 +56,7 @@ def test_a_role_sees_only_the_controls_it_may_use(
     expect(row).to_be_visible()
     shown = row.locator("[data-action]").evaluate_all("els => els.map(e => e.dataset.action)")
     assert shown == queue_actions
+    assert problems == []
 
 
 def test_an_admin_grows_and_shrinks_a_pool_from_the_workers_page(
