@@ -10,6 +10,7 @@ broadcast runs in a small thread pool of its own (publishing never waits behind 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
@@ -23,6 +24,12 @@ from kombu.exceptions import KombuError, OperationalError
 # ``{hostname}`` in a route: every worker.
 ALL_WORKERS: Final = "*"
 CONTROL_THREADS: Final = 2
+
+
+class _AllAnswered(Exception):
+    """Raised from the reply callback to stop gathering once every expected worker answered
+    (kombu's own ``limit`` counts replies, and a worker the store does not know yet would
+    count in place of one it does)."""
 
 
 class WorkerReply(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -68,24 +75,34 @@ class WorkerControl:
             raise OperationalError(f"broker: {type(exc).__name__}: {exc}") from exc
 
     def _broadcast(self, command: str, arguments: dict[str, Any],
-                   destination: list[str] | None) -> dict[str, Any]:
+                   destination: list[str] | None, expected: Sequence[str]) -> dict[str, Any]:
+        replies: dict[str, Any] = {}
+        waiting = set(expected)
+
+        def collect(reply: dict[str, Any]) -> None:
+            replies.update(reply)
+            if waiting and waiting <= replies.keys():
+                raise _AllAnswered
+
         # A connection of its own, not one of the publisher's pool: a broadcast holds it for
         # the whole timeout, and enqueues must not wait behind it.
-        with self.app.connection_for_write() as conn:
-            replies = self.app.control.broadcast(
+        with self.app.connection_for_write() as conn, contextlib.suppress(_AllAnswered):
+            self.app.control.broadcast(
                 command, arguments=arguments, destination=destination, reply=True,
-                timeout=self.timeout, connection=conn,
-            ) or []
-        return {host: value for reply in replies for host, value in reply.items()}
+                timeout=self.timeout, callback=collect, connection=conn,
+            )
+        return replies
 
     async def ask(self, command: str, arguments: dict[str, Any],
-                  destination: list[str] | None) -> dict[str, Any]:
-        """Raw replies by hostname (inspect commands answer with data, not ok/error)."""
-        return await self._run(self._broadcast, command, arguments, destination)
+                  destination: list[str] | None, expected: Sequence[str] = ()) -> dict[str, Any]:
+        """Raw replies by hostname (inspect commands answer with data, not ok/error), gathered
+        until every ``expected`` worker answered: a healthy fleet answers at once, and only a
+        silent worker (or ``*`` while the store knows no worker) waits out the timeout."""
+        return await self._run(self._broadcast, command, arguments, destination, expected)
 
     async def command(self, command: str, arguments: dict[str, Any],
                       destination: list[str] | None, expected: Sequence[str]) -> ControlResult:
-        replies = await self.ask(command, arguments, destination)
+        replies = await self.ask(command, arguments, destination, expected)
         return result_of({host: _as_reply(value) for host, value in replies.items()}, expected)
 
     async def cast(self, command: str, arguments: dict[str, Any],

@@ -142,7 +142,7 @@ async def shutdown(request: web.Request) -> web.Response:
     expected = await expected_workers(request, hostname)
     control_ = request.app[CONTROL]
     # A worker that shuts down cannot answer the command itself: a ping says who is there.
-    answered = await control_.ask("ping", {}, destination_of(hostname))
+    answered = await control_.ask("ping", {}, destination_of(hostname), expected)
     await control_.cast("shutdown", {"msg": f"shutdown by {request[ACTOR].name} via the API"},
                         destination_of(hostname))
     result = result_of({h: WorkerReply(ok="shutdown requested") for h in answered}, expected)
@@ -183,7 +183,7 @@ async def show_limits(request: web.Request) -> web.Response:
     desired = await request.app[FLEET].limits(name)
     expected = await expected_workers(request, ALL_WORKERS)
     replies = await request.app[CONTROL].ask(
-        "registered", {"taskinfoitems": list(_LIMIT_FIELDS)}, None)
+        "registered", {"taskinfoitems": list(_LIMIT_FIELDS)}, None, expected)
     workers = {host: found for host, entries in sorted(replies.items())
                if (found := parse_registered(entries, name)) is not None}
     return json_response(TaskLimitsView(

@@ -46,7 +46,7 @@ async def pause_queue(request: web.Request) -> web.Response:
     queue = _queue(request)
     expected = await expected_workers(request, ALL_WORKERS)
     control = request.app[CONTROL]
-    consuming = await control.ask("active_queues", {}, None)
+    consuming = await control.ask("active_queues", {}, None, expected)
     serving = _consumers(consuming, queue)
     fleet = request.app[FLEET]
     before = (await fleet.paused()).get(queue)
@@ -59,7 +59,7 @@ async def pause_queue(request: web.Request) -> web.Response:
         cancelled = await control.command("cancel_consumer", {"queue": queue}, serving, serving)
         # A worker answers before its event loop runs the cancel: ask again, so "paused" is
         # what the workers say now (a message its last poll took is handed back, not run).
-        still = _consumers(await control.ask("active_queues", {}, serving), queue)
+        still = _consumers(await control.ask("active_queues", {}, serving, serving), queue)
         replies = {host: WorkerReply(error=f"still consuming {queue} after the cancel")
                    if host in still else reply for host, reply in cancelled.workers.items()}
         result = result_of(replies, sorted({*cancelled.no_reply, *result.no_reply}))
