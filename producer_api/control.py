@@ -65,6 +65,9 @@ class WorkerControl:
         self.app = app
         self.timeout = timeout
         self._executor = ThreadPoolExecutor(CONTROL_THREADS, thread_name_prefix="control")
+        # Connections of its own, not the publisher's pool: a broadcast holds one for the whole
+        # timeout, and enqueues must not wait behind it. One per thread, kept between calls.
+        self._connections = app.connection_for_write().Pool(limit=CONTROL_THREADS)
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         try:
@@ -84,9 +87,7 @@ class WorkerControl:
             if waiting and waiting <= replies.keys():
                 raise _AllAnswered
 
-        # A connection of its own, not one of the publisher's pool: a broadcast holds it for
-        # the whole timeout, and enqueues must not wait behind it.
-        with self.app.connection_for_write() as conn, contextlib.suppress(_AllAnswered):
+        with self._connections.acquire(block=True) as conn, contextlib.suppress(_AllAnswered):
             self.app.control.broadcast(
                 command, arguments=arguments, destination=destination, reply=True,
                 timeout=self.timeout, callback=collect, connection=conn,
@@ -112,12 +113,13 @@ class WorkerControl:
 
     def _cast(self, command: str, arguments: dict[str, Any],
               destination: list[str] | None) -> None:
-        with self.app.connection_for_write() as conn:
+        with self._connections.acquire(block=True) as conn:
             self.app.control.broadcast(command, arguments=arguments, destination=destination,
                                        reply=False, connection=conn)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+        self._connections.force_close_all()
 
 
 def result_of(replies: dict[str, WorkerReply], expected: Sequence[str]) -> ControlResult:

@@ -131,6 +131,9 @@ def test_streams_end_when_redis_goes_and_serve_again_once_it_is_back(outage) -> 
 
 def test_fleet_routes_answer_503_while_the_broker_is_down(outage) -> None:
     server, api = outage
+    # Connections the control pool holds from before the outage must not stay broken after it.
+    for _ in range(2):
+        assert api.post("/api/v1/workers/*/pool", json={"grow": 1}).status_code == 200
     server.stop()
     try:
         for method, path, body in [
@@ -148,5 +151,6 @@ def test_fleet_routes_answer_503_while_the_broker_is_down(outage) -> None:
         server.start()
     wait_until(lambda: api.get("/readyz", role=None).status_code == 200, timeout=15,
                what="readyz after Redis came back")
-    r = api.post("/api/v1/workers/w1@box/pool", json={"grow": 1})
-    assert r.json() == {"workers": {}, "no_reply": ["w1@box"]}
+    for _ in range(3):  # every pooled connection, not just one
+        r = api.post("/api/v1/workers/w1@box/pool", json={"grow": 1})
+        assert r.json() == {"workers": {}, "no_reply": ["w1@box"]}

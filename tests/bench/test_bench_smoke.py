@@ -97,3 +97,9 @@ def test_ui_bench_prints_its_verdict_table() -> None:
     assert "tasks page first render p95 ms" in out
     received = next(line for line in out.splitlines() if line.startswith("live: events received"))
     assert received.split("|")[1].strip() not in ("0", "0.00", "n/a"), "the live page saw nothing"
+
+
+def test_control_bench_prints_its_verdict_table() -> None:
+    out = run_script("bench/control.py", "--rounds", "2")
+    assert "== control: taskpulse API vs raw Celery remote control" in out
+    assert "pool change, every worker (*): ms p50" in out
