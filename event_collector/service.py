@@ -28,6 +28,7 @@ from event_collector.broker import broker_kind, redis_py_opens
 from event_collector.config import CollectorSettings
 from event_collector.consume import AmqpQueueReader, RawBuffer, RedisFanoutReader
 from event_collector.events import Event
+from event_collector.fleet_apply import FleetApplier
 from event_collector.leases import PartitionLeases
 from event_collector.metrics import CollectorMetrics
 from event_collector.pipeline import Pipeline
@@ -206,6 +207,7 @@ class Collector:
                 if self._mine(partition):
                     await sweeper.run_once()
 
+        applier = FleetApplier(self.redis, self.keys, s.broker_url)
         jobs = [
             ("heartbeat", self._every(HEARTBEAT_SECONDS, self._heartbeat)),
             ("metrics-refresh", self._every(
@@ -213,6 +215,7 @@ class Collector:
             ("stats-log", self._every(s.stats_interval_seconds, self._log_stats)),
             ("queue-poller", self._every(s.queue_poll_seconds, poller.run_once, poller.aclose)),
             ("retention-sweep", self._every(s.sweep_interval_seconds, sweep)),
+            ("fleet-apply", self._every(s.fleet_apply_seconds, applier.run_once, applier.aclose)),
         ]
         if self.leases is not None:
             jobs.append(("partition-leases", self._every(self.leases.interval, self._lease_round)))

@@ -106,3 +106,9 @@ def test_partitions_bench_prints_its_verdict_table() -> None:
     folded = next(line for line in out.splitlines() if line.startswith("events folded (of"))
     assert folded.rstrip().endswith("PASS")  # every published event folded, in both stores
     assert "repartition 1 -> 8 in place" in out
+
+
+def test_control_bench_prints_its_verdict_table() -> None:
+    out = run_script("bench/control.py", "--rounds", "2")
+    assert "== control: taskpulse API vs raw Celery remote control" in out
+    assert "pool change, every worker (*): ms p50" in out
