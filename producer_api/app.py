@@ -9,7 +9,6 @@ import msgspec
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from event_collector.keys import Keys
 from producer_api.auth import TokenStore
 from producer_api.catalog import load_catalog
 from producer_api.config import ApiSettings
@@ -40,7 +39,7 @@ def create_app(settings: ApiSettings, registry: CollectorRegistry | None = None)
         middlewares=[metrics_middleware, error_middleware, auth_middleware],
     )
     app[SETTINGS] = settings
-    app[KEYS] = Keys(prefix=settings.key_prefix)
+    app[KEYS] = settings.keys
     app[CATALOG] = load_catalog(settings.catalog_file)
     app[TOKENS] = TokenStore(settings.tokens_file)
     app[REGISTRY] = registry if registry is not None else CollectorRegistry()

@@ -31,9 +31,10 @@ from celery.utils.log import get_logger
 from redbeat import RedBeatScheduler
 from redbeat.schedulers import get_redis
 
-from event_collector.beat import redbeat_config
+from event_collector.beat import configure_redbeat
+from event_collector.connection import store_keys
 from event_collector.environment import DEFAULT_REDIS_URL, settings_from_env
-from event_collector.keys import DEFAULT_KEY_PREFIX
+from event_collector.keys import Keys
 
 logger = get_logger("celery.beat")
 
@@ -42,17 +43,22 @@ class BeatSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Built by ``settings_from_env``: each field reads ``TASKPULSE_<FIELD>``."""
 
     redis_url: str = DEFAULT_REDIS_URL
-    key_prefix: str = DEFAULT_KEY_PREFIX
+    key_prefix: str = ""  # "" = the store's default (connection.store_key_prefix)
     beat_max_interval: float = 5.0
     # Must outlast the longest gap between ticks (max_interval) plus sending the due tasks.
     beat_lock_timeout: int = 30
 
     def __post_init__(self) -> None:
+        self.keys  # noqa: B018 - a bad store URL or key prefix fails here, named
         if self.beat_lock_timeout <= self.beat_max_interval:
             raise ValueError(
                 f"TASKPULSE_BEAT_LOCK_TIMEOUT ({self.beat_lock_timeout}) must exceed"
                 f" TASKPULSE_BEAT_MAX_INTERVAL ({self.beat_max_interval}): the lock would lapse"
             )
+
+    @property
+    def keys(self) -> Keys:
+        return store_keys(self.redis_url, self.key_prefix)
 
 
 def seeded_key(app: Celery) -> str:
@@ -65,10 +71,8 @@ class SeededRedBeatScheduler(RedBeatScheduler):
 
     def __init__(self, app: Celery, **kwargs: Any) -> None:
         settings = settings_from_env(BeatSettings)
-        app.conf.update(
-            redbeat_config(settings.redis_url, settings.key_prefix),
-            redbeat_lock_timeout=settings.beat_lock_timeout,
-        )
+        configure_redbeat(app, settings.redis_url, settings.keys)
+        app.conf.update(redbeat_lock_timeout=settings.beat_lock_timeout)
         kwargs["max_interval"] = kwargs.get("max_interval") or settings.beat_max_interval
         super().__init__(app, **kwargs)
 

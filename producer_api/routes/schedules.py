@@ -21,7 +21,7 @@ SCHEDULES = web.AppKey("schedules", ScheduleStore)
 async def ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     celery_app = schedule_app(
-        settings.redis_url, settings.key_prefix, settings.timezone,
+        settings.redis_url, app[KEYS], settings.timezone,
         settings.redis_timeout_seconds,
     )  # fmt: skip
     app[SCHEDULES] = ScheduleStore(celery_app, app[CATALOG])
