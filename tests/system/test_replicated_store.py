@@ -1,0 +1,179 @@
+"""The whole system (collector + API + a real worker) on a replicated store: a Redis Cluster and
+a Sentinel-watched primary. A known workload runs while the store's primary is killed
+(SIGKILL); its replica takes over, and every task still ends in its true state with exact
+counts. The broker stays one plain Redis: only the monitoring store is replicated here.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+from event_collector.connection import store_keys
+from tests.api.conftest import ApiClient, make_tokens
+from tests.cluster import ClusterStore, SentinelStore
+from tests.services import (
+    RedisServer,
+    ServiceProcess,
+    celery_worker,
+    collector_env,
+    start_api,
+    start_collector,
+    taskpulse_env,
+    wait_until,
+)
+
+FINAL = {"SUCCESS", "FAILURE"}
+# name, kwargs, how many, the state each must end in. The long tasks keep progress events
+# flowing while the primary is killed.
+WORKLOAD = (
+    ("demo.long_running_task", {"total": 4, "step_seconds": 0.25}, 16, "SUCCESS"),
+    ("demo.test_task", {"sleep_seconds": 0.2}, 8, "SUCCESS"),
+    ("demo.test_task", {"fail": True}, 8, "FAILURE"),
+)
+
+
+@dataclass
+class System:
+    api: ApiClient
+    procs: list[ServiceProcess]
+    statuses: Counter[int] = field(default_factory=Counter)
+
+    def send_workload(self) -> dict[str, str]:
+        """Enqueue WORKLOAD; returns task id -> the state it must end in."""
+        requests_ = [{"name": name, "kwargs": kwargs} for name, kwargs, n, _ in WORKLOAD
+                     for _ in range(n)]
+        expected = [state for *_, n, state in WORKLOAD for _ in range(n)]
+        r = self.api.post("/api/v1/tasks/batch", role="operator", json={"tasks": requests_})
+        assert r.status_code == 202, r.text
+        return {t["id"]: state for t, state in zip(r.json()["tasks"], expected, strict=True)}
+
+    def get(self, path: str) -> requests.Response | None:
+        """A read that counts its status; None when the API did not answer at all."""
+        try:
+            r = self.api.get(path, timeout=5)
+        except requests.RequestException:
+            return None
+        self.statuses[r.status_code] += 1
+        return r
+
+    def finished(self) -> int:
+        counts = [self.get(f"/api/v1/tasks/count?state={s}") for s in sorted(FINAL)]
+        if any(r is None or r.status_code != 200 for r in counts):
+            return -1
+        return sum(r.json()["count"] for r in counts if r is not None)
+
+    def states(self, ids: list[str]) -> dict[str, str | None]:
+        found = {}
+        for task_id in ids:
+            r = self.get(f"/api/v1/tasks/{task_id}")
+            found[task_id] = r.json().get("state") if r is not None and r.status_code == 200 \
+                else None
+        return found
+
+
+def _start(store_url: str, broker: RedisServer, workdir: Path) -> System:
+    data = workdir / "data"
+    data.mkdir()
+    env = taskpulse_env(broker, data, TASKPULSE_REDIS_URL=store_url,
+                        TASKPULSE_API_TOKENS_FILE=str(workdir / "tokens.json"))
+    tokens = make_tokens(workdir / "tokens.json")
+    procs = [start_collector(collector_env(env), workdir / "collector.log")]
+    try:
+        procs.append(celery_worker(env, workdir / "worker.log", concurrency=4))
+        api_proc, base = start_api(env, workdir / "api.log")
+        procs.append(api_proc)
+    except BaseException:
+        for proc in reversed(procs):
+            proc.stop()
+        raise
+    return System(ApiClient(base, tokens), procs)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "broker")
+    (tmp_path / "broker").mkdir()
+    server.start()
+    yield server
+    server.stop()
+
+
+def _run_through_a_failover(system: System, kill_primary: Callable[[], None]) -> None:
+    expected = system.send_workload()
+    total = len(expected)
+    # Kill once the run is under way and far from over: some finished, most not.
+    wait_until(lambda: system.finished() >= 4, timeout=60, interval=0.1, what="first tasks done")
+    assert system.finished() < total  # the kill lands mid-run
+    kill_primary()
+    wait_until(lambda: system.finished() == total, timeout=120, interval=0.2,
+               what="every task final after the failover")
+
+    states = system.states(list(expected))
+    wrong = {i: (states[i], want) for i, want in expected.items() if states[i] != want}
+    assert wrong == {}, f"{len(wrong)} of {total} tasks missing or wrong"
+    stats = system.api.get("/api/v1/stats").json()
+    assert stats["tasks_stored"] == total
+    assert {s: n for s, n in stats["by_state"].items() if n} == {"SUCCESS": 24, "FAILURE": 8}
+    kinds = ("SENT", "RECEIVED", "STARTED", "SUCCESS", "FAILURE")
+    assert {k: stats["events_total"].get(k, 0) for k in kinds} == {
+        "SENT": total, "RECEIVED": total, "STARTED": total, "SUCCESS": 24, "FAILURE": 8}
+    assert stats["by_name"]["demo.long_running_task"]["SUCCESS"] == 16
+    # While the store was away the API answered 503, never a 500.
+    assert set(system.statuses) <= {200, 503}, system.statuses
+    for proc in system.procs:
+        assert proc.process.poll() is None, f"{proc.argv[:3]} died:\n{proc.log()[-3000:]}"
+
+
+@pytest.mark.slow
+def test_a_cluster_run_survives_losing_the_stores_primary(
+    tmp_path: Path, broker: RedisServer
+) -> None:
+    store = ClusterStore(tmp_path / "cluster")
+    try:
+        store.start()
+        system = _start(store.url, broker, tmp_path)
+        try:
+            # Before the kill: the schedules API (redbeat's client on the cluster) answers.
+            assert system.api.get("/api/v1/schedules").status_code == 200
+            events_key = store_keys(store.url, "").events
+            owner = store.owner_of(events_key)
+
+            def kill_owner() -> None:
+                owner.kill()
+                new_owner = store.wait_until_serving(events_key)
+                assert new_owner is not owner
+
+            _run_through_a_failover(system, kill_owner)
+        finally:
+            for proc in reversed(system.procs):
+                proc.stop()
+    finally:
+        store.stop()
+
+
+@pytest.mark.slow
+def test_a_sentinel_run_survives_a_failover_of_the_primary(
+    tmp_path: Path, broker: RedisServer
+) -> None:
+    store = SentinelStore(tmp_path / "sentinel")
+    try:
+        store.start()
+        system = _start(store.url, broker, tmp_path)
+        try:
+            def kill_primary() -> None:
+                old = store.primary.port
+                store.primary.kill()
+                assert store.wait_failover(old) == store.replica.port
+
+            _run_through_a_failover(system, kill_primary)
+        finally:
+            for proc in reversed(system.procs):
+                proc.stop()
+    finally:
+        store.stop()
