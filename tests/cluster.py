@@ -87,6 +87,12 @@ class ClusterStore:
         for node in self.nodes:
             wait_until(lambda n=node: self._state_ok(n), timeout=30,
                        what=f"cluster_state:ok on node {node.port}")
+        wait_until(self._replicated, timeout=30, what="a replica for every primary")
+
+    def _replicated(self) -> bool:
+        """Every slot range lists a replica (one that has synced), so a primary may die."""
+        ranges = self.nodes[0].client().execute_command("CLUSTER SLOTS")
+        return all(len(entry) > 3 for entry in ranges)
 
     def _state_ok(self, node: RedisServer) -> bool:
         try:
