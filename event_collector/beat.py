@@ -20,7 +20,7 @@ from typing import Final
 from celery import Celery
 from redbeat.schedulers import REDBEAT_REDIS_KEY, RetryingConnection
 
-from event_collector.connection import ClientOptions, open_sync, parse_store_url
+from event_collector.connection import ClientOptions, StoreAddress, open_sync, parse_store_url
 from event_collector.keys import Keys
 
 # Beat (no timeout given) rides out a failover or a store restart this long before a call
@@ -36,7 +36,7 @@ def configure_redbeat(
     answers 503); None (beat) keeps redis-py's defaults and retries for BEAT_RETRY_SECONDS."""
     app.conf.update(
         # only for redbeat's start-up banner: the client below is what it uses
-        redbeat_redis_url=parse_store_url(redis_url).safe_url,
+        redbeat_redis_url=_banner_url(parse_store_url(redis_url)),
         redbeat_key_prefix=keys.beat_prefix,
         redbeat_redis_options={},
     )
@@ -45,3 +45,13 @@ def configure_redbeat(
     ))
     setattr(app, REDBEAT_REDIS_KEY,
             client if timeout else RetryingConnection(BEAT_RETRY_SECONDS, client))
+
+
+def _banner_url(address: StoreAddress) -> str:
+    """A URL kombu's sanitizer can parse (one host) for beat's banner: the first node of a
+    cluster or the first sentinel stands for the rest."""
+    if address.mode == "single":
+        return address.safe_url
+    scheme, first = address.url.split("://", 1)[0], address.nodes[0]
+    more = f"/{address.service_name}" if address.mode == "sentinel" else ""
+    return f"{scheme}://{first.host}:{first.port}{more}"

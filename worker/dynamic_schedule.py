@@ -32,7 +32,7 @@ from redbeat import RedBeatScheduler
 from redbeat.schedulers import get_redis
 
 from event_collector.beat import configure_redbeat
-from event_collector.connection import store_keys
+from event_collector.connection import STORE_UNAVAILABLE, store_keys
 from event_collector.environment import DEFAULT_REDIS_URL, settings_from_env
 from event_collector.keys import Keys
 
@@ -74,6 +74,7 @@ class SeededRedBeatScheduler(RedBeatScheduler):
         configure_redbeat(app, settings.redis_url, settings.keys)
         app.conf.update(redbeat_lock_timeout=settings.beat_lock_timeout)
         kwargs["max_interval"] = kwargs.get("max_interval") or settings.beat_max_interval
+        self._store_lost = False
         super().__init__(app, **kwargs)
 
     def setup_schedule(self) -> None:
@@ -94,3 +95,20 @@ class SeededRedBeatScheduler(RedBeatScheduler):
         if client.exists(lock_key):
             logger.info("beat: another beat holds %s; standing by until it is released or "
                         "lapses", lock_key)  # fmt: skip
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        """Redbeat's tick, except that a store outage (a failover, a restart) skips the tick
+        instead of ending beat: the lock's extension is a Lua call redbeat does not retry.
+        A tick missed this way is sent at the next one (redbeat works from due times)."""
+        try:
+            interval = float(super().tick(*args, **kwargs))
+        except STORE_UNAVAILABLE as exc:
+            if not self._store_lost:
+                logger.warning("beat: store unreachable (%s: %s); retrying every %.0fs",
+                               type(exc).__name__, exc, self.max_interval)
+            self._store_lost = True
+            return float(self.max_interval)
+        if self._store_lost:
+            logger.info("beat: store reachable again")
+            self._store_lost = False
+        return interval
