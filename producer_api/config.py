@@ -9,6 +9,7 @@ from typing import Annotated
 import msgspec
 
 from event_collector.broker import broker_kind, result_backend_url
+from event_collector.config import Retention
 from event_collector.connection import store_keys
 from event_collector.environment import (
     DEFAULT_BROKER_URL,
@@ -63,6 +64,8 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     ui_login_link_ttl_seconds: int = 600
     # The collector's threshold (same variable): the console's overview counts such tasks stuck.
     stuck_after_seconds: float = 600.0
+    # The collector's stream retention (same variable): audit appends trim as its appends do.
+    retention_stream_max_length: int = Retention().stream_max_length
 
     def __post_init__(self) -> None:
         broker_kind(self.broker_url)  # an unsupported broker fails at start-up
@@ -100,6 +103,7 @@ ENV_VARS: dict[str, str] = {
     "TASKPULSE_UI_SESSION_TTL": "ui_session_ttl_seconds",
     "TASKPULSE_UI_LOGIN_LINK_TTL": "ui_login_link_ttl_seconds",
     "TASKPULSE_STUCK_AFTER_SECONDS": "stuck_after_seconds",
+    "TASKPULSE_RETENTION_STREAM_MAX_LENGTH": "retention_stream_max_length",
 }
 
 

@@ -61,11 +61,6 @@ class BeatSettings(msgspec.Struct, frozen=True, kw_only=True):
         return store_keys(self.redis_url, self.key_prefix)
 
 
-def seeded_key(app: Celery) -> str:
-    """Set of static entry names already written once (so a removed one stays removed)."""
-    return app.redbeat_conf.key_prefix + ":seeded"
-
-
 class SeededRedBeatScheduler(RedBeatScheduler):
     """Redbeat whose static schedule seeds Redis once instead of overwriting it each start."""
 
@@ -73,6 +68,8 @@ class SeededRedBeatScheduler(RedBeatScheduler):
         settings = settings_from_env(BeatSettings)
         configure_redbeat(app, settings.redis_url, settings.keys)
         app.conf.update(redbeat_lock_timeout=settings.beat_lock_timeout)
+        # Set of static entry names already written once (so a removed one stays removed).
+        self._seeded_key = settings.keys.beat_seeded
         kwargs["max_interval"] = kwargs.get("max_interval") or settings.beat_max_interval
         self._store_lost = False
         super().__init__(app, **kwargs)
@@ -81,7 +78,7 @@ class SeededRedBeatScheduler(RedBeatScheduler):
         client = get_redis(self.app)
         static: dict[str, Any] = dict(self.app.redbeat_conf.schedule or {})
         self.install_default_entries(static)
-        done = seeded_key(self.app)
+        done = self._seeded_key
         for name, definition in static.items():
             if client.sismember(done, name):
                 continue  # seeded by an earlier start; the API may have changed it since
