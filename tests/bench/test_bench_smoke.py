@@ -97,3 +97,11 @@ def test_ui_bench_prints_its_verdict_table() -> None:
     assert "tasks page first render p95 ms" in out
     received = next(line for line in out.splitlines() if line.startswith("live: events received"))
     assert received.split("|")[1].strip() not in ("0", "0.00", "n/a"), "the live page saw nothing"
+
+
+def test_memory_bench_prints_bytes_per_task_beside_the_peers() -> None:
+    out = run_script("bench/memory.py", "--tasks", "200", "--peer-root", str(REPO_ROOT))
+    assert "this checkout:" in out
+    assert "B per task: this checkout" in out
+    for kind in ("task", "idx", "events", "cnt"):
+        assert any(line.split()[:1] == [kind] for line in out.splitlines()), kind
