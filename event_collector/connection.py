@@ -122,7 +122,6 @@ class ClientOptions(msgspec.Struct, frozen=True, kw_only=True):
     backoff_cap: float = 0.5
     health_check_interval: float = 0
     decode_responses: bool = False
-    max_connections: int | None = None
 
 
 def parse_store_url(url: str) -> StoreAddress:
@@ -250,8 +249,6 @@ def _connection_kwargs(
         "username": address.username,
         "password": address.password,
     }
-    if options.max_connections is not None:
-        kwargs["max_connections"] = options.max_connections
     if address.tls:
         kwargs["ssl"] = True
         for name in _TLS_OPTIONS:
@@ -275,16 +272,13 @@ def _sentinel_kwargs(address: StoreAddress, options: ClientOptions) -> dict[str,
 
 
 def _single_kwargs(options: ClientOptions, asynchronous: bool) -> dict[str, object]:
-    kwargs: dict[str, object] = {
+    return {
         "socket_timeout": options.socket_timeout,
         "socket_connect_timeout": options.connect_timeout,
         "retry": _retry(options, asynchronous),
         "decode_responses": options.decode_responses,
         "health_check_interval": options.health_check_interval,
     }
-    if options.max_connections is not None:
-        kwargs["max_connections"] = options.max_connections
-    return kwargs
 
 
 def _address(target: StoreAddress | str) -> StoreAddress:
