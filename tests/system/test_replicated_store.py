@@ -7,6 +7,7 @@ replicated here.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -116,6 +117,22 @@ def broker(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
+def _replayed_finals(system: System, ids: set[str]) -> set[str]:
+    """Task ids whose final event ``GET /events`` replays from the start of the stream."""
+    seen: set[str] = set()
+    with system.api.get("/api/v1/events", stream=True, timeout=(5, 5),
+                        headers={"Last-Event-ID": "0-0"}) as stream:
+        assert stream.status_code == 200
+        for line in stream.iter_lines(decode_unicode=True):
+            if line.startswith("data: "):
+                event = json.loads(line.removeprefix("data: "))
+                if event["type"] in ("task-succeeded", "task-failed"):
+                    seen.add(event.get("uuid"))
+                if ids <= seen:
+                    break
+    return seen & ids
+
+
 def _run_through_a_failover(system: System, kill_primary: Callable[[], None]) -> None:
     expected = system.send_workload()
     total = len(expected)
@@ -138,6 +155,8 @@ def _run_through_a_failover(system: System, kill_primary: Callable[[], None]) ->
         "demo.test_task": {"SENT": 16, "RECEIVED": 16, "STARTED": 16, "SUCCESS": 8,
                            "FAILURE": 8},
     }
+    # The live feed replays the stream from the store that took over: every task's final event.
+    assert _replayed_finals(system, set(expected)) == set(expected)
     # While the store was away the API answered 503, never a 500.
     assert set(system.statuses) <= {200, 503}, system.statuses
     for proc in system.procs:
