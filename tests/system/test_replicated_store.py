@@ -210,3 +210,39 @@ def test_a_sentinel_run_survives_a_failover_of_the_primary(
                 proc.stop()
     finally:
         store.stop()
+
+
+@pytest.mark.slow
+def test_the_api_answers_503_while_the_whole_cluster_is_down_and_recovers_after_a_restart(
+    tmp_path: Path, broker: RedisServer
+) -> None:
+    store = ClusterStore(tmp_path / "cluster")
+    try:
+        store.start()
+        data = tmp_path / "data"
+        data.mkdir()
+        env = taskpulse_env(broker, data, TASKPULSE_REDIS_URL=store.url,
+                            TASKPULSE_API_TOKENS_FILE=str(tmp_path / "tokens.json"))
+        tokens = make_tokens(tmp_path / "tokens.json")
+        proc, base = start_api(env, tmp_path / "api.log")
+        try:
+            api = ApiClient(base, tokens)
+            assert api.get("/api/v1/tasks/count").status_code == 200
+            for node in store.nodes:
+                node.stop()
+            try:
+                down = api.get("/api/v1/tasks/count")
+                assert down.status_code == 503
+                assert down.json()["error"]["details"] == {"dependency": "redis"}
+                assert api.get("/readyz").status_code == 503
+            finally:
+                for node in store.nodes:  # same ports and nodes.conf: the cluster forms again
+                    node.start()
+            wait_until(lambda: api.get("/api/v1/tasks/count").status_code == 200, timeout=60,
+                       interval=0.5, what="the API answering again after the cluster restart")
+            assert api.get("/readyz").status_code == 200
+            assert "Traceback" not in proc.log()
+        finally:
+            proc.stop()
+    finally:
+        store.stop()
