@@ -11,9 +11,9 @@ import sys
 from typing import Final
 
 import msgspec
-import redis.asyncio as aioredis
 
 from event_collector.config import CollectorSettings, load_settings
+from event_collector.connection import open_async
 from event_collector.environment import SettingsError
 from event_collector.repartition import Repartitioner, RepartitionError
 from event_collector.service import Collector
@@ -82,10 +82,11 @@ async def run(settings: CollectorSettings) -> None:
 
 async def rebuild(settings: CollectorSettings) -> None:
     log = logging.getLogger("taskpulse.collector")
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = open_async(settings.redis_url)
     try:
         store = EventStore(client, settings.keys, settings.retention)
-        log.info("rebuilding projections from %sevents", settings.key_prefix)
+        log.info("rebuilding projections from %d stream(s) of %s", len(settings.keys.streams),
+                 settings.keys.prefix)
         seen, applied = await store.rebuild()
         log.info("rebuild done: %d stream entries read, %d events applied", seen, applied)
     finally:
@@ -94,9 +95,13 @@ async def rebuild(settings: CollectorSettings) -> None:
 
 async def repartition(settings: CollectorSettings) -> None:
     log = logging.getLogger("taskpulse.collector")
-    client = aioredis.Redis.from_url(settings.redis_url)
+    if settings.keys.cluster:
+        raise RepartitionError(
+            "repartition works on one Redis (it renames keys across slots): run it there, then"
+            " copy the store into the cluster (docs/scaling.md)")
+    client = open_async(settings.redis_url)
     try:
-        log.info("moving %s to %d partitions", settings.key_prefix, settings.partitions)
+        log.info("moving %s to %d partitions", settings.keys.prefix, settings.partitions)
         report = await Repartitioner(client, settings.keys).run()
         log.info("repartition done: %s", msgspec.structs.asdict(report))
     finally:

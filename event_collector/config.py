@@ -9,8 +9,9 @@ from typing import Final
 import msgspec
 
 from event_collector.broker import broker_kind, result_backend_url
+from event_collector.connection import store_keys
 from event_collector.environment import DEFAULT_BROKER_URL, DEFAULT_REDIS_URL, settings_from_env
-from event_collector.keys import DEFAULT_KEY_PREFIX, Keys
+from event_collector.keys import Keys
 
 DAY: Final = 86400
 
@@ -41,7 +42,9 @@ class CollectorSettings(msgspec.Struct, frozen=True):
     broker_url: str = DEFAULT_BROKER_URL
     redis_url: str = DEFAULT_REDIS_URL
     result_backend: str = ""
-    key_prefix: str = DEFAULT_KEY_PREFIX
+    # "" = the store's default (``tp:``, ``{tp}:`` on a cluster with one partition); read it
+    # through ``keys``
+    key_prefix: str = ""
     # Partitions of the store (docs/scaling.md): every role that reads or writes it must agree.
     partitions: int = 1
     # Partitioned stores with a Redis broker: a dead collector's partitions are taken over
@@ -113,6 +116,12 @@ class CollectorSettings(msgspec.Struct, frozen=True):
                 "TASKPULSE_PARTITION_REPLAY_SECONDS must exceed TASKPULSE_PARTITION_LEASE_SECONDS:"
                 " events of a dead collector's partitions are replayed from that window"
             )
+        self.keys  # noqa: B018 - so does a bad store URL or key prefix
+
+    @property
+    def keys(self) -> Keys:
+        """The store's key layout (prefix, partitions, one Redis or a cluster)."""
+        return store_keys(self.redis_url, self.key_prefix, self.partitions)
 
     @property
     def retention(self) -> Retention:
@@ -123,11 +132,6 @@ class CollectorSettings(msgspec.Struct, frozen=True):
             if hasattr(self, f"retention_{field.name}")
         }
         return Retention(**values)
-
-    @property
-    def keys(self) -> Keys:
-        """The store's key layout (prefix, partitions)."""
-        return Keys.layout(self.key_prefix, self.partitions)
 
     @property
     def queue_names(self) -> tuple[str, ...]:

@@ -140,6 +140,7 @@ Collector leases (partitioned stores, event_collector/leases.py)
 
 from __future__ import annotations
 
+import re
 import zlib
 from typing import Final
 
@@ -155,6 +156,16 @@ COUNTER_FIELD_SEPARATOR: Final = "|"
 DEFAULT_KEY_PREFIX: Final = "tp:"
 BUCKET_SECONDS: Final[dict[str, int]] = {"minute": 60, "hour": 3600, "day": 86400}
 _BUCKET_CODES: Final[dict[str, str]] = {"minute": "m", "hour": "h", "day": "d"}
+
+
+_HASH_TAG: Final = re.compile(r"\{[^}]+\}")
+
+
+def has_hash_tag(prefix: str) -> bool:
+    """True when every key under ``prefix`` hashes by a tag inside the prefix itself (Redis
+    hashes a key by the first ``{...}`` with something inside)."""
+    first = prefix.find("{")
+    return first >= 0 and _HASH_TAG.match(prefix, first) is not None
 
 
 def partition_of(task_id: str, partitions: int) -> int:
@@ -200,7 +211,9 @@ class Keys(msgspec.Struct, frozen=True):
 
     @property
     def tagged(self) -> bool:
-        return self.partitions > 1 or self.cluster
+        """Keys carry partition tags: several partitions, or a cluster whose prefix has no hash
+        tag of its own (one with a tag, ``{tp}:``, puts every key in its slot already)."""
+        return self.partitions > 1 or (self.cluster and not has_hash_tag(self.prefix))
 
     def _base(self, partition: int) -> str:
         return f"{self.prefix}{{p{partition}}}:" if self.tagged else self.prefix
@@ -366,7 +379,11 @@ class Keys(msgspec.Struct, frozen=True):
 
     @property
     def beat_prefix(self) -> str:
-        """``redbeat_key_prefix`` for beat and the schedules API (see the docstring)."""
+        """``redbeat_key_prefix`` for beat and the schedules API (see the docstring). Redbeat's
+        scripts touch several of its keys: on a cluster they need one hash tag, the prefix's
+        own or ``{<prefix>}`` (``redbeat:{tp}:`` either way for the default)."""
+        if self.cluster and not has_hash_tag(self.prefix):
+            return f"redbeat:{{{self.prefix.removesuffix(':')}}}:"
         return f"redbeat:{self.prefix}"
 
     @property
