@@ -14,6 +14,7 @@ import pytest
 from redis.asyncio import Redis
 
 from event_collector.config import Retention
+from event_collector.connection import StoreUrlError, store_keys
 from event_collector.events import Event
 from event_collector.keys import Keys, partition_of
 from event_collector.read import EventReader, TaskQuery
@@ -300,3 +301,15 @@ def test_each_partitions_sweep_unindexes_its_expired_tasks_and_trims_its_stream(
     listed, stream_entries = run(sweep_all())
     assert listed == {f"kept-{i}" for i in range(40)}
     assert stream_entries == 0  # every partition's stream and the global one were trimmed
+
+
+def test_settings_pick_the_cluster_layout_by_url_prefix_and_partitions() -> None:
+    one = store_keys("redis+cluster://a:7000", "")
+    assert (one.prefix, one.tagged, one.task("x")) == ("{tp}:", False, "{tp}:task:x")
+    eight = store_keys("redis+cluster://a:7000", "", partitions=8)
+    assert eight.prefix == "tp:"
+    assert eight.task("x") == f"tp:{{p{partition_of('x', 8)}}}:task:x"
+    assert eight.beat_prefix == one.beat_prefix == "redbeat:{tp}:"  # beat keeps one slot
+    assert store_keys("redis://h:6379/1", "", partitions=8).beat_prefix == "redbeat:tp:"
+    with pytest.raises(StoreUrlError, match="has a hash tag"):
+        store_keys("redis+cluster://a:7000", "{tp}:", partitions=8)
