@@ -450,7 +450,7 @@ class EventReader:
         """Entries after each stream's own head, merged in id order, and the heads moved past
         them: every entry of every stream once, whatever order the streams were written in
         (entry ids of different streams are not in the order the entries were added)."""
-        if is_cluster(self.redis):
+        if len(heads) > 1 and is_cluster(self.redis):  # one XREAD names one slot
             reply = await self._xread_each(heads, count, block_ms)
         else:
             reply = await self.redis.xread(heads, count=count, block=block_ms)
@@ -483,7 +483,7 @@ class EventReader:
         A partitioned store has several streams: an entry id is then a position in time across
         them (one server clock; on a cluster, each node's), entries merged in id order."""
         heads = dict.fromkeys(self._streams, after_id)
-        if is_cluster(self.redis):
+        if len(heads) > 1 and is_cluster(self.redis):  # one XREAD names one slot
             reply = await self._xread_each(heads, count, block_ms)
         else:
             reply = await self.redis.xread(heads, count=count, block=block_ms)

@@ -15,11 +15,14 @@ from redis.asyncio import Redis
 
 from event_collector.connection import open_async, open_sync
 from event_collector.keys import Keys
+from event_collector.read import EventReader
 from event_collector.repartition import Repartitioner
+from event_collector.store import EventStore
 from tests.cluster import ClusterStore
 from tests.collector.conftest import STORE_DB, RedisServer, run
 from tests.collector.test_partition_leases import kill_one_mid_run, start_two
 from tests.collector.test_partitions import answers, workload
+from tests.events import sent_and_succeeded
 
 pytestmark = pytest.mark.slow
 
@@ -113,3 +116,26 @@ def test_two_collectors_on_a_cluster_lose_nothing_when_one_is_killed(
         for proc in procs:
             proc.stop()
         client.close()
+
+
+def test_the_live_read_follows_every_partition_stream_on_a_cluster(cluster: ClusterStore) -> None:
+    """One XREAD may name one slot's streams only: on a cluster each stream is read on its own."""
+    keys = Keys.layout("live:", partitions=8, cluster=True)
+    events = [e for i in range(16) for e in sent_and_succeeded(f"live-{i}", 1_700_000_000.0 + i)]
+
+    async def follow() -> list[str]:
+        client = open_async(cluster.url)
+        try:
+            reader = EventReader(client, keys)
+            heads = await reader.stream_heads()
+            await EventStore(client, keys).apply(events)
+            seen: list[str] = []
+            for _ in range(10):
+                page, heads = await reader.read_live(heads, count=500, block_ms=100)
+                seen += [event.id for _, event in page.events]
+            return seen
+        finally:
+            await client.aclose()
+
+    seen = run(follow())
+    assert sorted(seen) == sorted(e.id for e in events)  # each once
