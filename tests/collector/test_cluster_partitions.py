@@ -1,6 +1,8 @@
 """A partitioned store on a real Redis Cluster (3 primaries + 3 replicas): every script call in
-one slot, the partitions spread over the primaries, reads answering as one Redis does, and a
-one-partition store moved there with ``repartition`` + ``redis-cli --cluster import``."""
+one slot, the partitions spread over the primaries, reads answering as one Redis does, a
+one-partition store moved there with ``repartition`` + ``redis-cli --cluster import``, two
+collector processes losing nothing when one is SIGKILLed, and the live read over every
+partition's stream."""
 
 from __future__ import annotations
 
