@@ -59,6 +59,18 @@ less per entry, any other id as it is; ``task_ids.task_id_of`` reads it back)
   P idx:worker:<host>    ZSET
   P idx:children:<id>    ZSET     direct children of a task (by parent_id)
   P idx:root:<id>        ZSET     every task of a workflow (by root_id), except the root itself
+  P idx:fp:<fp>          ZSET     failed tasks whose latest failure has fingerprint <fp> (the
+                                  task hash's ``fingerprint`` field; failures.py)
+
+Failure groups (one per fingerprint = exception type + masked message, failures.py; a failure
+counts once per task, by the FAILURE counter's rule; written by store.lua with the batch)
+  P fail:groups          ZSET     fingerprint -> last seen
+  P fail:g:<fp>          HASH     count first last exception (type) message (a raw sample, the
+                                  latest) example (the latest failed task id), n:<name> -> count
+  P fail:exc:<type>      SET      fingerprints of that exception type (``exception=`` filter:
+                                  their ``idx:fp`` indexes merged; no per-task entry more)
+  P fail:h:<bucket>      HASH     fingerprint -> failures in that hour (bucket as cnt:h), TTL as
+                                  the hour counters
 
 Counters (exact: only non-duplicate events count; a final kind SUCCESS/FAILURE/REVOKED at most
 once per task, so a reconciler's synthetic final event and the late real one count once)
@@ -177,6 +189,22 @@ class Keys(msgspec.Struct, frozen=True):
 
     def index_root(self, task_id: str) -> str:
         return f"{self.prefix}idx:root:{task_id}"
+
+    def index_fingerprint(self, fingerprint: str) -> str:
+        return f"{self.prefix}idx:fp:{fingerprint}"
+
+    @property
+    def failure_groups(self) -> str:
+        return f"{self.prefix}fail:groups"
+
+    def failure_group(self, fingerprint: str) -> str:
+        return f"{self.prefix}fail:g:{fingerprint}"
+
+    def failure_exception(self, exception_type: str) -> str:
+        return f"{self.prefix}fail:exc:{exception_type}"
+
+    def failure_hour(self, bucket: int) -> str:
+        return f"{self.prefix}fail:h:{bucket}"
 
     @property
     def counters_total(self) -> str:

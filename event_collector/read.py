@@ -30,6 +30,8 @@ from event_collector.records import (
     DEFAULT_PAGE_SIZE,
     MAX_HISTORY_BUCKETS,
     MAX_PAGE_SIZE,
+    FailureGroup,
+    FailurePage,
     History,
     HistoryBucket,
     Progress,
@@ -49,20 +51,29 @@ from event_collector.workers import worker_info
 
 # A combined filter (e.g. state + name) walks the smallest index and checks the rest per task;
 # these bound the work one request may do. A listing returns a cursor to continue from; a count
-# says it is not exact.
+# says it is not exact. A text search (``q``) reads every record it walks: its own bound, which
+# the API's settings may change per deployment (docs/operations.md, "Search").
 LIST_SCAN_MAX: Final = 5_000
 COUNT_SCAN_MAX: Final = 20_000
+SEARCH_SCAN_MAX: Final = 20_000
+SEARCH_TEXT_MAX: Final = 200
+FAILURE_HOURS: Final = 24
 STATES: Final = STATE_PRECEDENCE
 KINDS: Final = tuple(TASK_EVENT_KINDS.values())
 
 # Hash fields a listing row is built from: first_seen is the index score, updated the
 # timeline's newest entry.
 _SUMMARY_FIELDS: Final = (
-    "name", "state", "queue", "worker", "runtime", "retries", "exception", TIMELINE_FIELD,
+    "name", "state", "queue", "worker", "runtime", "retries", "exception", "fingerprint",
+    TIMELINE_FIELD,
 )  # fmt: skip
 _SUMMARY_FIELDS_RAW: Final = tuple(f.encode() for f in _SUMMARY_FIELDS)
 _READ_LUA: Final = resources.files("event_collector").joinpath("read.lua").read_text()
-_FILTER_FIELDS: Final = ("state", "name", "queue", "worker")
+_SEARCH_LUA: Final = resources.files("event_collector").joinpath("search.lua").read_text()
+# Filters that are a task hash field with an index of their own (keys.py).
+_FILTER_FIELDS: Final = ("state", "name", "queue", "worker", "fingerprint")
+# Field -> allowed values (any of them), as a walk checks them per task.
+Constraints = dict[str, frozenset[str]]
 
 
 class InvalidCursor(ValueError):
@@ -70,16 +81,24 @@ class InvalidCursor(ValueError):
 
 
 class TaskQuery(msgspec.Struct, frozen=True, omit_defaults=True):
-    """Filters for listing and counting tasks. Time bounds apply to ``first_seen``."""
+    """Filters for listing and counting tasks. Time bounds apply to ``first_seen``.
+
+    ``exception`` is an exception type (every failure group of that type); ``q`` a text the
+    task's args, kwargs, result or exception contain, looked for in at most ``scan_max``
+    records per call (default SEARCH_SCAN_MAX)."""
 
     state: str | None = None
     name: str | None = None
     queue: str | None = None
     worker: str | None = None
+    fingerprint: str | None = None
+    exception: str | None = None
+    q: str | None = None
     since: float | None = None
     until: float | None = None
     limit: int = DEFAULT_PAGE_SIZE
     cursor: str | None = None
+    scan_max: int | None = None
 
     def filters(self) -> dict[str, str]:
         return {f: v for f in _FILTER_FIELDS if (v := getattr(self, f)) is not None}
@@ -107,6 +126,7 @@ class EventReader:
         self.redis = redis
         self.keys = keys
         self._hmget_many = redis.register_script(_READ_LUA)
+        self._search_many = redis.register_script(_SEARCH_LUA)
 
     # ----------------------------------------------------------------- single tasks
 
@@ -148,25 +168,51 @@ class EventReader:
             "name": self.keys.index_name,
             "queue": self.keys.index_queue,
             "worker": self.keys.index_worker,
+            "fingerprint": self.keys.index_fingerprint,
         }
         return builders[field](value)
 
-    async def _pick_index(self, query: TaskQuery) -> tuple[Sequence[str], dict[str, str]]:
-        """The indexes to walk (the smallest among the filters, or every state index merged when
-        there is no filter), and the filters left to check per task."""
-        filters = query.filters()
-        if not filters:
+    async def _constraints(self, query: TaskQuery) -> Constraints | None:
+        """The filters as field -> allowed values; ``exception`` becomes the fingerprints of its
+        groups. None when nothing can match (an exception type no failure had)."""
+        constraints = {f: frozenset({v}) for f, v in query.filters().items()}
+        if query.exception is not None:
+            raw = await self.redis.smembers(self.keys.failure_exception(query.exception))
+            groups = frozenset(text(m) for m in raw)
+            constraints["fingerprint"] = constraints.get("fingerprint", groups) & groups
+        if any(not values for values in constraints.values()):
+            return None
+        return constraints
+
+    async def _pick_index(
+        self, query: TaskQuery
+    ) -> tuple[Sequence[str], dict[str, frozenset[bytes]]] | None:
+        """The indexes to walk (the smallest filter's, several merged when it allows several
+        values, or every state index merged when there is no filter), and the filters left to
+        check per task. None when nothing can match."""
+        constraints = await self._constraints(query)
+        if constraints is None:
+            return None
+        if not constraints:
             return self.keys.state_indexes, {}
-        candidates = [(f, self._index_key(f, v)) for f, v in filters.items()]
+        candidates = [
+            (f, [self._index_key(f, v) for v in sorted(values)])
+            for f, values in constraints.items()
+        ]
         if len(candidates) == 1:
-            return [candidates[0][1]], {}
+            return candidates[0][1], {}
         async with self.redis.pipeline(transaction=False) as pipe:
-            for _, key in candidates:
-                pipe.zcard(key)
-            sizes = await pipe.execute()
-        field, key = min(zip(candidates, sizes, strict=True), key=lambda c: c[1])[0]
-        rest = {f: v for f, v in filters.items() if f != field}
-        return [key], rest
+            for _, keys in candidates:
+                for key in keys:
+                    pipe.zcard(key)
+            sizes = iter(await pipe.execute())
+        totals = [sum(next(sizes) for _ in keys) for _, keys in candidates]
+        field, keys = min(zip(candidates, totals, strict=True), key=lambda c: c[1])[0]
+        rest = {
+            f: frozenset(v.encode() for v in values)
+            for f, values in constraints.items() if f != field
+        }  # fmt: skip
+        return keys, rest
 
     async def list_tasks(self, query: TaskQuery) -> TaskPage:
         """Newest first. Walks the index(es) from the cursor; stops at ``limit`` or the scan bound.
@@ -175,8 +221,13 @@ class EventReader:
         few rows match, so a common combination costs about what an unfiltered page does.
         """
         limit = max(1, min(query.limit, MAX_PAGE_SIZE))
-        indexes, rest = await self._pick_index(query)
-        wanted = {_SUMMARY_FIELDS.index(f): v.encode() for f, v in rest.items()}
+        picked = await self._pick_index(query)
+        if picked is None:
+            return TaskPage(items=[])
+        indexes, rest = picked
+        wanted = {_SUMMARY_FIELDS.index(f): values for f, values in rest.items()}
+        needle = _needle(query.q)
+        scan_max = query.scan_max or (SEARCH_SCAN_MAX if needle else LIST_SCAN_MAX)
         upper: float | str = query.until if query.until is not None else "+inf"
         lower: float | str = query.since if query.since is not None else "-inf"
         after: tuple[float, str] | None = None
@@ -186,8 +237,10 @@ class EventReader:
         items: list[TaskSummary] = []
         scanned, batch = 0, limit
         last: tuple[float, str] | None = None
-        while len(items) < limit and scanned < LIST_SCAN_MAX:
-            rows = await self._index_slice(indexes, upper, lower, batch, after)
+        while len(items) < limit and scanned < scan_max:
+            rows = await self._index_slice(
+                indexes, upper, lower, min(batch, scan_max - scanned), after
+            )
             if rows is None:  # a run of equal scores longer than the batch: widen and retry
                 if batch >= LIST_SCAN_MAX:  # pathological: step past the tied score instead
                     upper, after = f"({after[0]!r}", None  # type: ignore[index]
@@ -198,11 +251,12 @@ class EventReader:
                 return TaskPage(items=items, next_cursor=None)
             found = len(items)
             task_ids = [task_id_of(member) for member, _ in rows]
-            values = await self._hmget_summaries(task_ids)
+            values = await self._hmget_summaries(task_ids, needle)
             for (member, score), task_id, raw in zip(rows, task_ids, values, strict=True):
                 scanned += 1
                 last = (score, member)  # the cursor walks members, in the index's own order
-                if all(raw[i] == v for i, v in wanted.items()) and (
+                # a search answers [] for a task that does not contain the text
+                if raw and all(raw[i] in v for i, v in wanted.items()) and (
                     row := _summary(task_id, score, raw)
                 ):
                     items.append(row)
@@ -212,7 +266,7 @@ class EventReader:
                 batch = min(batch * 4, 1000)
             after, upper = last, last[0]  # type: ignore[index]
         next_cursor = encode_cursor(*last) if last is not None else None
-        return TaskPage(items=items, next_cursor=next_cursor)
+        return TaskPage(items=items, next_cursor=next_cursor, exact=len(items) == limit)
 
     async def _index_slice(
         self,
@@ -254,34 +308,88 @@ class EventReader:
         merged.sort(reverse=True)
         return [(m, s) for s, m in merged[:count]]
 
-    async def _hmget_summaries(self, task_ids: Sequence[str]) -> list[list[bytes | None]]:
+    async def _hmget_summaries(
+        self, task_ids: Sequence[str], needle: str | None = None
+    ) -> list[list[bytes | None]]:
+        """The listing fields of each task; with a search text, [] for the tasks without it."""
         if not task_ids:
             return []
         keys = [self.keys.task(task_id) for task_id in task_ids]
+        if needle:
+            return await self._search_many(  # type: ignore[no-any-return]
+                keys=keys, args=[needle, *_SUMMARY_FIELDS_RAW]
+            )
         return await self._hmget_many(keys=keys, args=_SUMMARY_FIELDS_RAW)  # type: ignore[no-any-return]
 
     async def count_tasks(self, query: TaskQuery) -> TaskCount:
-        """ZCOUNT on one index (summed over the state indexes without a filter); combined
-        filters check up to COUNT_SCAN_MAX tasks."""
-        indexes, rest = await self._pick_index(query)
+        """ZCOUNT on the filter's index(es) (the state indexes without a filter); combined
+        filters and a search check up to COUNT_SCAN_MAX (a search: its scan bound) tasks."""
+        picked = await self._pick_index(query)
+        if picked is None:
+            return TaskCount(count=0)
+        indexes, rest = picked
         lower = query.since if query.since is not None else "-inf"
         upper = query.until if query.until is not None else "+inf"
-        if not rest:
+        needle = _needle(query.q)
+        if not rest and not needle:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for index in indexes:
                     pipe.zcount(index, lower, upper)
                 return TaskCount(count=sum(int(n) for n in await pipe.execute()))
-        index = indexes[0]
-        members = await self.redis.zrange(
-            index, upper, lower, byscore=True, desc=True, offset=0, num=COUNT_SCAN_MAX
-        )
-        fields, wanted = list(rest), [v.encode() for v in rest.values()]
+        bound = query.scan_max or (SEARCH_SCAN_MAX if needle else COUNT_SCAN_MAX)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for index in indexes:
+                pipe.zrange(index, upper, lower, byscore=True, desc=True, offset=0, num=bound)
+            members = [m for found in await pipe.execute() for m in found]
+        members = members[:bound]
+        wanted = {_SUMMARY_FIELDS.index(f): values for f, values in rest.items()}
         total = 0
         for start in range(0, len(members), 1000):
-            keys = [self.keys.task(task_id_of(m)) for m in members[start : start + 1000]]
-            rows = await self._hmget_many(keys=keys, args=fields)
-            total += sum(1 for row in rows if row == wanted)
-        return TaskCount(count=total, exact=len(members) < COUNT_SCAN_MAX)
+            task_ids = [task_id_of(m) for m in members[start : start + 1000]]
+            rows = await self._hmget_summaries(task_ids, needle)
+            total += sum(
+                1 for row in rows if row and all(row[i] in v for i, v in wanted.items())
+            )
+        return TaskCount(count=total, exact=len(members) < bound)
+
+    # ----------------------------------------------------------------- failure groups
+
+    async def failure_groups(
+        self, limit: int = DEFAULT_PAGE_SIZE, cursor: str | None = None,
+        now: float | None = None,
+    ) -> FailurePage:
+        """Groups by last seen, newest first, each with its last FAILURE_HOURS hourly counts:
+        three round trips whatever the number of failures."""
+        now = time.time() if now is None else now
+        upper: float | str = "+inf"
+        after = decode_cursor(cursor) if cursor else None
+        if after is not None:
+            upper = after[0]
+        # ties with the cursor's score come first under REV: fetch past them
+        raw = await self.redis.zrange(
+            self.keys.failure_groups, upper, "-inf", byscore=True, desc=True, offset=0,
+            num=limit + 1 + (limit if after else 0), withscores=True,
+        )  # fmt: skip
+        rows = [(text(m), float(s)) for m, s in raw]
+        if after is not None:
+            rows = [(m, s) for m, s in rows if not (s == after[0] and m >= after[1])]
+        page, more = rows[:limit], len(rows) > limit
+        fingerprints = [m for m, _ in page]
+        hours = [bucket_start(now, "hour") - 3600 * i for i in range(FAILURE_HOURS - 1, -1, -1)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for fp in fingerprints:
+                pipe.hgetall(self.keys.failure_group(fp))
+            for hour in hours if fingerprints else ():
+                pipe.hmget(self.keys.failure_hour(hour), fingerprints)
+            replies = await pipe.execute()
+        groups, hourly = replies[: len(fingerprints)], replies[len(fingerprints) :]
+        items = [
+            _failure_group(fp, hash_text(raw), [integer(h[i]) or 0 for h in hourly])
+            for i, (fp, raw) in enumerate(zip(fingerprints, groups, strict=True))
+            if raw
+        ]
+        next_cursor = encode_cursor(page[-1][1], page[-1][0]) if more and page else None
+        return FailurePage(items=items, next_cursor=next_cursor)
 
     # ----------------------------------------------------------------- aggregates
 
@@ -421,6 +529,26 @@ def _task_record(task_id: str, fields: dict[str, str]) -> TaskRecord:
         {**fields, **times, "labels": labels, "id": task_id}, TaskRecord, strict=False
     )
     return msgspec.structs.replace(record, progress=progress) if progress else record
+
+
+def _failure_group(fingerprint: str, fields: dict[str, str], hourly: list[int]) -> FailureGroup:
+    names = {k[2:]: int(v) for k, v in fields.items() if k.startswith("n:") and k != "n:"}
+    return FailureGroup(
+        fingerprint=fingerprint,
+        exception=fields.get("exception", ""),
+        count=int(fields.get("count", 0)),
+        first_seen=float(fields.get("first", 0)),
+        last_seen=float(fields.get("last", 0)),
+        message=fields.get("message", ""),
+        example_id=fields.get("example", ""),
+        names=names,
+        hourly=hourly,
+    )
+
+
+def _needle(q: str | None) -> str | None:
+    """The search text as search.lua compares it (lower-case), or None for no search."""
+    return q.lower()[:SEARCH_TEXT_MAX] if q else None
 
 
 def _summary(task_id: str, first_seen: float, values: list[bytes | None]) -> TaskSummary | None:

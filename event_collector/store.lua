@@ -61,6 +61,11 @@
 --   FAILURE, REVOKED) counts at most once per task. When the name is not known
 --   yet, the increment waits in hidden field ``_pc`` ("K@ts;...") and is applied when the
 --   name arrives, so counters are exact in any order.
+-- * Failure groups (keys.py "Failure groups"): a task-failed row carries ``fingerprint`` (a
+--   task field, so ``idx:fp:<fp>`` moves with the task like any index) and ``_exc`` (its
+--   exception type, not stored on the task). A failure counts in its group under the same rule
+--   as the FAILURE counter: applied first and the task's first FAILURE, so a duplicate or a
+--   reconciler's synthetic event followed by the real one counts once.
 -- * Indexes are scored by ``first_seen`` (earliest event timestamp); when an earlier event
 --   arrives late, every index entry of the task is re-scored.
 
@@ -157,11 +162,13 @@ local function index_keys(t)
   if t.worker then keys[#keys + 1] = P .. 'idx:worker:' .. t.worker end
   if t.parent_id then keys[#keys + 1] = P .. 'idx:children:' .. t.parent_id end
   if t.root_id and t.root_id ~= t.id then keys[#keys + 1] = P .. 'idx:root:' .. t.root_id end
+  if t.fingerprint then keys[#keys + 1] = P .. 'idx:fp:' .. t.fingerprint end
   return keys
 end
 
 -- Move the task's index entries from its view before this batch to the one after it.
-local INDEXED = { 'state', 'name', 'queue', 'worker', 'parent_id', 'root_id', 'first_seen' }
+local INDEXED = { 'state', 'name', 'queue', 'worker', 'parent_id', 'root_id', 'fingerprint',
+  'first_seen' }
 local function update_indexes(old, now, member)
   local before, after = index_keys(old), index_keys(now)
   local score, rescored = now.first_seen, now.first_seen ~= old.first_seen
@@ -180,7 +187,7 @@ end
 -- the one HSET instead of an HSETNX call each. first_seen, _dd and _tlcut exist only once the
 -- timeline was trimmed.
 local READ = { 'args', 'kwargs', 'state', 'first_seen', 'name', 'queue', 'worker', 'parent_id',
-  'root_id', 'retries', '_pc', '_dd', '_tlcut', '_tl' }
+  'root_id', 'retries', 'fingerprint', '_pc', '_dd', '_tlcut', '_tl' }
 -- state -> the timeline code of the kind that sets it (task-sent's state is PENDING)
 local STATE_CODE = { PENDING = KIND_CODE.SENT }
 for kind, code in pairs(KIND_CODE) do
@@ -332,8 +339,13 @@ local function flush_tasks()
   end
 end
 
+-- Failures counted in this batch, folded into their groups after the tasks are written.
+local failures = {}
+
 local function apply_task(etype, eid, id, member, ts_s, host, tl_extra, fields)
   local ts = tonumber(ts_s)
+  local exc_type = fields._exc
+  fields._exc = nil
   local kind = KIND[etype]
   local code = kind and KIND_CODE[kind] or TL_PROGRESS
   local tkey = P .. 'task:' .. id
@@ -384,6 +396,10 @@ local function apply_task(etype, eid, id, member, ts_s, host, tl_extra, fields)
       if kind ~= 'SENT' and host ~= '' then hset.worker = host end
     end
     -- counters
+    if kind == 'FAILURE' and not again and fields.fingerprint then
+      failures[#failures + 1] = { id = id, fp = fields.fingerprint, exc = exc_type or '',
+        message = fields.exception or '', ts = ts }
+    end
     local name = hset.name or t.name
     if name then
       if not again then count(name, kind, ts) end
@@ -458,6 +474,51 @@ local function apply_worker(etype, eid, host, ts_s, fields)
   return true
 end
 
+-- One group per fingerprint (keys.py): count, first/last seen, exception type, a sample
+-- message, the latest example task, per-name counts; per-hour counts for the sparkline.
+local function flush_failures()
+  local groups, order = {}, {}
+  for _, f in ipairs(failures) do
+    local g = groups[f.fp]
+    if not g then
+      g = { count = 0, first = f.ts, last = f.ts, example = f.id, exc = f.exc,
+            message = f.message, names = {}, hours = {} }
+      groups[f.fp] = g
+      order[#order + 1] = f.fp
+    end
+    g.count = g.count + 1
+    if f.ts < g.first then g.first = f.ts end
+    if f.ts >= g.last then g.last, g.example, g.message = f.ts, f.id, f.message end
+    local name = tasks[f.id].t.name or ''
+    g.names[name] = (g.names[name] or 0) + 1
+    local hour = string.format('%d', math.floor(f.ts / 3600) * 3600)
+    g.hours[hour] = (g.hours[hour] or 0) + 1
+  end
+  for _, fp in ipairs(order) do
+    local g, gkey = groups[fp], P .. 'fail:g:' .. fp
+    local cur = redis.call('HMGET', gkey, 'first', 'last')
+    local hset = { 'exception', g.exc }
+    if not cur[1] or g.first < tonumber(cur[1]) then
+      hset[#hset + 1] = 'first'; hset[#hset + 1] = string.format('%.6f', g.first)
+    end
+    if not cur[2] or g.last >= tonumber(cur[2]) then
+      hset[#hset + 1] = 'last'; hset[#hset + 1] = string.format('%.6f', g.last)
+      hset[#hset + 1] = 'example'; hset[#hset + 1] = g.example
+      hset[#hset + 1] = 'message'; hset[#hset + 1] = string.sub(g.message, 1, 200)
+    end
+    redis.call('HSET', gkey, unpack(hset))
+    redis.call('HINCRBY', gkey, 'count', g.count)
+    for name, n in pairs(g.names) do redis.call('HINCRBY', gkey, 'n:' .. name, n) end
+    redis.call('ZADD', P .. 'fail:groups', 'GT', string.format('%.6f', g.last), fp)
+    if not cur[1] then redis.call('SADD', P .. 'fail:exc:' .. g.exc, fp) end
+    for hour, n in pairs(g.hours) do
+      local hkey = P .. 'fail:h:' .. hour
+      redis.call('HINCRBY', hkey, fp, n)
+      if bucket_ttl.h > 0 then redis.call('EXPIRE', hkey, bucket_ttl.h) end
+    end
+  end
+end
+
 local out = {}
 local stream_blob, stream_at = ARGV[14], 1
 for _, ev in ipairs(cmsgpack.unpack(ARGV[13])) do
@@ -492,5 +553,6 @@ for _, ev in ipairs(cmsgpack.unpack(ARGV[13])) do
 end
 flush_tasks()
 flush_counters()
+if #failures > 0 then flush_failures() end
 table.insert(facts, 1, table.concat(out))
 return facts

@@ -19,6 +19,7 @@ from event_collector.config import Retention
 from event_collector.events import (
     AUDIT_EVENT,
     TASK_EVENT_KINDS,
+    TASK_FAILED,
     TASK_FLAG_FIELDS,
     TASK_NUMBER_FIELDS,
     TASK_PROGRESS,
@@ -28,6 +29,7 @@ from event_collector.events import (
     WORKER_TEXT_FIELDS,
     Event,
 )
+from event_collector.failures import failure_of
 from event_collector.keys import Keys
 from event_collector.lifecycle import TaskLifecycle, is_forget_event
 from event_collector.stored import decode_stored, encode_stored
@@ -152,6 +154,9 @@ def event_row(event: Event, stream_bytes: int, member: str) -> list[str]:
     ]
     if is_task:
         _task_fields(event, row)
+        if event.type == TASK_FAILED:
+            failure = failure_of(event.exception)
+            row += ("fingerprint", failure.fingerprint, "_exc", failure.exception_type)
     else:
         _worker_fields(event, row)
     return row

@@ -1,0 +1,91 @@
+"""Failure fingerprints: which failures are "the same error", so they can be counted as a group.
+
+Celery's task-failed event carries the exception as ``safe_repr(exc)``: ``Type('message')``
+(the reconciler writes the same form, reconcile.py). Two failures are the same error when their
+exception type and their message with the variable parts masked are equal: numbers, hex,
+UUIDs and quoted strings are what differs between two occurrences of one bug ("invoice 4711 not
+found" / "invoice 4712 not found").
+
+Pure functions, no I/O. The store calls ``failure_of`` while it flattens a task-failed event
+for the Lua batch (store.py), so the stream keeps the event as Celery sent it and ``rebuild``
+recomputes every fingerprint with the current rule.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from hashlib import blake2b
+from typing import Final
+
+import msgspec
+
+FINGERPRINT_BYTES: Final = 8  # 16 hex characters; 2^-64 collision odds per pair of groups
+FINGERPRINT_PATTERN: Final = "^[0-9a-f]{16}$"
+SAMPLE_MAX: Final = 200  # characters of the raw exception kept as a group's example message
+UNKNOWN_TYPE: Final = "UnknownException"
+# Enough of a repr to tell errors apart; bounds the parse for a huge message.
+PARSE_MAX: Final = 2000
+
+_REPR: Final = re.compile(r"^\s*([A-Za-z_][\w.]*)\((.*)\)\s*$", re.S)
+_TYPE_COLON: Final = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning))"
+                                r"\s*:\s*(.*)$", re.S)
+# Order matters: a UUID contains hex and numbers, a quoted string may contain anything.
+_MASKS: Final = (
+    (re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""), "<str>"),
+    (re.compile(r"\b[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
+                r"[0-9a-fA-F]{12}\b"), "<uuid>"),
+    (re.compile(r"\b0[xX][0-9a-fA-F]+\b"), "<hex>"),
+    # a run of 8+ hex digits with at least one digit: object ids, hashes, addresses
+    (re.compile(r"\b(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}\b"), "<hex>"),
+    (re.compile(r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"), "<num>"),
+    (re.compile(r"\s+"), " "),
+)
+
+
+class Failure(msgspec.Struct, frozen=True):
+    """What a task-failed event says about its error, reduced for grouping."""
+
+    fingerprint: str
+    exception_type: str
+    message: str  # the normalised message, the group's identity with the type
+
+
+def exception_type(exception: str) -> str:
+    """``ValueError`` of ``ValueError('boom')``; the dotted name when Celery sent one."""
+    match = _REPR.match(exception) or _TYPE_COLON.match(exception)
+    return match.group(1) if match else UNKNOWN_TYPE
+
+
+def _message(exception: str) -> str:
+    """The exception's message: the repr's arguments unquoted (``'a', 1`` -> ``a, 1``)."""
+    match = _REPR.match(exception)
+    if match is None:
+        colon = _TYPE_COLON.match(exception)
+        return colon.group(2) if colon else exception
+    inner = match.group(2)
+    try:
+        value = ast.literal_eval(f"({inner},)") if inner.strip() else ()
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return inner  # not literals (an object's repr): masked as text
+    return ", ".join(v if isinstance(v, str) else repr(v) for v in value)
+
+
+def normalise_message(message: str) -> str:
+    """Mask what varies between occurrences of one error: quoted strings, UUIDs, hex, numbers."""
+    for pattern, replacement in _MASKS:
+        message = pattern.sub(replacement, message)
+    return message.strip()
+
+
+def fingerprint(type_name: str, normalised: str) -> str:
+    key = f"{type_name}\n{normalised}".encode()
+    return blake2b(key, digest_size=FINGERPRINT_BYTES).hexdigest()
+
+
+def failure_of(exception: str) -> Failure:
+    """The group a failure with this exception repr belongs to."""
+    exception = exception[:PARSE_MAX]
+    type_name = exception_type(exception)
+    normalised = normalise_message(_message(exception))
+    return Failure(fingerprint(type_name, normalised), type_name, normalised)
