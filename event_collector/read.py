@@ -30,6 +30,7 @@ from event_collector.records import (
     DEFAULT_PAGE_SIZE,
     MAX_HISTORY_BUCKETS,
     MAX_PAGE_SIZE,
+    SEARCH_TEXT_MAX,
     FailureGroup,
     FailurePage,
     History,
@@ -56,7 +57,6 @@ from event_collector.workers import worker_info
 LIST_SCAN_MAX: Final = 5_000
 COUNT_SCAN_MAX: Final = 20_000
 SEARCH_SCAN_MAX: Final = 20_000
-SEARCH_TEXT_MAX: Final = 200
 FAILURE_HOURS: Final = 24
 STATES: Final = STATE_PRECEDENCE
 KINDS: Final = tuple(TASK_EVENT_KINDS.values())
@@ -133,6 +133,17 @@ class EventReader:
     async def get_task(self, task_id: str) -> TaskRecord | None:
         raw = await self.redis.hgetall(self.keys.task(task_id))
         return _task_record(task_id, hash_text(raw)) if raw else None
+
+    async def get_tasks(self, task_ids: Sequence[str]) -> list[TaskRecord | None]:
+        """Several records in one round trip, in order; None where a task is unknown."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for task_id in task_ids:
+                pipe.hgetall(self.keys.task(task_id))
+            raws = await pipe.execute()
+        return [
+            _task_record(task_id, hash_text(raw)) if raw else None
+            for task_id, raw in zip(task_ids, raws, strict=True)
+        ]
 
     async def timeline(self, task_id: str) -> list[TimelineEntry]:
         raw = await self.redis.hget(self.keys.task(task_id), TIMELINE_FIELD)

@@ -85,6 +85,8 @@ class TaskRecord(msgspec.Struct, frozen=True, omit_defaults=True):
 # Rows per listing page: the API's query schema and the reader both bound ``limit`` by these.
 DEFAULT_PAGE_SIZE: Final = 50
 MAX_PAGE_SIZE: Final = 500
+# A search text (``GET /tasks?q=``) is at most this long.
+SEARCH_TEXT_MAX: Final = 200
 
 
 class TaskPage(msgspec.Struct, frozen=True):

@@ -14,6 +14,7 @@ from event_collector.keys import Keys
 from event_collector.normalize import event_id
 from event_collector.read import EventReader, TaskQuery
 from event_collector.store import EventStore
+from event_collector.sweep import RetentionSweeper
 from tests.services import RedisServer
 
 T = TypeVar("T")
@@ -55,9 +56,11 @@ def test_two_exceptions_form_two_groups_with_exact_counts(clean_redis: RedisServ
     assert counts == {"KeyError": 5, "ValueError": 3}
     key_errors = next(g for g in page.items if g.exception == "KeyError")
     assert key_errors.names == {"demo.fail": 5}
-    assert key_errors.first_seen == NOW + 1 and key_errors.last_seen == NOW + 5
+    assert key_errors.first_seen == NOW + 1
+    assert key_errors.last_seen == NOW + 5
     assert key_errors.example_id == "k4"
-    assert sum(key_errors.hourly) == 5 and len(key_errors.hourly) == 24
+    assert sum(key_errors.hourly) == 5
+    assert len(key_errors.hourly) == 24
 
 
 def test_a_duplicate_and_a_reconciled_failure_count_once(clean_redis: RedisServer) -> None:
@@ -71,7 +74,8 @@ def test_failures_in_separate_batches_add_up(clean_redis: RedisServer) -> None:
     batches = [failed(f"t{i}", NOW + i, f"KeyError('bill {i}')") for i in range(4)]
     page = run(clean_redis, batches, lambda r: r.failure_groups(now=NOW))
     assert [g.count for g in page.items] == [4]
-    assert page.items[0].first_seen == NOW + 1 and page.items[0].last_seen == NOW + 4
+    assert page.items[0].first_seen == NOW + 1
+    assert page.items[0].last_seen == NOW + 4
 
 
 def test_groups_page_by_last_seen(clean_redis: RedisServer) -> None:
@@ -113,7 +117,8 @@ def test_exception_and_fingerprint_filters_list_and_count_the_group(
     assert by_exc == ["k9", "k3", "k2", "k1", "k0"]
     assert by_fp == ["k3", "k2", "k1", "k0"]
     assert (n_exc, n_exc_name) == (5, 4)
-    assert none == [] and stored_fp == fp
+    assert none == []
+    assert stored_fp == fp
 
 
 def test_search_finds_a_task_by_text_in_its_kwargs(clean_redis: RedisServer) -> None:
@@ -126,4 +131,27 @@ def test_search_finds_a_task_by_text_in_its_kwargs(clean_redis: RedisServer) -> 
 
     ids, bounded = run(clean_redis, [events], query)
     assert ids == ["t17"]
-    assert bounded.items == [] and bounded.exact is False and bounded.next_cursor
+    assert bounded.items == []
+    assert bounded.exact is False
+    assert bounded.next_cursor
+
+
+def test_sweep_forgets_groups_last_seen_before_the_horizon(clean_redis: RedisServer) -> None:
+    old = failed("old", NOW - 100 * 86400, "KeyError('old 1')")
+    new = failed("new", NOW, "ValueError('new 1')")
+
+    async def sweep_then_list(reader: EventReader) -> tuple[Any, ...]:
+        sweeper = RetentionSweeper(
+            reader.redis, KEYS, index_retention_seconds=30 * 86400, stream_max_age_seconds=0,
+            clock=lambda: NOW,
+        )
+        report = await sweeper.run_once()
+        page = await reader.failure_groups(now=NOW)
+        old_fp = failure_of("KeyError('old 1')").fingerprint
+        left = await reader.redis.exists(
+            KEYS.failure_group(old_fp), KEYS.index_fingerprint(old_fp),
+        )
+        members = await reader.redis.smembers(KEYS.failure_exception("KeyError"))
+        return report.failure_groups_trimmed, [g.exception for g in page.items], left, members
+
+    assert run(clean_redis, [old + new], sweep_then_list) == (1, ["ValueError"], 0, set())
