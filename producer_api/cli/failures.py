@@ -16,21 +16,18 @@ FAILURE_COLUMNS: Final = ("fingerprint", "exception", "count", "last_seen", "las
 # Keys ``--filter`` takes: the filters of GET /tasks (``q`` is the search text).
 FILTER_KEYS: Final = ("state", "name", "queue", "worker", "exception", "fingerprint", "q",
                       "since", "until")
-_SPARKS: Final = " ▁▂▃▄▅▆▇█"
+_SPARKS: Final = ".▁▂▃▄▅▆▇█"
 
 
 def sparkline(counts: list[int]) -> str:
-    """One character per hour, scaled to the busiest hour; a blank is an hour with none."""
-    top = max(counts, default=0)
-    if not top:
-        return " " * len(counts)
+    """One character per hour, scaled to the busiest hour; a dot is an hour with none."""
+    top = max(counts, default=0) or 1
     return "".join(_SPARKS[0] if n == 0 else _SPARKS[max(1, round(n / top * 8))] for n in counts)
 
 
 def _row(group: dict[str, Any]) -> dict[str, Any]:
     names = ", ".join(f"{n} ({c})" for n, c in sorted(group.get("names", {}).items()))
-    return {**group, "last_seen": group["last_seen"], "last_24h": sparkline(group["hourly"]),
-            "names": names}
+    return {**group, "last_24h": sparkline(group["hourly"]), "names": names}
 
 
 def cmd_failures(api: Api, out: Output, args: argparse.Namespace) -> int:
@@ -94,7 +91,8 @@ def run_bulk(api: Api, out: Output, args: argparse.Namespace, action: str) -> in
 
 def _show_dry_run(out: Output, result: dict[str, Any], action: str) -> None:
     count = result["matched"] if result["exact"] else f">= {result['matched']}"
-    print(f"{count} tasks match; a run without --dry-run would {action} them")
+    noun = "task matches" if count == 1 else "tasks match"
+    print(f"{count} {noun}; a run without --dry-run would {action} them")
     if result["ids"]:
         print()
         out.table([{"id": i} for i in result["ids"]], ["id"])
