@@ -32,8 +32,9 @@ class BulkRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ``dry_run`` (the default) changes nothing: it answers how many tasks match and the first
     ``limit`` ids. A real run acts on at most ``limit`` matching tasks, newest first, and
     answers ``next_cursor`` while more may match: send the same body with that cursor to go on.
-    Retry acts on tasks in the filter's state, FAILURE when it names none; revoke skips tasks
-    already finished."""
+    Retry acts on tasks in the filter's state: FAILURE when it names none (with an exception or
+    fingerprint filter, the failed tasks of those groups); revoke skips tasks already
+    finished. A task is acted on at most once per request."""
 
     filter: TaskCountQuery = TaskCountQuery()
     dry_run: bool = True

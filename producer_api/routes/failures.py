@@ -46,8 +46,8 @@ async def list_failures(request: web.Request) -> web.Response:
           "operator", body=BulkRequest, response=BulkResponse, errors=(400, 413, 422, 503))
 async def bulk_retry(request: web.Request) -> web.Response:
     req = await read_body(request, BulkRequest, optional=True)
-    state = req.filter.state or "FAILURE"
-    if state not in RETRYABLE_STATES:
+    state = req.filter.state or _default_retry_state(req)
+    if state is not None and state not in RETRYABLE_STATES:
         raise Unprocessable(
             f"only {', '.join(sorted(RETRYABLE_STATES))} tasks retry",
             {"field": "filter.state", "in": "body"},
@@ -98,6 +98,13 @@ async def bulk_revoke(request: web.Request) -> web.Response:
         action="revoke", dry_run=False, ids=ids, items=[BulkItem(id=i) for i in ids],
         skipped=len(records) - len(chosen), next_cursor=page,
     ))
+
+
+def _default_retry_state(req: BulkRequest) -> str | None:
+    """FAILURE, unless an exception or fingerprint filter already picks failed tasks: then
+    the walk stays on the failure index alone, and a dry run counts exactly at any size."""
+    f = req.filter
+    return None if f.exception is not None or f.fingerprint is not None else "FAILURE"
 
 
 async def _dry_run(request: web.Request, action: str, query: TaskQuery) -> BulkResponse:
