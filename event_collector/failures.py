@@ -30,17 +30,22 @@ PARSE_MAX: Final = 2000
 _REPR: Final = re.compile(r"^\s*([A-Za-z_][\w.]*)\((.*)\)\s*$", re.S)
 _TYPE_COLON: Final = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning))"
                                 r"\s*:\s*(.*)$", re.S)
-# Order matters: a UUID contains hex and numbers, a quoted string may contain anything.
-_MASKS: Final = (
-    (re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""), "<str>"),
-    (re.compile(r"\b[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
-                r"[0-9a-fA-F]{12}\b"), "<uuid>"),
-    (re.compile(r"\b0[xX][0-9a-fA-F]+\b"), "<hex>"),
-    # a run of 8+ hex digits with at least one digit: object ids, hashes, addresses
-    (re.compile(r"\b(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}\b"), "<hex>"),
-    (re.compile(r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"), "<num>"),
-    (re.compile(r"\s+"), " "),
+# Quoted strings first (they may contain anything); then, only in the words that have a digit
+# (the rest cannot change), UUIDs before hex runs before numbers. Loops unrolled: Python's re
+# is slow at a per-character alternation.
+_QUOTED: Final = re.compile(r"'[^'\\]*(?:\\.[^'\\]*)*'" r'|"[^"\\]*(?:\\.[^"\\]*)*"')
+_HAS_DIGIT: Final = re.compile(r"\d").search
+_IN_WORD: Final = re.compile(
+    r"(?P<uuid>\b[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
+    r"[0-9a-fA-F]{12}\b)"
+    # 0x..., or a run of 8+ hex digits with a digit in it: object ids, hashes, addresses
+    r"|(?P<hex>\b0[xX][0-9a-fA-F]+\b|\b(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}\b)"
+    r"|(?P<num>[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
 )
+_MASKED: Final = {"uuid": "<uuid>", "hex": "<hex>", "num": "<num>"}
+# The common repr: one string argument. Its text is taken as it is (escapes included): the
+# fingerprint needs a stable text, not the exact string.
+_ONE_STRING: Final = re.compile(r"'([^'\\]*(?:\\.[^'\\]*)*)'" r'|"([^"\\]*(?:\\.[^"\\]*)*)"')
 
 
 class Failure(msgspec.Struct, frozen=True):
@@ -64,6 +69,8 @@ def _message(exception: str) -> str:
         colon = _TYPE_COLON.match(exception)
         return colon.group(2) if colon else exception
     inner = match.group(2)
+    if one := _ONE_STRING.fullmatch(inner):
+        return one.group(1) if one.group(1) is not None else one.group(2)
     try:
         value = ast.literal_eval(f"({inner},)") if inner.strip() else ()
     except (ValueError, SyntaxError, MemoryError, RecursionError):
@@ -73,9 +80,12 @@ def _message(exception: str) -> str:
 
 def normalise_message(message: str) -> str:
     """Mask what varies between occurrences of one error: quoted strings, UUIDs, hex, numbers."""
-    for pattern, replacement in _MASKS:
-        message = pattern.sub(replacement, message)
-    return message.strip()
+    words = _QUOTED.sub("<str>", message).split()
+    return " ".join(_IN_WORD.sub(_mask, w) if _HAS_DIGIT(w) else w for w in words)
+
+
+def _mask(match: re.Match[str]) -> str:
+    return _MASKED[match.lastgroup or "num"]
 
 
 def fingerprint(type_name: str, normalised: str) -> str:
