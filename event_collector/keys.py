@@ -66,11 +66,13 @@ Failure groups (one per fingerprint = exception type + masked message, failures.
 counts once per task, by the FAILURE counter's rule; written by store.lua with the batch)
   P fail:groups          ZSET     fingerprint -> last seen
   P fail:g:<fp>          HASH     count first last exception (type) message (a raw sample, the
-                                  latest) example (the latest failed task id), n:<name> -> count
+                                  latest) example (the latest failed task id), n:<name> -> 1 for
+                                  each task name seen failing so, and the hourly counts of the
+                                  last day in FAILURE_HOUR_SLOTS slots: h<hour % slots> ->
+                                  "<hour start>:<count>"
+                                  (a slot holding an older hour counts 0 and is reused)
   P fail:exc:<type>      SET      fingerprints of that exception type (``exception=`` filter:
                                   their ``idx:fp`` indexes merged; no per-task entry more)
-  P fail:h:<bucket>      HASH     fingerprint -> failures in that hour (bucket as cnt:h), TTL as
-                                  the hour counters
 
 Counters (exact: only non-duplicate events count; a final kind SUCCESS/FAILURE/REVOKED at most
 once per task, so a reconciler's synthetic final event and the late real one count once)
@@ -144,6 +146,8 @@ TIMELINE_FIELD: Final = "_tl"
 WORKER_DEDUP_TTL_SECONDS: Final = 3600
 
 COUNTER_FIELD_SEPARATOR: Final = "|"
+# Hourly failure counts kept per group (``fail:g:<fp>`` fields h0..h23): one day.
+FAILURE_HOUR_SLOTS: Final = 24
 
 # TASKPULSE_KEY_PREFIX's default, for every role that reads the store.
 DEFAULT_KEY_PREFIX: Final = "tp:"
@@ -202,9 +206,6 @@ class Keys(msgspec.Struct, frozen=True):
 
     def failure_exception(self, exception_type: str) -> str:
         return f"{self.prefix}fail:exc:{exception_type}"
-
-    def failure_hour(self, bucket: int) -> str:
-        return f"{self.prefix}fail:h:{bucket}"
 
     @property
     def counters_total(self) -> str:

@@ -22,6 +22,7 @@ from event_collector.events import STATE_PRECEDENCE, TASK_EVENT_KINDS, Event
 from event_collector.keys import (
     BUCKET_SECONDS,
     COUNTER_FIELD_SEPARATOR,
+    FAILURE_HOUR_SLOTS,
     TIMELINE_FIELD,
     Keys,
     bucket_start,
@@ -57,7 +58,6 @@ from event_collector.workers import worker_info
 LIST_SCAN_MAX: Final = 5_000
 COUNT_SCAN_MAX: Final = 20_000
 SEARCH_SCAN_MAX: Final = 20_000
-FAILURE_HOURS: Final = 24
 STATES: Final = STATE_PRECEDENCE
 KINDS: Final = tuple(TASK_EVENT_KINDS.values())
 
@@ -369,8 +369,8 @@ class EventReader:
         self, limit: int = DEFAULT_PAGE_SIZE, cursor: str | None = None,
         now: float | None = None,
     ) -> FailurePage:
-        """Groups by last seen, newest first, each with its last FAILURE_HOURS hourly counts:
-        three round trips whatever the number of failures."""
+        """Groups by last seen, newest first, each with its hourly counts over the last day:
+        two round trips whatever the number of failures."""
         now = time.time() if now is None else now
         upper: float | str = "+inf"
         after = decode_cursor(cursor) if cursor else None
@@ -386,17 +386,15 @@ class EventReader:
             rows = [(m, s) for m, s in rows if not (s == after[0] and m >= after[1])]
         page, more = rows[:limit], len(rows) > limit
         fingerprints = [m for m, _ in page]
-        hours = [bucket_start(now, "hour") - 3600 * i for i in range(FAILURE_HOURS - 1, -1, -1)]
+        this_hour = bucket_start(now, "hour")
+        hours = [this_hour - 3600 * i for i in range(FAILURE_HOUR_SLOTS - 1, -1, -1)]
         async with self.redis.pipeline(transaction=False) as pipe:
             for fp in fingerprints:
                 pipe.hgetall(self.keys.failure_group(fp))
-            for hour in hours if fingerprints else ():
-                pipe.hmget(self.keys.failure_hour(hour), fingerprints)
-            replies = await pipe.execute()
-        groups, hourly = replies[: len(fingerprints)], replies[len(fingerprints) :]
+            groups = await pipe.execute()
         items = [
-            _failure_group(fp, hash_text(raw), [integer(h[i]) or 0 for h in hourly])
-            for i, (fp, raw) in enumerate(zip(fingerprints, groups, strict=True))
+            _failure_group(fp, hash_text(raw), hours)
+            for fp, raw in zip(fingerprints, groups, strict=True)
             if raw
         ]
         next_cursor = encode_cursor(page[-1][1], page[-1][0]) if more and page else None
@@ -542,8 +540,15 @@ def _task_record(task_id: str, fields: dict[str, str]) -> TaskRecord:
     return msgspec.structs.replace(record, progress=progress) if progress else record
 
 
-def _failure_group(fingerprint: str, fields: dict[str, str], hourly: list[int]) -> FailureGroup:
-    names = {k[2:]: int(v) for k, v in fields.items() if k.startswith("n:") and k != "n:"}
+def _hour_count(fields: dict[str, str], start: int) -> int:
+    """Failures in the hour from ``start``: its slot (keys.py), if the slot still holds it."""
+    slot_start, _, count = fields.get(f"h{start // 3600 % FAILURE_HOUR_SLOTS}", "").partition(":")
+    return int(count) if slot_start == str(start) else 0
+
+
+def _failure_group(fingerprint: str, fields: dict[str, str], hours: list[int]) -> FailureGroup:
+    hourly = [_hour_count(fields, start) for start in hours]
+    names = sorted(k[2:] for k in fields if k.startswith("n:"))
     return FailureGroup(
         fingerprint=fingerprint,
         exception=fields.get("exception", ""),

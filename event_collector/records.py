@@ -103,7 +103,8 @@ class TaskPage(msgspec.Struct, frozen=True):
 
 class FailureGroup(msgspec.Struct, frozen=True, omit_defaults=True):
     """Failures with one fingerprint: the same exception type and message once numbers, hex,
-    UUIDs and quoted strings are masked. ``hourly`` counts failures per hour, oldest first,
+    UUIDs and quoted strings are masked. ``names``: the task names that failed so;
+    ``hourly`` counts failures per hour, oldest first,
     the last entry being the current hour."""
 
     fingerprint: str
@@ -113,7 +114,7 @@ class FailureGroup(msgspec.Struct, frozen=True, omit_defaults=True):
     last_seen: float
     message: str = ""
     example_id: str = ""
-    names: dict[str, int] = {}
+    names: list[str] = []
     hourly: list[int] = []
 
 

@@ -80,8 +80,8 @@ local bucket_ttl = { m = tonumber(ARGV[9]), h = tonumber(ARGV[10]), d = tonumber
 local wdd_ttl = tonumber(ARGV[12])
 
 -- KIND (event type -> kind), KIND_CODE (kind -> timeline code) and TL_PROGRESS (task-progress's
--- timeline code) are events.py's TASK_EVENT_KINDS and TIMELINE_CODES: store.py puts them in
--- front of this script, so they are written down once.
+-- timeline code) are events.py's TASK_EVENT_KINDS and TIMELINE_CODES, FAILURE_HOUR_SLOTS is
+-- keys.py's: store.py puts them in front of this script, so they are written down once.
 local FINAL_RANK = { SUCCESS = 3, FAILURE = 2, REVOKED = 1 }
 local WORKER_RANK = { STARTED = 4, RECEIVED = 3, REJECTED = 2, RETRY = 1 }
 local DESCRIPTIVE = { name = true, args = true, kwargs = true, queue = true, exchange = true,
@@ -475,7 +475,10 @@ local function apply_worker(etype, eid, host, ts_s, fields)
 end
 
 -- One group per fingerprint (keys.py): count, first/last seen, exception type, a sample
--- message, the latest example task, per-name counts; per-hour counts for the sparkline.
+-- message, the latest example task, the task names seen, and failures per hour in
+-- FAILURE_HOUR_SLOTS slots (field h<hour mod slots> = "<hour start>:<count>", reused a day
+-- later). Two calls per group and one ZADD: this runs for every failure. Atomic, so
+-- reading the count and writing it back is exact.
 local function flush_failures()
   local groups, order = {}, {}
   for _, f in ipairs(failures) do
@@ -489,15 +492,20 @@ local function flush_failures()
     g.count = g.count + 1
     if f.ts < g.first then g.first = f.ts end
     if f.ts >= g.last then g.last, g.example, g.message = f.ts, f.id, f.message end
-    local name = tasks[f.id].t.name or ''
-    g.names[name] = (g.names[name] or 0) + 1
-    local hour = string.format('%d', math.floor(f.ts / 3600) * 3600)
+    local name = tasks[f.id].t.name
+    if name then g.names[name] = true end
+    local hour = math.floor(f.ts / 3600)
     g.hours[hour] = (g.hours[hour] or 0) + 1
   end
   for _, fp in ipairs(order) do
     local g, gkey = groups[fp], P .. 'fail:g:' .. fp
-    local cur = redis.call('HMGET', gkey, 'first', 'last')
-    local hset = { 'exception', g.exc }
+    local read, hours = { 'first', 'last', 'count' }, {}
+    for hour in pairs(g.hours) do
+      hours[#hours + 1] = hour
+      read[#read + 1] = 'h' .. (hour % FAILURE_HOUR_SLOTS)
+    end
+    local cur = redis.call('HMGET', gkey, unpack(read))
+    local hset = { 'exception', g.exc, 'count', tostring((tonumber(cur[3]) or 0) + g.count) }
     if not cur[1] or g.first < tonumber(cur[1]) then
       hset[#hset + 1] = 'first'; hset[#hset + 1] = string.format('%.6f', g.first)
     end
@@ -506,16 +514,16 @@ local function flush_failures()
       hset[#hset + 1] = 'example'; hset[#hset + 1] = g.example
       hset[#hset + 1] = 'message'; hset[#hset + 1] = string.sub(g.message, 1, 200)
     end
+    for i, hour in ipairs(hours) do
+      local start = string.format('%d', hour * 3600)
+      local slot_start, slot_count = string.match(cur[3 + i] or '', '^(%d+):(%d+)$')
+      local n = g.hours[hour] + (slot_start == start and tonumber(slot_count) or 0)
+      hset[#hset + 1] = read[3 + i]; hset[#hset + 1] = start .. ':' .. n
+    end
+    for name in pairs(g.names) do hset[#hset + 1] = 'n:' .. name; hset[#hset + 1] = '1' end
     redis.call('HSET', gkey, unpack(hset))
-    redis.call('HINCRBY', gkey, 'count', g.count)
-    for name, n in pairs(g.names) do redis.call('HINCRBY', gkey, 'n:' .. name, n) end
     redis.call('ZADD', P .. 'fail:groups', 'GT', string.format('%.6f', g.last), fp)
     if not cur[1] then redis.call('SADD', P .. 'fail:exc:' .. g.exc, fp) end
-    for hour, n in pairs(g.hours) do
-      local hkey = P .. 'fail:h:' .. hour
-      redis.call('HINCRBY', hkey, fp, n)
-      if bucket_ttl.h > 0 then redis.call('EXPIRE', hkey, bucket_ttl.h) end
-    end
   end
 end
 

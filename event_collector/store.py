@@ -30,19 +30,21 @@ from event_collector.events import (
     Event,
 )
 from event_collector.failures import failure_of
-from event_collector.keys import Keys
+from event_collector.keys import FAILURE_HOUR_SLOTS, Keys
 from event_collector.lifecycle import TaskLifecycle, is_forget_event
 from event_collector.stored import decode_stored, encode_stored
 from event_collector.task_ids import compact_id, member_of
 
 
 def _lua_event_tables() -> str:
-    """events.py's tables as the Lua locals store.lua reads (see its header)."""
+    """events.py's tables (and keys.py's failure hour slots) as the Lua locals store.lua reads
+    (see its header)."""
     kinds = ", ".join(f"['{type_}'] = '{kind}'" for type_, kind in TASK_EVENT_KINDS.items())
     codes = ", ".join(f"{kind} = '{TIMELINE_CODES[t]}'" for t, kind in TASK_EVENT_KINDS.items())
     return (
         f"local KIND = {{ {kinds} }}\nlocal KIND_CODE = {{ {codes} }}\n"
         f"local TL_PROGRESS = '{TIMELINE_CODES[TASK_PROGRESS]}'\n"
+        f"local FAILURE_HOUR_SLOTS = {FAILURE_HOUR_SLOTS}\n"
     )
 
 

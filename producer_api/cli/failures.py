@@ -26,7 +26,7 @@ def sparkline(counts: list[int]) -> str:
 
 
 def _row(group: dict[str, Any]) -> dict[str, Any]:
-    names = ", ".join(f"{n} ({c})" for n, c in sorted(group.get("names", {}).items()))
+    names = ", ".join(group.get("names", []))
     return {**group, "last_24h": sparkline(group["hourly"]), "names": names}
 
 

@@ -55,7 +55,7 @@ def test_two_exceptions_form_two_groups_with_exact_counts(clean_redis: RedisServ
     counts = {g.exception: g.count for g in page.items}
     assert counts == {"KeyError": 5, "ValueError": 3}
     key_errors = next(g for g in page.items if g.exception == "KeyError")
-    assert key_errors.names == {"demo.fail": 5}
+    assert key_errors.names == ["demo.fail"]
     assert key_errors.first_seen == NOW + 1
     assert key_errors.last_seen == NOW + 5
     assert key_errors.example_id == "k4"
@@ -155,3 +155,14 @@ def test_sweep_forgets_groups_last_seen_before_the_horizon(clean_redis: RedisSer
         return report.failure_groups_trimmed, [g.exception for g in page.items], left, members
 
     assert run(clean_redis, [old + new], sweep_then_list) == (1, ["ValueError"], 0, set())
+
+
+def test_an_hour_slot_from_yesterday_counts_zero_and_is_reused(clean_redis: RedisServer) -> None:
+    hour = 3600 * (int(NOW) // 3600)
+    yesterday = failed("y1", hour - 86400 + 5, "KeyError('bill 1')")
+    today = [e for i in range(2) for e in failed(f"t{i}", hour + 5 + i, f"KeyError('bill {i}')")]
+    page = run(clean_redis, [yesterday, today], lambda r: r.failure_groups(now=hour + 60))
+    [g] = page.items
+    assert g.count == 3
+    assert g.hourly[-1] == 2
+    assert sum(g.hourly) == 2

@@ -77,7 +77,7 @@ def test_the_same_message_with_different_ids_is_one_group_and_two_exceptions_two
     assert permanent_group is not None
     assert permanent_group["count"] == 3
     assert permanent_group["exception"].endswith("PermanentError")
-    assert permanent_group["names"] == {"demo.test_task": 3}
+    assert permanent_group["names"] == ["demo.test_task"]
     assert permanent_group["example_id"] in permanent
     assert sum(permanent_group["hourly"]) == 3
     by_fp = stack.call("GET", "/tasks", "viewer",
