@@ -387,7 +387,11 @@ class EventReader:
         page, more = rows[:limit], len(rows) > limit
         fingerprints = [m for m, _ in page]
         this_hour = bucket_start(now, "hour")
-        hours = [this_hour - 3600 * i for i in range(FAILURE_HOUR_SLOTS - 1, -1, -1)]
+        # (slot field, the hour start it must hold to count), oldest hour first
+        hours = [
+            (f"h{start // 3600 % FAILURE_HOUR_SLOTS}", str(start))
+            for start in (this_hour - 3600 * i for i in range(FAILURE_HOUR_SLOTS - 1, -1, -1))
+        ]
         async with self.redis.pipeline(transaction=False) as pipe:
             for fp in fingerprints:
                 pipe.hgetall(self.keys.failure_group(fp))
@@ -540,14 +544,16 @@ def _task_record(task_id: str, fields: dict[str, str]) -> TaskRecord:
     return msgspec.structs.replace(record, progress=progress) if progress else record
 
 
-def _hour_count(fields: dict[str, str], start: int) -> int:
+def _hour_count(fields: dict[str, str], slot: str, start: str) -> int:
     """Failures in the hour from ``start``: its slot (keys.py), if the slot still holds it."""
-    slot_start, _, count = fields.get(f"h{start // 3600 % FAILURE_HOUR_SLOTS}", "").partition(":")
-    return int(count) if slot_start == str(start) else 0
+    slot_start, _, count = fields.get(slot, "").partition(":")
+    return int(count) if slot_start == start else 0
 
 
-def _failure_group(fingerprint: str, fields: dict[str, str], hours: list[int]) -> FailureGroup:
-    hourly = [_hour_count(fields, start) for start in hours]
+def _failure_group(
+    fingerprint: str, fields: dict[str, str], hours: list[tuple[str, str]]
+) -> FailureGroup:
+    hourly = [_hour_count(fields, slot, start) for slot, start in hours]
     names = sorted(k[2:] for k in fields if k.startswith("n:"))
     return FailureGroup(
         fingerprint=fingerprint,

@@ -97,3 +97,11 @@ def test_ui_bench_prints_its_verdict_table() -> None:
     assert "tasks page first render p95 ms" in out
     received = next(line for line in out.splitlines() if line.startswith("live: events received"))
     assert received.split("|")[1].strip() not in ("0", "0.00", "n/a"), "the live page saw nothing"
+
+
+def test_failures_bench_prints_its_verdict_table() -> None:
+    out = run_script("bench/failures.py", "--tasks", "400", "--groups", "10", "--rounds", "2",
+                     "--queries", "10")
+    assert "== failures: grouping, search and bulk dry runs" in out
+    assert "used_memory B per failed task" in out
+    assert "bulk dry run p99 ms (400 match)" in out
