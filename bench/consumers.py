@@ -16,7 +16,7 @@ from typing import Protocol
 from bench import harness
 from event_collector import timeline
 from event_collector.events import TASK_EVENT_KINDS
-from event_collector.keys import COUNTER_FIELD_SEPARATOR, TIMELINE_FIELD, Keys
+from event_collector.keys import COUNTER_FIELD_SEPARATOR, DEFAULT_KEY_PREFIX, TIMELINE_FIELD, Keys
 from tests.services import RedisServer, ServiceProcess, free_port, wait_until
 
 # What a reader can see of a task right now: (state, sent timestamp, succeeded timestamp).
@@ -95,8 +95,8 @@ class TaskpulseConsumer:
     poll_interval = 0.02
 
     def __init__(
-        self, broker: RedisServer, store: RedisServer, log_dir: Path, prefix: str = "tp:",
-        **extra_env: str,
+        self, broker: RedisServer, store: RedisServer, log_dir: Path,
+        prefix: str = DEFAULT_KEY_PREFIX, **extra_env: str,
     ) -> None:
         self.keys = Keys(prefix)
         self.store = store.client(0)

@@ -26,7 +26,7 @@ from bench.harness import progress
 from bench.publisher import make_specs
 from event_collector.config import CollectorSettings
 from event_collector.events import Event
-from event_collector.keys import Keys
+from event_collector.keys import DEFAULT_KEY_PREFIX, Keys
 from event_collector.normalize import normalize
 from event_collector.store import EventStore, raise_listpack_limits
 
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True, help="store Redis URL (TASKPULSE_REDIS_URL)")
     parser.add_argument("--tasks", type=int, default=100_000)
-    parser.add_argument("--prefix", default="tp:")
+    parser.add_argument("--prefix", default=DEFAULT_KEY_PREFIX)
     parser.add_argument("--span-hours", type=float, default=24.0)
     args = parser.parse_args(argv)
     asyncio.run(_main(args.url, args.tasks, args.prefix, args.span_hours))

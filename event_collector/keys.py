@@ -1,9 +1,11 @@
 """Every Redis key taskpulse uses, and nothing else.
 
 The collector is the only writer; the read side (``event_collector.read``) and the API only read,
-except for the audit events the API appends to the stream. ``P`` below is the key prefix
-(``TASKPULSE_KEY_PREFIX``, default ``tp:``). Timestamps are float seconds since the epoch (UTC),
-exactly as the Celery event carried them.
+except for the audit events the API appends to the stream (``event_collector.stream`` owns every
+append). Lua scripts build no key from a bare prefix: they are handed key names (KEYS) or the
+templates below (``Keys.store_script_templates``), so a key's shape is written down here only.
+``P`` below is the key prefix (``TASKPULSE_KEY_PREFIX``, default ``tp:``). Timestamps are float
+seconds since the epoch (UTC), exactly as the Celery event carried them.
 
 Source of truth
   P events               STREAM   one entry per accepted (non-duplicate) event, field ``e`` =
@@ -124,7 +126,8 @@ Beat schedule (celery-redbeat's own layout, under B = ``redbeat:`` + P, outside 
                                   ``taskpulse_resumed`` once the API resumed it (the last real
                                   run before that; producer_api.schedule_store.Resumed)
   B:schedule             ZSET     entry key -> next due time;  B:lock  STRING  the active beat
-  B:seeded               SET      static entries already seeded once (worker.dynamic_schedule)
+  B:seeded               SET      static entries already seeded once (``Keys.beat_seeded``,
+                                  worker.dynamic_schedule)
 
 Collector bookkeeping
   P collector:<id>       HASH     a running collector's heartbeat and counters (TTL)
@@ -141,9 +144,7 @@ import msgspec
 
 from event_collector.events import STATE_PRECEDENCE
 
-TIMELINE_MAX: Final = 200
 TIMELINE_FIELD: Final = "_tl"
-WORKER_DEDUP_TTL_SECONDS: Final = 3600
 
 COUNTER_FIELD_SEPARATOR: Final = "|"
 # Hourly failure counts kept per group (``fail:g:<fp>`` fields h0..h23): one day.
@@ -213,7 +214,11 @@ class Keys(msgspec.Struct, frozen=True):
 
     def counters(self, granularity: str, bucket: int) -> str:
         """Counter hash for ``granularity`` (minute/hour/day) and a bucket start timestamp."""
-        return f"{self.prefix}cnt:{_BUCKET_CODES[granularity]}:{bucket}"
+        return f"{self.counters_template(granularity)}{bucket}"
+
+    def counters_template(self, granularity: str) -> str:
+        """``counters`` without its bucket: the script appends the bucket start."""
+        return f"{self.prefix}cnt:{_BUCKET_CODES[granularity]}:"
 
     @property
     def workers(self) -> str:
@@ -269,9 +274,46 @@ class Keys(msgspec.Struct, frozen=True):
         return f"redbeat:{self.prefix}"
 
     @property
+    def beat_seeded(self) -> str:
+        """Static schedule entries already written once (redbeat's ``<key_prefix>:seeded``)."""
+        return f"{self.beat_prefix}:seeded"
+
+    @property
     def all_pattern(self) -> str:
         """Glob matching every key of this prefix (used by ``rebuild`` and tests)."""
         return f"{self.prefix}*"
+
+    @property
+    def index_pattern(self) -> str:
+        """Glob matching every index key (the retention sweep's discovery SCAN)."""
+        return f"{self.prefix}idx:*"
+
+    @property
+    def per_task_index_prefixes(self) -> tuple[str, str]:
+        """Start of every ``idx:children:`` and ``idx:root:`` key (one pair per parent task)."""
+        return self.index_children(""), self.index_root("")
+
+    @property
+    def kept_on_rebuild(self) -> tuple[str, ...]:
+        """Key starts ``rebuild`` keeps: the stream itself, what the broker poller and running
+        collectors own, and the chord shapes the API records (no event carries them)."""
+        return (self.events, self.queues, self.collector(""), self.workflow(""))
+
+    def store_script_keys(self) -> list[str]:
+        """KEYS of ``store.lua``, in its order: the stream, then the fixed projection keys."""
+        return [self.events, self.counters_total, self.index_stateless, self.workers,
+                self.failure_groups]
+
+    def store_script_templates(self) -> list[str]:
+        """Key templates ``store.lua`` completes (its ARGV tail, in its order): each is the key
+        with its variable part (task id, state, name, bucket, host, event id) left off."""
+        return [
+            self.task(""), self.index_state(""), self.index_name(""), self.index_queue(""),
+            self.index_worker(""), self.index_children(""), self.index_root(""),
+            self.counters_template("minute"), self.counters_template("hour"),
+            self.counters_template("day"), self.worker(""), self.worker_dedup(""),
+            self.index_fingerprint(""), self.failure_group(""), self.failure_exception(""),
+        ]  # fmt: skip
 
 
 def bucket_start(timestamp: float, granularity: str) -> int:

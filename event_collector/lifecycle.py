@@ -19,15 +19,16 @@ from typing import Final
 import msgspec
 import redis.asyncio as aioredis
 
+from event_collector.config import Retention
 from event_collector.events import (
     AUDIT_EVENT,
-    EVENT_ENCODER,
     READY_STATES,
     STATE_PRECEDENCE,
     Event,
 )
 from event_collector.keys import Keys
 from event_collector.replies import text
+from event_collector.stream import EventStream
 from event_collector.task_ids import index_member
 
 SCRIPT_PATH: Final = Path(__file__).with_name("lifecycle.lua")
@@ -68,11 +69,15 @@ def _field_op(value: object) -> str:
 
 
 class TaskLifecycle:
-    """Forget/annotate task records in one store. Create once per process."""
+    """Forget/annotate task records in one store. Create once per process. ``stream`` is the
+    store's (its retention trims the audit appends); by default the default retention's."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, keys: Keys, stream: EventStream | None = None
+    ) -> None:
         self.redis = redis
         self.keys = keys
+        self.stream = stream or EventStream(keys, Retention().stream_max_length)
         self._script = redis.register_script(SCRIPT_PATH.read_text())
 
     def _forget_keys(self, task_id: str, ident: dict[str, str]) -> list[str]:
@@ -95,9 +100,10 @@ class TaskLifecycle:
             reply = await self._script(
                 keys=self._forget_keys(task_id, ident),
                 args=[
-                    "forget", index_member(task_id), *(ident[f] for f in _IDENTITY_FIELDS),
+                    "forget", self.stream.script_maxlen, index_member(task_id),
+                    *(ident[f] for f in _IDENTITY_FIELDS),
                     "1" if only_finished else "0",
-                    EVENT_ENCODER.encode(audit) if audit is not None else "",
+                    self.stream.encode(audit) if audit is not None else "",
                     *_FINISHED,
                 ],
             )  # fmt: skip
@@ -116,8 +122,8 @@ class TaskLifecycle:
         reply = await self._script(
             keys=[self.keys.task(task_id), self.keys.events],
             args=[
-                "annotate", _field_op(change.note), change.note or "",
-                _field_op(change.labels), labels, EVENT_ENCODER.encode(audit),
+                "annotate", self.stream.script_maxlen, _field_op(change.note), change.note or "",
+                _field_op(change.labels), labels, self.stream.encode(audit),
             ],
         )  # fmt: skip
         return text(reply[0]) == "ok"

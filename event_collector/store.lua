@@ -1,26 +1,32 @@
 -- Apply one batch of normalized events to the projections (keys.py) in one atomic call.
 --
--- KEYS[1]  P events (the stream); every other key is built from ARGV[1] exactly as keys.py does.
--- ARGV[1]  key prefix P
--- ARGV[2]  1 = XADD accepted events to the stream, 0 = don't (rebuild replays the stream itself)
--- ARGV[3]  stream MAXLEN (approximate trim, 0 = no trim)
--- ARGV[4]  timeline cap (entries per task)
--- ARGV[5]  task TTL once SUCCESS (seconds, 0 = keep)
--- ARGV[6]  task TTL once FAILURE
--- ARGV[7]  task TTL once REVOKED or REJECTED
--- ARGV[8]  task TTL while unfinished (set on the task's first event)
--- ARGV[9]  counter bucket TTLs: minute
--- ARGV[10] hour
--- ARGV[11] day
--- ARGV[12] worker-event dedup TTL
--- ARGV[13] the events, one MessagePack array of arrays (one argument per batch: packing
+-- KEYS[1]  P events (the stream)     KEYS[2]  P cnt:total
+-- KEYS[3]  P idx:nostate             KEYS[4]  P workers          (keys.py store_script_keys)
+-- KEYS[5]  P fail:groups
+-- ARGV[1]  1 = XADD accepted events to the stream, 0 = don't (rebuild replays the stream itself)
+-- ARGV[2]  stream MAXLEN (approximate trim, 0 = no trim; stream.py's retention)
+-- ARGV[3]  timeline cap (entries per task)
+-- ARGV[4]  task TTL once SUCCESS (seconds, 0 = keep)
+-- ARGV[5]  task TTL once FAILURE
+-- ARGV[6]  task TTL once REVOKED or REJECTED
+-- ARGV[7]  task TTL while unfinished (set on the task's first event)
+-- ARGV[8]  counter bucket TTLs: minute
+-- ARGV[9]  hour
+-- ARGV[10] day
+-- ARGV[11] worker-event dedup TTL
+-- ARGV[12] the events, one MessagePack array of arrays (one argument per batch: packing
 --          thousands of small arguments costs the client more than the script costs Redis);
 --          each: type, event id, task uuid (or ""), timestamp, hostname, stream entry length,
 --          the timeline entry's JSON of small state fields (or "", see keys.py), the task's
 --          index member (task_ids.index_member, or ""), then field/value pairs (only the
 --          fields the event carries; ``store.py`` builds them).
--- ARGV[14] the stream entries (``e``, binary MessagePack) of the events, concatenated in order;
---          each event's length is in its row ("0" and ARGV[14] empty when not appending).
+-- ARGV[13] the stream entries (``e``, binary MessagePack) of the events, concatenated in order;
+--          each event's length is in its row ("0" and ARGV[13] empty when not appending).
+-- ARGV[14..25] key templates (keys.py store_script_templates): a key is its template followed
+--          by the variable part: task:<id>, idx:state:<S>, idx:name:<name>, idx:queue:<queue>,
+--          idx:worker:<host>, idx:children:<id>, idx:root:<id>, cnt:m:<bucket>, cnt:h:<bucket>,
+--          cnt:d:<bucket>, worker:<host>, wdd:<eid>, then (ARGV[26..28]) idx:fp:<fp>,
+--          fail:g:<fp>, fail:exc:<type>. No key is built from a bare prefix here.
 -- Returns { flags, facts... }. flags has one char per event: "1" applied here first, "2" applied
 -- here first but not counted (a final kind the task already had: a reconciler's synthetic final
 -- event followed by the real one), "0" duplicate, "-" skipped. Then one string per applied
@@ -69,15 +75,20 @@
 -- * Indexes are scored by ``first_seen`` (earliest event timestamp); when an earlier event
 --   arrives late, every index entry of the task is re-scored.
 
-local P = ARGV[1]
-local do_xadd = ARGV[2] == '1'
-local maxlen = tonumber(ARGV[3])
-local tl_max = tonumber(ARGV[4])
-local ttl_final = { SUCCESS = tonumber(ARGV[5]), FAILURE = tonumber(ARGV[6]),
-                    REVOKED = tonumber(ARGV[7]), REJECTED = tonumber(ARGV[7]) }
-local ttl_unfinished = tonumber(ARGV[8])
-local bucket_ttl = { m = tonumber(ARGV[9]), h = tonumber(ARGV[10]), d = tonumber(ARGV[11]) }
-local wdd_ttl = tonumber(ARGV[12])
+local do_xadd = ARGV[1] == '1'
+local maxlen = tonumber(ARGV[2])
+local tl_max = tonumber(ARGV[3])
+local ttl_final = { SUCCESS = tonumber(ARGV[4]), FAILURE = tonumber(ARGV[5]),
+                    REVOKED = tonumber(ARGV[6]), REJECTED = tonumber(ARGV[6]) }
+local ttl_unfinished = tonumber(ARGV[7])
+local bucket_ttl = { m = tonumber(ARGV[8]), h = tonumber(ARGV[9]), d = tonumber(ARGV[10]) }
+local wdd_ttl = tonumber(ARGV[11])
+local K_STREAM, K_COUNTERS_TOTAL, K_NOSTATE, K_WORKERS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local K_FAIL_GROUPS = KEYS[5]
+local T_TASK, T_STATE, T_NAME, T_QUEUE, T_WORKER_IDX, T_CHILDREN, T_ROOT = unpack(ARGV, 14, 20)
+local T_BUCKET = { m = ARGV[21], h = ARGV[22], d = ARGV[23] }
+local T_WORKER, T_WDD = ARGV[24], ARGV[25]
+local T_FP, T_FAIL_GROUP, T_FAIL_EXC = ARGV[26], ARGV[27], ARGV[28]
 
 -- KIND (event type -> kind), KIND_CODE (kind -> timeline code) and TL_PROGRESS (task-progress's
 -- timeline code) are events.py's TASK_EVENT_KINDS and TIMELINE_CODES, FAILURE_HOUR_SLOTS is
@@ -108,9 +119,9 @@ local function count(name, kind, ts)
   local minute = math.floor(ts / 60)
   local ks = bucket_keys[minute]
   if not ks then
-    ks = { P .. 'cnt:total' }
+    ks = { K_COUNTERS_TOTAL }
     for i, b in ipairs(BUCKETS) do
-      ks[i + 1] = P .. 'cnt:' .. b[1] .. ':' .. string.format('%d', math.floor(ts / b[2]) * b[2])
+      ks[i + 1] = T_BUCKET[b[1]] .. string.format('%d', math.floor(ts / b[2]) * b[2])
     end
     bucket_keys[minute] = ks
   end
@@ -156,13 +167,13 @@ end
 -- A task is in exactly one state index (idx:nostate until a task-state event gives it a
 -- state): together they list every task, so there is no idx:all to write (keys.py).
 local function index_keys(t)
-  local keys = { P .. (t.state and 'idx:state:' .. t.state or 'idx:nostate') }
-  if t.name then keys[#keys + 1] = P .. 'idx:name:' .. t.name end
-  if t.queue then keys[#keys + 1] = P .. 'idx:queue:' .. t.queue end
-  if t.worker then keys[#keys + 1] = P .. 'idx:worker:' .. t.worker end
-  if t.parent_id then keys[#keys + 1] = P .. 'idx:children:' .. t.parent_id end
-  if t.root_id and t.root_id ~= t.id then keys[#keys + 1] = P .. 'idx:root:' .. t.root_id end
-  if t.fingerprint then keys[#keys + 1] = P .. 'idx:fp:' .. t.fingerprint end
+  local keys = { t.state and T_STATE .. t.state or K_NOSTATE }
+  if t.name then keys[#keys + 1] = T_NAME .. t.name end
+  if t.queue then keys[#keys + 1] = T_QUEUE .. t.queue end
+  if t.worker then keys[#keys + 1] = T_WORKER_IDX .. t.worker end
+  if t.parent_id then keys[#keys + 1] = T_CHILDREN .. t.parent_id end
+  if t.root_id and t.root_id ~= t.id then keys[#keys + 1] = T_ROOT .. t.root_id end
+  if t.fingerprint then keys[#keys + 1] = T_FP .. t.fingerprint end
   return keys
 end
 
@@ -308,7 +319,7 @@ local tasks, task_order = {}, {}
 local function task_view(id, member)
   local c = tasks[id]
   if not c then
-    local t = load_task(P .. 'task:' .. id, id)
+    local t = load_task(T_TASK .. id, id)
     local before = { id = id, created = not t._tl }
     for _, f in ipairs(INDEXED) do before[f] = t[f] end
     c = { t = t, before = before, hset = {}, hdel = {}, member = member }
@@ -321,7 +332,7 @@ end
 local function flush_tasks()
   for _, id in ipairs(task_order) do
     local c = tasks[id]
-    local t, before, tkey = c.t, c.before, P .. 'task:' .. id
+    local t, before, tkey = c.t, c.before, T_TASK .. id
     local flat, dels = {}, {}
     for f, v in pairs(c.hset) do flat[#flat + 1] = f; flat[#flat + 1] = v end
     for f in pairs(c.hdel) do dels[#dels + 1] = f end
@@ -348,7 +359,7 @@ local function apply_task(etype, eid, id, member, ts_s, host, tl_extra, fields)
   fields._exc = nil
   local kind = KIND[etype]
   local code = kind and KIND_CODE[kind] or TL_PROGRESS
-  local tkey = P .. 'task:' .. id
+  local tkey = T_TASK .. id
   local c = task_view(id, member)
   local t = c.t
   if t._tl and string.find(t._tl, '\n' .. eid .. ' ', 1, true) then return false end
@@ -448,11 +459,11 @@ local function apply_task(etype, eid, id, member, ts_s, host, tl_extra, fields)
 end
 
 local function apply_worker(etype, eid, host, ts_s, fields)
-  if redis.call('SET', P .. 'wdd:' .. eid, '1', 'NX', 'EX', wdd_ttl) == false then
+  if redis.call('SET', T_WDD .. eid, '1', 'NX', 'EX', wdd_ttl) == false then
     return false
   end
   local ts = tonumber(ts_s)
-  local wkey = P .. 'worker:' .. host
+  local wkey = T_WORKER .. host
   local cur = redis.call('HMGET', wkey, '_ts', 'last_heartbeat', 'online_at', 'offline_at')
   local hset = { 'hostname', host }
   if not cur[1] or ts >= tonumber(cur[1]) then
@@ -470,7 +481,7 @@ local function apply_worker(etype, eid, host, ts_s, fields)
     hset[#hset + 1] = 'offline_at'; hset[#hset + 1] = ts_s
   end
   redis.call('HSET', wkey, unpack(hset))
-  redis.call('ZADD', P .. 'workers', 'GT', ts_s, host)
+  redis.call('ZADD', K_WORKERS, 'GT', ts_s, host)
   return true
 end
 
@@ -498,7 +509,7 @@ local function flush_failures()
     g.hours[hour] = (g.hours[hour] or 0) + 1
   end
   for _, fp in ipairs(order) do
-    local g, gkey = groups[fp], P .. 'fail:g:' .. fp
+    local g, gkey = groups[fp], T_FAIL_GROUP .. fp
     local read, hours = { 'first', 'last', 'count' }, {}
     for hour in pairs(g.hours) do
       hours[#hours + 1] = hour
@@ -522,14 +533,14 @@ local function flush_failures()
     end
     for name in pairs(g.names) do hset[#hset + 1] = 'n:' .. name; hset[#hset + 1] = '1' end
     redis.call('HSET', gkey, unpack(hset))
-    redis.call('ZADD', P .. 'fail:groups', 'GT', string.format('%.6f', g.last), fp)
-    if not cur[1] then redis.call('SADD', P .. 'fail:exc:' .. g.exc, fp) end
+    redis.call('ZADD', K_FAIL_GROUPS, 'GT', string.format('%.6f', g.last), fp)
+    if not cur[1] then redis.call('SADD', T_FAIL_EXC .. g.exc, fp) end
   end
 end
 
 local out = {}
-local stream_blob, stream_at = ARGV[14], 1
-for _, ev in ipairs(cmsgpack.unpack(ARGV[13])) do
+local stream_blob, stream_at = ARGV[13], 1
+for _, ev in ipairs(cmsgpack.unpack(ARGV[12])) do
   local etype, eid, id, ts_s, host = ev[1], ev[2], ev[3], ev[4], ev[5]
   local stream_len, tl_extra, member = tonumber(ev[6]), ev[7], ev[8]
   local stream_entry = string.sub(stream_blob, stream_at, stream_at + stream_len - 1)
@@ -550,9 +561,9 @@ for _, ev in ipairs(cmsgpack.unpack(ARGV[13])) do
     out[#out + 1] = applied == true and '1' or applied
     if do_xadd then
       if maxlen > 0 then
-        redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'e', stream_entry)
+        redis.call('XADD', K_STREAM, 'MAXLEN', '~', maxlen, '*', 'e', stream_entry)
       else
-        redis.call('XADD', KEYS[1], '*', 'e', stream_entry)
+        redis.call('XADD', K_STREAM, '*', 'e', stream_entry)
       end
     end
   else

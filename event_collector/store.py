@@ -32,7 +32,8 @@ from event_collector.events import (
 from event_collector.failures import failure_of
 from event_collector.keys import FAILURE_HOUR_SLOTS, Keys
 from event_collector.lifecycle import TaskLifecycle, is_forget_event
-from event_collector.stored import decode_stored, encode_stored
+from event_collector.stored import decode_stored
+from event_collector.stream import ENTRY_FIELD, EventStream
 from event_collector.task_ids import compact_id, member_of
 
 
@@ -60,9 +61,6 @@ _TIMELINE_FIELDS: Final = (
 )
 TIMELINE_EXCEPTION_MAX: Final = 200
 _PACK: Final = msgspec.msgpack.Encoder().encode
-# Keys rebuild must keep: the stream itself, what the broker poller owns, and the chord shapes
-# the API records (``P workflow:``), which no event carries.
-_KEEP_ON_REBUILD: Final = ("events", "queues", "collector:", "workflow:")
 
 
 class TaskFacts(msgspec.Struct, frozen=True):
@@ -188,15 +186,17 @@ class EventStore:
         self.redis = redis
         self.keys = keys
         self.retention = retention or Retention()
-        self._script = redis.register_script(LUA_SOURCE)
         r = self.retention
+        self.stream = EventStream(keys, r.stream_max_length, r.stream_max_age_seconds)
+        self._script = redis.register_script(LUA_SOURCE)
         self._config = [
-            keys.prefix, "1", str(r.stream_max_length), str(r.timeline_max),
+            "1", self.stream.script_maxlen, str(r.timeline_max),
             str(r.task_ttl_success_seconds), str(r.task_ttl_failure_seconds),
             str(r.task_ttl_other_seconds), str(r.task_ttl_unfinished_seconds),
             str(r.counters_minute_ttl_seconds), str(r.counters_hour_ttl_seconds),
             str(r.counters_day_ttl_seconds), str(r.worker_dedup_ttl_seconds),
         ]
+        self._templates = keys.store_script_templates()
 
     async def apply(self, events: Sequence[Event], *, append: bool = True) -> ApplyResult:
         """Append the non-duplicate events to the stream (unless ``append`` is false, as in
@@ -204,18 +204,20 @@ class EventStore:
         if not events:
             return ApplyResult(applied=(), duplicates=0)
         argv: list[str | bytes] = list(self._config)
-        argv[1] = "1" if append else "0"
+        argv[0] = "1" if append else "0"
         # the canonical-UUID check once per event, for its stream entry and its index member
         task_ids = [compact_id(event.uuid) for event in events]
         stored = (
-            [encode_stored(e, t) for e, t in zip(events, task_ids, strict=True)] if append else []
+            [self.stream.encode(e, t) for e, t in zip(events, task_ids, strict=True)]
+            if append else []
         )
         argv.append(_PACK([
             event_row(event, len(stored[i]) if append else 0, member_of(task_ids[i]))
             for i, event in enumerate(events)
         ]))
         argv.append(b"".join(stored))
-        reply = await self._script(keys=[self.keys.events], args=argv)
+        argv += self._templates
+        reply = await self._script(keys=self.keys.store_script_keys(), args=argv)
         flags = reply[0].decode()
         raw_facts = iter(reply[1:])
         applied: list[Event] = []
@@ -233,8 +235,8 @@ class EventStore:
         )
 
     async def drop_projections(self) -> int:
-        """Delete every key of the prefix except the stream and the broker poller's keys."""
-        keep = tuple(self.keys.prefix + k for k in _KEEP_ON_REBUILD)
+        """Delete every key of the prefix except those ``Keys.kept_on_rebuild`` names."""
+        keep = self.keys.kept_on_rebuild
         dropped = 0
         batch: list[bytes] = []
         async for key in self.redis.scan_iter(match=self.keys.all_pattern, count=1000):
@@ -257,7 +259,7 @@ class EventStore:
                 return
             events = []
             for _entry_id, fields in entries:
-                raw = fields.get(b"e")
+                raw = fields.get(ENTRY_FIELD.encode())
                 try:
                     events.append(decode_stored(raw))
                 except (msgspec.DecodeError, TypeError):
@@ -273,7 +275,7 @@ class EventStore:
         stream still holds their events, so each chunk's forgotten ids are forgotten again
         right after the chunk is folded."""
         await self.drop_projections()
-        lifecycle = TaskLifecycle(self.redis, self.keys)
+        lifecycle = TaskLifecycle(self.redis, self.keys, self.stream)
         seen = applied = 0
         async for events in self.stream_events(chunk):
             folded = [e for e in events if e.type != AUDIT_EVENT]

@@ -29,6 +29,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from event_collector.keys import COUNTER_FIELD_SEPARATOR, Keys
+from event_collector.stream import EventStream
 from event_collector.task_ids import task_id_of
 
 
@@ -64,8 +65,7 @@ class RetentionSweeper:
         self._redis = redis
         self._keys = keys
         self._index_retention = index_retention_seconds
-        self._stream_max_age = stream_max_age_seconds
-        self._stream_maxlen = stream_maxlen
+        self._stream = EventStream(keys, stream_maxlen, stream_max_age_seconds)
         self._queues = list(queues)
         self._budget = expired_check_budget
         self._page = page_size
@@ -90,7 +90,7 @@ class RetentionSweeper:
         unindexed = await self._unindex_expired_tasks(index_keys)
         trimmed += await self._trim_indexes(index_keys, cutoff)
         groups_trimmed = await self._trim_failure_groups(cutoff)
-        stream_trimmed = await self._trim_stream(now)
+        stream_trimmed = await self._stream.trim(self._redis, now)
         return SweepReport(
             index_keys=len(index_keys),
             index_entries_trimmed=trimmed,
@@ -118,11 +118,11 @@ class RetentionSweeper:
 
     async def _discover(self, known: set[str]) -> list[str]:
         """SCAN for index keys; remember unknown dimension keys, return the per-task ones."""
-        per_task_prefixes = (self._keys.index_children(""), self._keys.index_root(""))
+        per_task_prefixes = self._keys.per_task_index_prefixes
         per_task: list[str] = []
         self._discovered = set()
         async for raw in self._redis.scan_iter(
-            match=f"{self._keys.prefix}idx:*", count=1000, _type="zset"
+            match=self._keys.index_pattern, count=1000, _type="zset"
         ):
             key = raw.decode()
             if key.startswith(per_task_prefixes):
@@ -198,18 +198,6 @@ class RetentionSweeper:
             pipe.zrem(k.failure_groups, *stale)
             await pipe.execute()
         return len(stale)
-
-    async def _trim_stream(self, now: float) -> int:
-        # Stream ids are ``<ms>-<seq>`` of insertion time, so MINID trims by age exactly.
-        trimmed = 0
-        if self._stream_max_age > 0:
-            min_id = f"{int((now - self._stream_max_age) * 1000)}-0"
-            trimmed = await self._redis.xtrim(self._keys.events, minid=min_id, approximate=False)
-        if self._stream_maxlen > 0:
-            trimmed += await self._redis.xtrim(
-                self._keys.events, maxlen=self._stream_maxlen, approximate=True
-            )
-        return int(trimmed)
 
 
 def _per_task_keys(keys: Keys, task_ids: Iterable[str]) -> list[str]:

@@ -10,6 +10,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from event_collector.keys import Keys
+from event_collector.stream import EventStream
 from producer_api.auth import TokenStore
 from producer_api.catalog import load_catalog
 from producer_api.config import ApiSettings
@@ -25,6 +26,7 @@ from producer_api.resources import (
     REGISTRY,
     RUNBOOK_PAGE,
     SETTINGS,
+    STREAM,
     TOKENS,
     publisher_ctx,
     redis_ctx,
@@ -41,6 +43,7 @@ def create_app(settings: ApiSettings, registry: CollectorRegistry | None = None)
     )
     app[SETTINGS] = settings
     app[KEYS] = Keys(prefix=settings.key_prefix)
+    app[STREAM] = EventStream(app[KEYS], settings.retention_stream_max_length)
     app[CATALOG] = load_catalog(settings.catalog_file)
     app[TOKENS] = TokenStore(settings.tokens_file)
     app[REGISTRY] = registry if registry is not None else CollectorRegistry()

@@ -2,6 +2,7 @@
 
 They go to ``P events`` in the collector's own format (field ``e`` = an encoded ``Event`` of type
 ``taskpulse-audit``), so whoever reads the stream sees who did what, in order with the task events.
+``event_collector.stream`` encodes and appends them, trimmed as the collector's appends are.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
-from event_collector.events import AUDIT_EVENT, EVENT_ENCODER, Event
-from event_collector.keys import Keys
+from event_collector.events import AUDIT_EVENT, Event
+from event_collector.stream import EventStream
 
 log = logging.getLogger("producer_api.audit")
 
@@ -40,7 +41,9 @@ def audit_event(
     )
 
 
-async def append_audit(redis: aioredis.Redis, keys: Keys, events: Sequence[Event]) -> None:
+async def append_audit(
+    redis: aioredis.Redis, stream: EventStream, events: Sequence[Event]
+) -> None:
     """Record rare control actions (revoke, tokens, schedules), and log them too.
 
     Enqueues and retries are recorded in bulk by the publisher instead, unlogged.
@@ -49,6 +52,5 @@ async def append_audit(redis: aioredis.Redis, keys: Keys, events: Sequence[Event
         log.info("%s by %s: %s %s %s", event.action, event.actor, event.name, event.uuid,
                  event.detail[:200])
     async with redis.pipeline(transaction=False) as pipe:
-        for event in events:
-            pipe.xadd(keys.events, {"e": EVENT_ENCODER.encode(event)})
+        stream.queue_appends(pipe, events)
         await pipe.execute()

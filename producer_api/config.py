@@ -9,6 +9,7 @@ from typing import Annotated
 import msgspec
 
 from event_collector.broker import broker_kind, result_backend_url
+from event_collector.config import Retention
 from event_collector.environment import (
     DEFAULT_BROKER_URL,
     DEFAULT_REDIS_URL,
@@ -64,6 +65,8 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     # A text search (GET /tasks?q=) reads at most this many task records per request, then
     # answers with a cursor (docs/operations.md, "Failures, search and bulk actions").
     search_scan_max: Annotated[int, msgspec.Meta(ge=100)] = 20_000
+    # The collector's stream retention (same variable): audit appends trim as its appends do.
+    retention_stream_max_length: int = Retention().stream_max_length
 
     def __post_init__(self) -> None:
         broker_kind(self.broker_url)  # an unsupported broker fails at start-up
@@ -97,6 +100,7 @@ ENV_VARS: dict[str, str] = {
     "TASKPULSE_UI_LOGIN_LINK_TTL": "ui_login_link_ttl_seconds",
     "TASKPULSE_STUCK_AFTER_SECONDS": "stuck_after_seconds",
     "TASKPULSE_API_SEARCH_SCAN_MAX": "search_scan_max",
+    "TASKPULSE_RETENTION_STREAM_MAX_LENGTH": "retention_stream_max_length",
 }
 
 

@@ -21,8 +21,8 @@ from celery import Celery
 from kombu.exceptions import BatchPublishError, OperationalError
 
 from event_collector.broker import broker_kind, declare_queue
-from event_collector.events import EVENT_ENCODER, Event
-from event_collector.keys import Keys
+from event_collector.events import Event
+from event_collector.stream import EventStream
 from producer_api.catalog import Catalog
 
 log = logging.getLogger("producer_api")
@@ -101,12 +101,13 @@ class Publisher:
     """
 
     def __init__(
-        self, app: Celery, threads: int, timeout: float, audit_redis: redis.Redis, keys: Keys
+        self, app: Celery, threads: int, timeout: float, audit_redis: redis.Redis,
+        stream: EventStream,
     ) -> None:
         self.app = app
         self.timeout = timeout
         self.audit_redis = audit_redis
-        self.keys = keys
+        self.stream = stream
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="publish")
         self._pending: list[_Request] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -188,8 +189,7 @@ class Publisher:
             return
         try:
             with self.audit_redis.pipeline(transaction=False) as pipe:
-                for event in audits:
-                    pipe.xadd(self.keys.events, {"e": EVENT_ENCODER.encode(event)})
+                self.stream.queue_appends(pipe, audits)
                 for marker in markers:
                     pipe.set(marker.key, marker.value, ex=marker.ttl_seconds)
                 pipe.execute()

@@ -15,6 +15,7 @@ from redis.backoff import ExponentialBackoff
 from event_collector.broker import broker_kind
 from event_collector.keys import Keys
 from event_collector.read import EventReader
+from event_collector.stream import EventStream
 from producer_api.auth import TokenStore
 from producer_api.catalog import Catalog
 from producer_api.config import ApiSettings
@@ -27,6 +28,7 @@ log = logging.getLogger("producer_api")
 SETTINGS = web.AppKey("settings", ApiSettings)
 CATALOG = web.AppKey("catalog", Catalog)
 KEYS = web.AppKey("keys", Keys)
+STREAM = web.AppKey("stream", EventStream)
 TOKENS = web.AppKey("tokens", TokenStore)
 METRICS = web.AppKey("metrics", ApiMetrics)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
@@ -74,7 +76,7 @@ async def publisher_ctx(app: web.Application) -> AsyncIterator[None]:
         socket_connect_timeout=settings.redis_timeout_seconds,
     )
     publisher = Publisher(celery_app, settings.publish_threads, settings.broker_timeout_seconds,
-                          audit_redis, app[KEYS])
+                          audit_redis, app[STREAM])
     app[PUBLISHER] = publisher
     app[ENQUEUER] = Enqueuer(
         app[REDIS], app[KEYS], app[CATALOG], publisher, broker_kind(settings.broker_url),

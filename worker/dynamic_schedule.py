@@ -33,7 +33,7 @@ from redbeat.schedulers import get_redis
 
 from event_collector.beat import redbeat_config
 from event_collector.environment import DEFAULT_REDIS_URL, settings_from_env
-from event_collector.keys import DEFAULT_KEY_PREFIX
+from event_collector.keys import DEFAULT_KEY_PREFIX, Keys
 
 logger = get_logger("celery.beat")
 
@@ -55,16 +55,13 @@ class BeatSettings(msgspec.Struct, frozen=True, kw_only=True):
             )
 
 
-def seeded_key(app: Celery) -> str:
-    """Set of static entry names already written once (so a removed one stays removed)."""
-    return app.redbeat_conf.key_prefix + ":seeded"
-
-
 class SeededRedBeatScheduler(RedBeatScheduler):
     """Redbeat whose static schedule seeds Redis once instead of overwriting it each start."""
 
     def __init__(self, app: Celery, **kwargs: Any) -> None:
         settings = settings_from_env(BeatSettings)
+        # Set of static entry names already written once (so a removed one stays removed).
+        self._seeded_key = Keys(settings.key_prefix).beat_seeded
         app.conf.update(
             redbeat_config(settings.redis_url, settings.key_prefix),
             redbeat_lock_timeout=settings.beat_lock_timeout,
@@ -76,7 +73,7 @@ class SeededRedBeatScheduler(RedBeatScheduler):
         client = get_redis(self.app)
         static: dict[str, Any] = dict(self.app.redbeat_conf.schedule or {})
         self.install_default_entries(static)
-        done = seeded_key(self.app)
+        done = self._seeded_key
         for name, definition in static.items():
             if client.sismember(done, name):
                 continue  # seeded by an earlier start; the API may have changed it since

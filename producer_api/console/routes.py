@@ -30,7 +30,7 @@ from producer_api.console.sessions import (
 )
 from producer_api.http import endpoint, json_response
 from producer_api.middleware import ACTOR
-from producer_api.resources import KEYS, REDIS, SETTINGS, TOKENS
+from producer_api.resources import KEYS, REDIS, SETTINGS, STREAM, TOKENS
 
 ui = web.RouteTableDef()  # served at the root: /ui/...
 api = web.RouteTableDef()  # served under /api/v1
@@ -106,7 +106,7 @@ def _cross_site(request: web.Request) -> bool:
 async def _start_session(request: web.Request, entry: TokenEntry, how: str,
                          next_path: str) -> web.Response:
     session_id, _ = await request.app[SESSIONS].create(entry.id)
-    await append_audit(request.app[REDIS], request.app[KEYS],
+    await append_audit(request.app[REDIS], request.app[STREAM],
                        [audit_event(entry.name, "console-sign-in", detail=how)])
     response = web.HTTPSeeOther(next_path)
     # No Max-Age: the browser keeps it until it closes; the server's idle timeout decides.
@@ -198,7 +198,7 @@ async def shell(request: web.Request) -> web.Response:
 async def create_login_link(request: web.Request) -> web.Response:
     entry: TokenEntry = request[ACTOR]
     code = await request.app[SESSIONS].create_link(entry.id)
-    await append_audit(request.app[REDIS], request.app[KEYS],
+    await append_audit(request.app[REDIS], request.app[STREAM],
                        [audit_event(entry.name, "console-link", detail=f"for token {entry.id}")])
     ttl = request.app[SETTINGS].ui_login_link_ttl_seconds
     return json_response(LoginLink(path=f"/ui/login/{quote(code)}", expires_in=ttl), status=201)

@@ -19,7 +19,7 @@ from producer_api.audit import append_audit, audit_event
 from producer_api.bulk_schemas import BulkItem, BulkRequest, BulkResponse, FailuresQuery
 from producer_api.errors import ApiError, Unprocessable
 from producer_api.http import endpoint, json_response, parse_query, read_body
-from producer_api.resources import ENQUEUER, KEYS, PUBLISHER, READER, REDIS
+from producer_api.resources import ENQUEUER, PUBLISHER, READER, REDIS, STREAM
 from producer_api.retries import RETRYABLE_STATES, resolve_retry
 from producer_api.routes.tasks import actor, count_enqueued, task_query
 
@@ -90,7 +90,7 @@ async def bulk_revoke(request: web.Request) -> web.Response:
     if ids:
         await request.app[PUBLISHER].revoke_many(ids, terminate=False, signal="SIGTERM")
     who = actor(request)
-    await append_audit(request.app[REDIS], request.app[KEYS], [
+    await append_audit(request.app[REDIS], request.app[STREAM], [
         audit_event(who, "revoke", r.id, r.name or "", '{"bulk":true}') for r in chosen
     ])
     await _audit_bulk(request, "revoke", req, len(ids))
@@ -141,4 +141,4 @@ async def _audit_bulk(request: web.Request, action: str, req: BulkRequest, done:
         {"filter": req.filter, "limit": req.limit, "cursor": req.cursor, "acted_on": done}
     ).decode()
     event = audit_event(actor(request), f"bulk-{action}", "", "", detail)
-    await append_audit(request.app[REDIS], request.app[KEYS], [event])
+    await append_audit(request.app[REDIS], request.app[STREAM], [event])

@@ -15,14 +15,14 @@ from producer_api.errors import Conflict, NotFound
 from producer_api.http import endpoint, json_response, read_body
 from producer_api.middleware import ACTOR
 from producer_api.record_schemas import TaskAnnotations, TaskForgotten, TaskPatch
-from producer_api.resources import KEYS, REDIS
+from producer_api.resources import KEYS, REDIS, STREAM
 
 routes = web.RouteTableDef()
 LIFECYCLE = web.AppKey("lifecycle", TaskLifecycle)
 
 
 async def ctx(app: web.Application) -> AsyncIterator[None]:
-    app[LIFECYCLE] = TaskLifecycle(app[REDIS], app[KEYS])
+    app[LIFECYCLE] = TaskLifecycle(app[REDIS], app[KEYS], app[STREAM])
     yield
 
 

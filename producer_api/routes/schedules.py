@@ -10,7 +10,7 @@ from aiohttp import web
 from producer_api.audit import append_audit, audit_event
 from producer_api.http import endpoint, json_response, read_body
 from producer_api.middleware import ACTOR
-from producer_api.resources import CATALOG, KEYS, REDIS, SETTINGS
+from producer_api.resources import CATALOG, REDIS, SETTINGS, STREAM
 from producer_api.schedule_schemas import Schedule, ScheduleCreate, ScheduleList, SchedulePatch
 from producer_api.schedule_store import ScheduleStore, schedule_app
 
@@ -32,7 +32,7 @@ async def ctx(app: web.Application) -> AsyncIterator[None]:
 async def _audit(request: web.Request, action: str, name: str, change: object) -> None:
     detail = msgspec.json.encode({"schedule": name, "change": change}).decode()
     event = audit_event(request[ACTOR].name, action, detail=detail)
-    await append_audit(request.app[REDIS], request.app[KEYS], [event])
+    await append_audit(request.app[REDIS], request.app[STREAM], [event])
 
 
 @routes.get("/schedules")

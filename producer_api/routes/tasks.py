@@ -12,7 +12,16 @@ from producer_api.enqueued import enqueued_record
 from producer_api.errors import NotFound, Unprocessable
 from producer_api.http import endpoint, json_response, parse_query, read_body
 from producer_api.middleware import ACTOR
-from producer_api.resources import ENQUEUER, KEYS, METRICS, PUBLISHER, READER, REDIS, SETTINGS
+from producer_api.resources import (
+    ENQUEUER,
+    KEYS,
+    METRICS,
+    PUBLISHER,
+    READER,
+    REDIS,
+    SETTINGS,
+    STREAM,
+)
 from producer_api.retries import resolve_retry
 from producer_api.schemas import (
     IDEMPOTENCY_KEY_MAX,
@@ -155,7 +164,7 @@ async def revoke_task(request: web.Request) -> web.Response:
     await request.app[PUBLISHER].revoke(task_id, req.terminate, req.signal)
     detail = msgspec.json.encode(req).decode()
     event = audit_event(actor(request), "revoke", task_id, record.name or "", detail)
-    await append_audit(request.app[REDIS], request.app[KEYS], [event])
+    await append_audit(request.app[REDIS], request.app[STREAM], [event])
     return json_response(RevokeResponse(id=task_id, terminate=req.terminate), status=202)
 
 

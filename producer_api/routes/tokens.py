@@ -14,7 +14,7 @@ from producer_api.audit import append_audit, audit_event
 from producer_api.errors import NotFound
 from producer_api.http import endpoint, json_response, read_body
 from producer_api.middleware import ACTOR
-from producer_api.resources import KEYS, REDIS, TOKENS
+from producer_api.resources import REDIS, STREAM, TOKENS
 from producer_api.schemas import Deleted, TokenCreate, TokenCreated, TokenInfo, TokenList
 
 routes = web.RouteTableDef()
@@ -22,7 +22,7 @@ routes = web.RouteTableDef()
 
 async def _audit(request: web.Request, action: str, detail: str) -> None:
     event = audit_event(request[ACTOR].name, action, detail=detail)
-    await append_audit(request.app[REDIS], request.app[KEYS], [event])
+    await append_audit(request.app[REDIS], request.app[STREAM], [event])
 
 
 @routes.get("/tokens")

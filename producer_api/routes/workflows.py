@@ -15,7 +15,7 @@ from producer_api.enqueued import enqueued_record, pending_tree
 from producer_api.errors import NotFound, Unavailable
 from producer_api.http import endpoint, json_response, read_body
 from producer_api.middleware import ACTOR
-from producer_api.resources import CATALOG, ENQUEUER, KEYS, REDIS, SETTINGS
+from producer_api.resources import CATALOG, ENQUEUER, KEYS, REDIS, SETTINGS, STREAM
 from producer_api.workflow_canvas import WorkflowPublisher, workflow_app
 from producer_api.workflow_schemas import WorkflowRequest, WorkflowResponse
 from producer_api.workflow_shape import chord_bodies
@@ -61,7 +61,7 @@ async def send_workflow(request: web.Request) -> web.Response:
         raise Unavailable("the broker or result backend is unreachable", str(exc)) from exc
     response = planned.response
     await append_audit(
-        request.app[REDIS], request.app[KEYS],
+        request.app[REDIS], request.app[STREAM],
         [audit_event(request[ACTOR].name, "workflow", response.root_id, "",
                      msgspec.json.encode(response).decode())],
     )  # fmt: skip
