@@ -103,5 +103,5 @@ def test_failures_bench_prints_its_verdict_table() -> None:
     out = run_script("bench/failures.py", "--tasks", "400", "--groups", "10", "--rounds", "2",
                      "--queries", "10")
     assert "== failures: grouping, search and bulk dry runs" in out
-    assert "used_memory B per failed task" in out
+    assert "bytes per failed task: MEMORY USAGE" in out
     assert "bulk dry run p99 ms (400 match)" in out
