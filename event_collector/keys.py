@@ -68,8 +68,8 @@ Failure groups (one per fingerprint = exception type + masked message, failures.
 counts once per task, by the FAILURE counter's rule; written by store.lua with the batch)
   P fail:groups          ZSET     fingerprint -> last seen
   P fail:g:<fp>          HASH     count first last exception (type) message (a raw sample, the
-                                  latest) example (the latest failed task id), n:<name> -> 1 for
-                                  each task name seen failing so, and the hourly counts of the
+                                  latest) example (the latest failed task id), names (the task
+                                  names seen failing so, one per line), and the hourly counts of the
                                   last day in FAILURE_HOUR_SLOTS slots: h<hour % slots> ->
                                   "<hour start>:<count>"
                                   (a slot holding an older hour counts 0 and is reused)

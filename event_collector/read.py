@@ -70,6 +70,8 @@ _SUMMARY_FIELDS: Final = (
 _SUMMARY_FIELDS_RAW: Final = tuple(f.encode() for f in _SUMMARY_FIELDS)
 _READ_LUA: Final = resources.files("event_collector").joinpath("read.lua").read_text()
 _SEARCH_LUA: Final = resources.files("event_collector").joinpath("search.lua").read_text()
+# A failure group's fields as ``failure_groups`` reads them (its hour slots follow).
+_GROUP_FIELDS: Final = ("exception", "count", "first", "last", "message", "example", "names")
 # Filters that are a task hash field with an index of their own (keys.py).
 _FILTER_FIELDS: Final = ("state", "name", "queue", "worker", "fingerprint")
 # Field -> allowed values (any of them), as a walk checks them per task.
@@ -387,19 +389,17 @@ class EventReader:
         page, more = rows[:limit], len(rows) > limit
         fingerprints = [m for m, _ in page]
         this_hour = bucket_start(now, "hour")
-        # (slot field, the hour start it must hold to count), oldest hour first
-        hours = [
-            (f"h{start // 3600 % FAILURE_HOUR_SLOTS}", str(start))
-            for start in (this_hour - 3600 * i for i in range(FAILURE_HOUR_SLOTS - 1, -1, -1))
-        ]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for fp in fingerprints:
-                pipe.hgetall(self.keys.failure_group(fp))
-            groups = await pipe.execute()
+        # the slots oldest hour first, and the "<hour start>:" each must hold to count
+        starts = [this_hour - 3600 * i for i in range(FAILURE_HOUR_SLOTS - 1, -1, -1)]
+        slots = [f"h{start // 3600 % FAILURE_HOUR_SLOTS}" for start in starts]
+        prefixes = [f"{start}:".encode() for start in starts]
+        groups = await self._hmget_many(
+            keys=[self.keys.failure_group(fp) for fp in fingerprints], args=[*_GROUP_FIELDS, *slots]
+        ) if fingerprints else []
         items = [
-            _failure_group(fp, hash_text(raw), hours)
-            for fp, raw in zip(fingerprints, groups, strict=True)
-            if raw
+            _failure_group(fp, values, prefixes)
+            for fp, values in zip(fingerprints, groups, strict=True)
+            if values[0] is not None
         ]
         next_cursor = encode_cursor(page[-1][1], page[-1][0]) if more and page else None
         return FailurePage(items=items, next_cursor=next_cursor)
@@ -544,26 +544,26 @@ def _task_record(task_id: str, fields: dict[str, str]) -> TaskRecord:
     return msgspec.structs.replace(record, progress=progress) if progress else record
 
 
-def _hour_count(fields: dict[str, str], slot: str, start: str) -> int:
-    """Failures in the hour from ``start``: its slot (keys.py), if the slot still holds it."""
-    slot_start, _, count = fields.get(slot, "").partition(":")
-    return int(count) if slot_start == start else 0
-
-
 def _failure_group(
-    fingerprint: str, fields: dict[str, str], hours: list[tuple[str, str]]
+    fingerprint: str, values: list[bytes | None], prefixes: list[bytes]
 ) -> FailureGroup:
-    hourly = [_hour_count(fields, slot, start) for slot, start in hours]
-    names = sorted(k[2:] for k in fields if k.startswith("n:"))
+    """A group from its hash's ``_GROUP_FIELDS`` then its hour slots (keys.py); a slot counts
+    when it still holds the hour it is read for."""
+    exception, count, first, last, message, example, names = values[: len(_GROUP_FIELDS)]
+    slots = values[len(_GROUP_FIELDS) :]
+    hourly = [
+        int(raw[len(prefix) :]) if raw is not None and raw.startswith(prefix) else 0
+        for raw, prefix in zip(slots, prefixes, strict=True)
+    ]
     return FailureGroup(
         fingerprint=fingerprint,
-        exception=fields.get("exception", ""),
-        count=int(fields.get("count", 0)),
-        first_seen=float(fields.get("first", 0)),
-        last_seen=float(fields.get("last", 0)),
-        message=fields.get("message", ""),
-        example_id=fields.get("example", ""),
-        names=names,
+        exception=text(exception),
+        count=integer(count) or 0,
+        first_seen=number(first) or 0.0,
+        last_seen=number(last) or 0.0,
+        message=text(message),
+        example_id=text(example),
+        names=sorted(text(names).split("\n")) if names else [],
         hourly=hourly,
     )
 

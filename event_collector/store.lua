@@ -510,7 +510,7 @@ local function flush_failures()
   end
   for _, fp in ipairs(order) do
     local g, gkey = groups[fp], T_FAIL_GROUP .. fp
-    local read, hours = { 'first', 'last', 'count' }, {}
+    local read, hours = { 'first', 'last', 'count', 'names' }, {}
     for hour in pairs(g.hours) do
       hours[#hours + 1] = hour
       read[#read + 1] = 'h' .. (hour % FAILURE_HOUR_SLOTS)
@@ -527,11 +527,18 @@ local function flush_failures()
     end
     for i, hour in ipairs(hours) do
       local start = string.format('%d', hour * 3600)
-      local slot_start, slot_count = string.match(cur[3 + i] or '', '^(%d+):(%d+)$')
+      local slot_start, slot_count = string.match(cur[4 + i] or '', '^(%d+):(%d+)$')
       local n = g.hours[hour] + (slot_start == start and tonumber(slot_count) or 0)
-      hset[#hset + 1] = read[3 + i]; hset[#hset + 1] = start .. ':' .. n
+      hset[#hset + 1] = read[4 + i]; hset[#hset + 1] = start .. ':' .. n
     end
-    for name in pairs(g.names) do hset[#hset + 1] = 'n:' .. name; hset[#hset + 1] = '1' end
+    local names, added = cur[4] or '', false
+    for name in pairs(g.names) do
+      if not string.find('\n' .. names .. '\n', '\n' .. name .. '\n', 1, true) then
+        names = names == '' and name or names .. '\n' .. name
+        added = true
+      end
+    end
+    if added then hset[#hset + 1] = 'names'; hset[#hset + 1] = names end
     redis.call('HSET', gkey, unpack(hset))
     redis.call('ZADD', K_FAIL_GROUPS, 'GT', string.format('%.6f', g.last), fp)
     if not cur[1] then redis.call('SADD', T_FAIL_EXC .. g.exc, fp) end
