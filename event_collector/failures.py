@@ -22,7 +22,6 @@ import msgspec
 
 FINGERPRINT_BYTES: Final = 8  # 16 hex characters; 2^-64 collision odds per pair of groups
 FINGERPRINT_PATTERN: Final = "^[0-9a-f]{16}$"
-SAMPLE_MAX: Final = 200  # characters of the raw exception kept as a group's example message
 UNKNOWN_TYPE: Final = "UnknownException"
 # Enough of a repr to tell errors apart; bounds the parse for a huge message.
 PARSE_MAX: Final = 2000

@@ -3,6 +3,9 @@
 Every query costs a bounded number of round trips whatever the number of stored tasks: listings
 walk one index sorted set by score with a cursor (never SCAN), or with no filter merge the
 per-state indexes (every task is in exactly one, keys.py), stats and history read counters.
+Failure groups are one sorted set and a hash per group; an exception type is the merge of its
+groups' indexes. A text search (``q``) has no index: it reads the records it walks, in Redis
+(search.lua), up to a bound, and says so (``exact``) when it stopped there.
 """
 
 from __future__ import annotations

@@ -112,9 +112,7 @@ async def _dry_run(request: web.Request, action: str, query: TaskQuery) -> BulkR
     try:
         count = await reader.count_tasks(query)
         shown = min(query.limit, DRY_RUN_IDS)
-        page = await reader.list_tasks(TaskQuery(**{
-            **{f: getattr(query, f) for f in query.__struct_fields__}, "limit": shown,
-        }))
+        page = await reader.list_tasks(msgspec.structs.replace(query, limit=shown))
     except InvalidCursor:
         raise Unprocessable("invalid cursor", _BAD_CURSOR) from None
     return BulkResponse(
