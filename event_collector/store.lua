@@ -409,7 +409,7 @@ local function apply_task(etype, eid, id, member, ts_s, host, tl_extra, fields)
     -- counters
     if kind == 'FAILURE' and not again and fields.fingerprint then
       failures[#failures + 1] = { id = id, fp = fields.fingerprint, exc = exc_type or '',
-        message = fields.exception or '', ts = ts }
+        message = fields.exception or '', ts = ts, ts_s = ts_s }
     end
     local name = hset.name or t.name
     if name then
@@ -495,14 +495,16 @@ local function flush_failures()
   for _, f in ipairs(failures) do
     local g = groups[f.fp]
     if not g then
-      g = { count = 0, first = f.ts, last = f.ts, example = f.id, exc = f.exc,
-            message = f.message, names = {}, hours = {} }
+      g = { count = 0, first = f.ts, first_s = f.ts_s, last = f.ts, last_s = f.ts_s,
+            example = f.id, exc = f.exc, message = f.message, names = {}, hours = {} }
       groups[f.fp] = g
       order[#order + 1] = f.fp
     end
     g.count = g.count + 1
-    if f.ts < g.first then g.first = f.ts end
-    if f.ts >= g.last then g.last, g.example, g.message = f.ts, f.id, f.message end
+    if f.ts < g.first then g.first, g.first_s = f.ts, f.ts_s end
+    if f.ts > g.last or (f.ts == g.last and f.id > g.example) then
+      g.last, g.last_s, g.example, g.message = f.ts, f.ts_s, f.id, f.message
+    end
     local name = tasks[f.id].t.name
     if name then g.names[name] = true end
     local hour = math.floor(f.ts / 3600)
@@ -515,13 +517,16 @@ local function flush_failures()
       hours[#hours + 1] = hour
       read[#read + 1] = 'h' .. (hour % FAILURE_HOUR_SLOTS)
     end
+    read[#read + 1] = 'example'
     local cur = redis.call('HMGET', gkey, unpack(read))
     local hset = { 'exception', g.exc, 'count', tostring((tonumber(cur[3]) or 0) + g.count) }
     if not cur[1] or g.first < tonumber(cur[1]) then
-      hset[#hset + 1] = 'first'; hset[#hset + 1] = string.format('%.6f', g.first)
+      hset[#hset + 1] = 'first'; hset[#hset + 1] = g.first_s
     end
-    if not cur[2] or g.last >= tonumber(cur[2]) then
-      hset[#hset + 1] = 'last'; hset[#hset + 1] = string.format('%.6f', g.last)
+    -- the latest failure is the example, ties broken by task id: the same in any order
+    local cur_last = cur[2] and tonumber(cur[2])
+    if not cur_last or g.last > cur_last or (g.last == cur_last and g.example > cur[#read]) then
+      hset[#hset + 1] = 'last'; hset[#hset + 1] = g.last_s
       hset[#hset + 1] = 'example'; hset[#hset + 1] = g.example
       hset[#hset + 1] = 'message'; hset[#hset + 1] = string.sub(g.message, 1, 200)
     end
@@ -531,16 +536,18 @@ local function flush_failures()
       local n = g.hours[hour] + (slot_start == start and tonumber(slot_count) or 0)
       hset[#hset + 1] = read[4 + i]; hset[#hset + 1] = start .. ':' .. n
     end
-    local names, added = cur[4] or '', false
+    local known, names, added = {}, {}, false
+    for name in string.gmatch(cur[4] or '', '[^\n]+') do known[name] = true end
     for name in pairs(g.names) do
-      if not string.find('\n' .. names .. '\n', '\n' .. name .. '\n', 1, true) then
-        names = names == '' and name or names .. '\n' .. name
-        added = true
-      end
+      if not known[name] then known[name], added = true, true end
     end
-    if added then hset[#hset + 1] = 'names'; hset[#hset + 1] = names end
+    if added then -- sorted, so the value does not depend on which name failed first
+      for name in pairs(known) do names[#names + 1] = name end
+      table.sort(names)
+      hset[#hset + 1] = 'names'; hset[#hset + 1] = table.concat(names, '\n')
+    end
     redis.call('HSET', gkey, unpack(hset))
-    redis.call('ZADD', K_FAIL_GROUPS, 'GT', string.format('%.6f', g.last), fp)
+    redis.call('ZADD', K_FAIL_GROUPS, 'GT', g.last_s, fp)
     if not cur[1] then redis.call('SADD', T_FAIL_EXC .. g.exc, fp) end
   end
 end

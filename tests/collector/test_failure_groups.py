@@ -166,3 +166,45 @@ def test_an_hour_slot_from_yesterday_counts_zero_and_is_reused(clean_redis: Redi
     assert g.count == 3
     assert g.hourly[-1] == 2
     assert sum(g.hourly) == 2
+
+
+def test_groups_are_the_same_whatever_the_arrival_order_and_duplication(
+    clean_redis: RedisServer,
+) -> None:
+    events = [e for i in range(6) for e in failed(
+        f"t{i}", NOW + i // 2, f"KeyError('bill {i}')", name=f"demo.n{i % 3}")]  # ties in time
+    orders = {
+        "a:": [events],
+        "b:": [list(reversed(events))[:5], list(reversed(events)), events[3:]],
+    }
+
+    async def apply_all() -> dict[str, dict[str, Any]]:
+        client = aioredis.Redis.from_url(clean_redis.url(1))
+        try:
+            for prefix, batches in orders.items():
+                store = EventStore(client, Keys(prefix=prefix))
+                for batch in batches:
+                    await store.apply(batch)
+            found: dict[str, dict[str, Any]] = {}
+            for prefix in orders:
+                found[prefix] = {}
+                async for key in client.scan_iter(match=f"{prefix}fail:*"):
+                    name = key.decode().removeprefix(prefix)
+                    kind = (await client.type(key)).decode()
+                    found[prefix][name] = (
+                        await client.hgetall(key) if kind == "hash"
+                        else await client.zrange(key, 0, -1, withscores=True) if kind == "zset"
+                        else await client.smembers(key)
+                    )
+                fp = failure_of("KeyError('bill 1')").fingerprint
+                found[prefix]["idx"] = await client.zrange(
+                    f"{prefix}idx:fp:{fp}", 0, -1, withscores=True)
+            return found
+        finally:
+            await client.aclose()
+
+    found = asyncio.run(apply_all())
+    assert found["a:"] == found["b:"]
+    [group] = [v for k, v in found["a:"].items() if k.startswith("fail:g:")]
+    assert group[b"count"] == b"6"
+    assert group[b"names"] == b"demo.n0\ndemo.n1\ndemo.n2"
