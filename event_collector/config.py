@@ -80,6 +80,9 @@ class CollectorSettings(msgspec.Struct, frozen=True):
     stats_interval_seconds: float = 10.0
     reconnect_max_seconds: float = 10.0
     queue_poll_seconds: float = 5.0
+    # How often workers that came online are given the limits and paused queues operators set
+    # (event_collector/fleet_apply.py).
+    fleet_apply_seconds: float = 5.0
     sweep_interval_seconds: float = 60.0
     reconcile_interval_seconds: float = 60.0
     stuck_after_seconds: float = 600.0

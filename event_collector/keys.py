@@ -129,6 +129,15 @@ Beat schedule (celery-redbeat's own layout, under B = ``redbeat:`` + P, outside 
   B:seeded               SET      static entries already seeded once (``Keys.beat_seeded``,
                                   worker.dynamic_schedule)
 
+Fleet control (under F = ``fleet:`` + P, outside ``P*`` like beat's entries: it is
+configuration an operator set, not a projection ``rebuild`` may drop; event_collector/fleet.py)
+  F limits               HASH     task name -> the rate/time limits an operator put in force
+                                  (``fleet.TaskLimits``, JSON): shown by the API, re-applied to
+                                  workers that come online later
+  F paused               HASH     queue -> who paused it, when, and the workers that consumed it
+                                  then (``fleet.PausedQueue``, JSON): resume adds the consumer
+                                  back on those; a worker coming online has it cancelled too
+
 Collector bookkeeping
   P collector:<id>       HASH     a running collector's heartbeat and counters (TTL)
 
@@ -277,6 +286,14 @@ class Keys(msgspec.Struct, frozen=True):
     def beat_seeded(self) -> str:
         """Static schedule entries already written once (redbeat's ``<key_prefix>:seeded``)."""
         return f"{self.beat_prefix}:seeded"
+
+    @property
+    def task_limits(self) -> str:
+        return f"fleet:{self.prefix}limits"
+
+    @property
+    def paused_queues(self) -> str:
+        return f"fleet:{self.prefix}paused"
 
     @property
     def all_pattern(self) -> str:

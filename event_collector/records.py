@@ -188,3 +188,4 @@ class QueueInfo(msgspec.Struct, frozen=True, omit_defaults=True):
     workers: int | None = None
     processes: int | None = None
     updated: float | None = None
+    paused: bool = False  # by an operator (event_collector.fleet): its messages wait

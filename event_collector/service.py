@@ -27,6 +27,7 @@ from event_collector.broker import broker_kind, redis_py_opens
 from event_collector.config import CollectorSettings
 from event_collector.consume import AmqpQueueReader, RawBuffer, RedisFanoutReader
 from event_collector.events import Event
+from event_collector.fleet_apply import FleetApplier
 from event_collector.keys import Keys
 from event_collector.metrics import CollectorMetrics
 from event_collector.pipeline import Pipeline
@@ -181,6 +182,7 @@ class Collector:
             stream_maxlen=s.retention_stream_max_length,
             queues=s.queue_names,
         )
+        applier = FleetApplier(self.redis, self.keys, s.broker_url)
         jobs = [
             ("heartbeat", self._every(HEARTBEAT_SECONDS, self._heartbeat)),
             ("metrics-refresh", self._every(
@@ -188,6 +190,7 @@ class Collector:
             ("stats-log", self._every(s.stats_interval_seconds, self._log_stats)),
             ("queue-poller", self._every(s.queue_poll_seconds, poller.run_once, poller.aclose)),
             ("retention-sweep", self._every(s.sweep_interval_seconds, sweeper.run_once)),
+            ("fleet-apply", self._every(s.fleet_apply_seconds, applier.run_once, applier.aclose)),
         ]
         if redis_py_opens(s.backend_url):
             backend = aioredis.Redis.from_url(s.backend_url, socket_connect_timeout=5)

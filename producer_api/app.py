@@ -28,6 +28,7 @@ from producer_api.resources import (
     SETTINGS,
     STREAM,
     TOKENS,
+    fleet_ctx,
     publisher_ctx,
     redis_ctx,
 )
@@ -57,7 +58,7 @@ def create_app(settings: ApiSettings, registry: CollectorRegistry | None = None)
     static = resources.files("producer_api").joinpath("static")
     app[DOCS_PAGE] = static.joinpath("docs.html").read_bytes()
     app[RUNBOOK_PAGE] = static.joinpath("runbook.html").read_bytes()
-    app.cleanup_ctx.extend([redis_ctx, publisher_ctx, *EXTRA_CTX])
+    app.cleanup_ctx.extend([redis_ctx, publisher_ctx, fleet_ctx, *EXTRA_CTX])
     app.on_shutdown.extend(ON_SHUTDOWN)
     if not app[TOKENS].list():
         log.warning(

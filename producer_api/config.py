@@ -55,6 +55,9 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     # Fail fast when Redis or the broker is gone: the API answers 503 instead of hanging.
     redis_timeout_seconds: float = 2.0
     broker_timeout_seconds: float = 2.0
+    # How long a remote-control command (pool, consumers, limits, pause) waits for workers'
+    # replies; a worker silent that long is reported in ``no_reply``.
+    control_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 1.0
     # Threads that publish to the broker (kombu is blocking; the event loop never is).
     publish_threads: int = 4
     # Web console: a session ends after this long unused; a one-time sign-in link lapses sooner.
@@ -96,6 +99,7 @@ ENV_VARS: dict[str, str] = {
     "TASKPULSE_API_REDIS_TIMEOUT": "redis_timeout_seconds",
     "TASKPULSE_API_BROKER_TIMEOUT": "broker_timeout_seconds",
     "TASKPULSE_API_PUBLISH_THREADS": "publish_threads",
+    "TASKPULSE_API_CONTROL_TIMEOUT": "control_timeout_seconds",
     "TASKPULSE_UI_SESSION_TTL": "ui_session_ttl_seconds",
     "TASKPULSE_UI_LOGIN_LINK_TTL": "ui_login_link_ttl_seconds",
     "TASKPULSE_STUCK_AFTER_SECONDS": "stuck_after_seconds",

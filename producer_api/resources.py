@@ -13,12 +13,15 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from event_collector.broker import broker_kind
+from event_collector.fleet import FleetState
 from event_collector.keys import Keys
 from event_collector.read import EventReader
 from event_collector.stream import EventStream
 from producer_api.auth import TokenStore
+from producer_api.broker_queues import BrokerQueues
 from producer_api.catalog import Catalog
 from producer_api.config import ApiSettings
+from producer_api.control import WorkerControl
 from producer_api.enqueue import Enqueuer, Limits
 from producer_api.metrics import ApiMetrics
 from producer_api.publisher import Publisher, producer_app
@@ -36,6 +39,9 @@ REDIS = web.AppKey("redis", aioredis.Redis)
 READER = web.AppKey("reader", EventReader)
 PUBLISHER = web.AppKey("publisher", Publisher)
 ENQUEUER = web.AppKey("enqueuer", Enqueuer)
+CONTROL = web.AppKey("control", WorkerControl)
+BROKER_QUEUES = web.AppKey("broker_queues", BrokerQueues)
+FLEET = web.AppKey("fleet", FleetState)
 OPENAPI = web.AppKey("openapi", bytes)  # the encoded document, built once at startup
 DOCS_PAGE = web.AppKey("docs_page", bytes)
 RUNBOOK_PAGE = web.AppKey("runbook_page", bytes)  # docs/runbook.md, rendered (scripts/)
@@ -85,3 +91,16 @@ async def publisher_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     yield
     publisher.close()
+
+
+async def fleet_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Worker remote control and queue peek/purge, over the publisher's Celery app (its broker
+    connection pool), and the fleet settings an operator made (``event_collector.fleet``)."""
+    settings = app[SETTINGS]
+    celery_app = app[PUBLISHER].app
+    control = WorkerControl(celery_app, settings.control_timeout_seconds)
+    app[CONTROL] = control
+    app[BROKER_QUEUES] = BrokerQueues(celery_app, broker_kind(settings.broker_url))
+    app[FLEET] = FleetState(app[REDIS], app[KEYS])
+    yield
+    control.close()

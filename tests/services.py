@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import redis
@@ -186,12 +186,13 @@ def celery_worker(
     concurrency: int = 2,
     pool: str = "prefork",
     hostname: str = "w1@%h",
+    extra_args: Sequence[str] = (),
 ) -> ServiceProcess:
     """Start ``celery -A worker worker -E`` and wait until it is ready to consume."""
     argv = [
         sys.executable, "-m", "celery", "-A", "worker", "worker", "-E",
         "-Q", queues, "-c", str(concurrency), "-P", pool, "-n", hostname,
-        "--without-mingle", "--without-gossip", "-l", "INFO",
+        "--without-mingle", "--without-gossip", "-l", "INFO", *extra_args,
     ]
     proc = ServiceProcess(argv, env, log_path)
     proc.wait_for_log(" ready.", timeout=60)

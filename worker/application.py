@@ -53,6 +53,8 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
         # and priorities decide what runs next.
         "worker_prefetch_multiplier": settings.prefetch_multiplier,
         "result_expires": settings.result_expires,
+        # POST /workers/{hostname}/pool {"restart": true}: Celery refuses pool_restart without it.
+        "worker_pool_restarts": settings.pool_restarts,
         # Name, args and queue in the result too: failed tasks can be re-sent from it.
         "result_extended": True,
         "task_soft_time_limit": settings.soft_time_limit,

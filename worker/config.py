@@ -23,6 +23,7 @@ the environment. Variables (all optional):
 ``TASKPULSE_RETRY_BACKOFF_MAX``     cap of one backoff in seconds, default 600
 ``TASKPULSE_CACHE_REDIS_URL``       Redis cleaned by ``cleanup_cache``; default: the result
                                     backend if it is Redis, else the broker
+``TASKPULSE_POOL_RESTARTS``         ``1``: the API may restart the pool (``pool_restart``), 1
 ``TASKPULSE_CACHE_KEY_PREFIX``      the only keys ``cleanup_cache`` may delete start with it;
                                     default ``taskpulse:cache:`` (no glob characters)
 ==================================  ==========================================================
@@ -79,6 +80,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     retry_backoff_max: int = 600
     cache_redis_url: str = ""
     cache_key_prefix: str = "taskpulse:cache:"
+    pool_restarts: bool = True
 
     def __post_init__(self) -> None:
         broker_kind(self.broker_url)  # an unsupported broker fails at start-up

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from producer_api.catalog import close_names
+from producer_api.cli import fleet
 from producer_api.cli.client import Api, CliError, did_you_mean
 from producer_api.cli.output import Output
 
@@ -74,6 +75,11 @@ def show_catalog(out: Output, catalog: dict[str, Any]) -> None:
 
 
 def cmd_catalog(api: Api, out: Output, args: argparse.Namespace) -> int:
+    if args.names[:1] == ["limits"]:
+        return fleet.cmd_limits(api, out, args, args.names[1:])
+    if any(getattr(args, option) for option in fleet.LIMIT_OPTIONS):
+        raise CliError("--rate-limit, --time-limits and --clear go with `taskpulse catalog "
+                       "limits NAME`", 2)
     catalog = api.call("GET", "/catalog")
     if args.names:
         known = {t["name"]: t for t in catalog["tasks"]}
@@ -91,7 +97,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "catalog", parents=[common], help="tasks you can send: queue, parameters, constraints",
         description="The tasks the API accepts, with their queue and each parameter's type, "
         "default and constraints (what --args/--kwargs must satisfy).",
-        epilog="examples:\n  taskpulse catalog\n  taskpulse catalog exports.export_data",
+        epilog="examples:\n  taskpulse catalog\n  taskpulse catalog exports.export_data\n"
+        "  taskpulse catalog limits demo.test_task                  (in force, per worker)\n"
+        "  taskpulse catalog limits demo.test_task --rate-limit 10/m --time-limits 60/90\n"
+        "  taskpulse catalog limits demo.test_task --clear",
     )
-    p.add_argument("names", nargs="*", metavar="NAME", help="only these tasks")
+    p.add_argument("names", nargs="*", metavar="NAME",
+                   help="only these tasks; `limits NAME`: that task's rate and time limits")
+    fleet.add_limit_options(p)
     p.set_defaults(func=cmd_catalog)

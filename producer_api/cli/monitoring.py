@@ -6,6 +6,7 @@ import argparse
 from typing import Any, Final
 
 from event_collector.events import TASK_EVENT_KINDS
+from producer_api.cli import fleet
 from producer_api.cli.arguments import GRANULARITIES, time_option
 from producer_api.cli.client import Api
 from producer_api.cli.output import Output
@@ -54,18 +55,27 @@ def cmd_workers(api: Api, out: Output, args: argparse.Namespace) -> int:
 
 def cmd_queues(api: Api, out: Output, args: argparse.Namespace) -> int:
     out.emit(api.call("GET", "/queues"), lambda rows: out.table(
-        rows, ["name", "length", "consumers", "updated"]))
+        [{"paused": False, **row} for row in rows], ["name", "length", "consumers", "paused",
+                                                      "updated"]))
     return 0
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    for name, func, text in (
-        ("workers", cmd_workers, "workers, whether they are alive, their last heartbeat"),
-        ("queues", cmd_queues, "messages waiting per queue, and consumers"),
-        ("stats", cmd_stats, "totals by state and by task name"),
+    for name, func, text, actions, register_actions in (
+        ("workers", cmd_workers, "workers, whether they are alive, their last heartbeat",
+         "pool, consumers, shutdown", fleet.register_workers),
+        ("queues", cmd_queues, "messages waiting per queue, consumers, paused or not",
+         "pause, resume, purge, peek", fleet.register_queues),
     ):
-        sub.add_parser(name, parents=[common], help=text, description=text[0].upper() + text[1:]
-                       + ".").set_defaults(func=func)  # fmt: skip
+        p = sub.add_parser(name, parents=[common], help=f"{text}; {actions}",
+                           description=f"{text[0].upper() + text[1:]} (without an ACTION); "
+                           f"or operate them: {actions}.")
+        p.set_defaults(func=func)
+        register_actions(p.add_subparsers(dest="action", required=False, metavar="ACTION"),
+                         common)
+    text = "totals by state and by task name"
+    sub.add_parser("stats", parents=[common], help=text, description=text[0].upper() + text[1:]
+                   + ".").set_defaults(func=cmd_stats)  # fmt: skip
     p = sub.add_parser(
         "history", parents=[common], help="event counts per minute/hour/day",
         description="Task events counted per time bucket (by default the last 60 buckets up to "

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 
+import msgspec
 from aiohttp import web
 
 from event_collector.keys import BUCKET_SECONDS
 from event_collector.records import MAX_HISTORY_BUCKETS, History, QueueInfo, Stats, WorkerInfo
 from producer_api.errors import Unprocessable
 from producer_api.http import endpoint, json_response, parse_query
-from producer_api.resources import CATALOG, READER
+from producer_api.resources import CATALOG, FLEET, READER
 from producer_api.schemas import HistoryQuery
 
 routes = web.RouteTableDef()
@@ -51,10 +52,14 @@ async def workers(request: web.Request) -> web.Response:
 
 
 @routes.get("/queues")
-@endpoint("Known queues with their waiting messages", "viewer", response=list[QueueInfo],
-          errors=(503,), tag="monitoring")
+@endpoint("Known queues with their waiting messages, and whether an operator paused them",
+          "viewer", response=list[QueueInfo], errors=(503,), tag="monitoring")
 async def queues(request: web.Request) -> web.Response:
     polled = {q.name: q for q in await request.app[READER].queues()}
+    paused = await request.app[FLEET].paused()
     known = request.app[CATALOG].queues
-    names = [*known, *sorted(set(polled) - set(known))]
-    return json_response([polled.get(name, QueueInfo(name=name)) for name in names])
+    names = [*known, *sorted((set(polled) | set(paused)) - set(known))]
+    return json_response([
+        msgspec.structs.replace(polled.get(name, QueueInfo(name=name)), paused=name in paused)
+        for name in names
+    ])

@@ -127,3 +127,30 @@ def test_streams_end_when_redis_goes_and_serve_again_once_it_is_back(outage) -> 
     assert log.count("event feed lost redis") == 1  # once per outage, however many retries
     assert "event feed reconnected to redis" in log
     assert "Traceback" not in log
+
+
+def test_fleet_routes_answer_503_while_the_broker_is_down(outage) -> None:
+    server, api = outage
+    # Connections the control pool holds from before the outage must not stay broken after it.
+    for _ in range(2):
+        assert api.post("/api/v1/workers/*/pool", json={"grow": 1}).status_code == 200
+    server.stop()
+    try:
+        for method, path, body in [
+            ("POST", "/api/v1/workers/w1@box/pool", {"grow": 1}),  # the broker only
+            ("POST", "/api/v1/workers/w1@box/shutdown", None),
+            ("POST", "/api/v1/queues/default/purge", {"expected": 0}),
+            ("GET", "/api/v1/queues/default/messages", None),
+            ("POST", "/api/v1/queues/default/pause", None),
+            ("GET", "/api/v1/catalog/demo.test_task/limits", None),
+        ]:
+            r = api.request(method, path, json=body)
+            assert r.status_code == 503, (method, path, r.text)
+            assert r.json()["error"]["code"] == "unavailable"
+    finally:
+        server.start()
+    wait_until(lambda: api.get("/readyz", role=None).status_code == 200, timeout=15,
+               what="readyz after Redis came back")
+    for _ in range(3):  # every pooled connection, not just one
+        r = api.post("/api/v1/workers/w1@box/pool", json={"grow": 1})
+        assert r.json() == {"workers": {}, "no_reply": ["w1@box"]}

@@ -85,3 +85,41 @@ def test_levels_become_amqp_priorities_on_a_priority_queue(rabbit_api) -> None:
 
         wait_until(drained, timeout=10, what="both messages on the queue")
     assert {sent[i]: p for i, p in received.items()} == {"low": 1, "critical": 4}
+
+
+def _send(api: ApiClient, message: str, priority: str = "normal") -> str:
+    r = api.post("/api/v1/tasks", json={"name": "demo.test_task", "priority": priority,
+                                        "kwargs": {"message": message}})
+    assert r.status_code == 202, r.text
+    return r.json()["id"]
+
+
+def _peek(api: ApiClient, queue: str, limit: int = 20) -> dict:
+    r = api.get(f"/api/v1/queues/{queue}/messages?limit={limit}", role="viewer")
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_peek_requeues_what_it_shows_and_purge_refuses_a_stale_count(rabbit_api) -> None:
+    api, queue = rabbit_api
+    first, second = _send(api, "first"), _send(api, "second")
+    urgent = _send(api, "urgent", "critical")
+    wait_until(lambda: _peek(api, queue, 1)["length"] == 3, timeout=10, what="3 waiting")
+    shown = _peek(api, queue, 2)
+    # RabbitMQ hands out the highest priority first, then the oldest.
+    assert [m["id"] for m in shown["messages"]] == [urgent, first]
+    assert shown["messages"][1]["kwargs"] == {"message": "first"}
+    assert shown["messages"][0]["priority"] == 4
+    # Nothing was consumed: all three are back, in the same order.
+    again = wait_until(lambda: (p := _peek(api, queue))["length"] == 3 and p, timeout=10,
+                       what="the peeked messages requeued")
+    assert [m["id"] for m in again["messages"]] == [urgent, first, second]
+
+    r = api.post(f"/api/v1/queues/{queue}/purge", json={"expected": 2})
+    assert r.status_code == 409
+    assert r.json()["error"]["details"] == {"length": 3, "expected": 2}
+    assert _peek(api, queue, 1)["length"] == 3
+    r = api.post(f"/api/v1/queues/{queue}/purge", json={"expected": 3})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"queue": queue, "purged": 3}
+    assert _peek(api, queue, 1)["length"] == 0

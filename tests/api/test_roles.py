@@ -33,6 +33,16 @@ ROUTES = [
     ("GET", "/api/v1/tokens", None, "admin"),
     ("POST", "/api/v1/tokens", {"name": "matrix", "role": "viewer"}, "admin"),
     ("DELETE", "/api/v1/tokens/missing", None, "admin"),
+    # Fleet control: this module's broker has no workers, so nothing is really shut down.
+    ("POST", "/api/v1/workers/*/pool", {"grow": 1}, "admin"),
+    ("POST", "/api/v1/workers/missing/consumers", {"add": "default"}, "admin"),
+    ("POST", "/api/v1/workers/missing/shutdown", None, "admin"),
+    ("GET", "/api/v1/catalog/demo.test_task/limits", None, "viewer"),
+    ("PUT", "/api/v1/catalog/demo.test_task/limits", {}, "operator"),
+    ("POST", "/api/v1/queues/default/pause", None, "operator"),
+    ("POST", "/api/v1/queues/default/resume", None, "operator"),
+    ("POST", "/api/v1/queues/default/purge", {"expected": 0}, "admin"),
+    ("GET", "/api/v1/queues/default/messages", None, "viewer"),
 ]
 PUBLIC = ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/runbook"]
 

@@ -30,12 +30,17 @@ CHECKS = ",".join([
 
 @pytest.fixture(scope="module")
 def fuzzed_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiClient]:
-    """An API of its own: the fuzzer creates tokens and enqueues junk, which must not leak."""
+    """An API of its own: the fuzzer creates tokens and enqueues junk, which must not leak.
+
+    Its broker is a redis-server no worker listens on, so the fleet routes it fuzzes (shutdown,
+    pool, consumers, pause, purge) reach nobody else's workers or queues; with no worker to
+    answer, each control call waits out the (short) control timeout."""
     workdir = tmp_path_factory.mktemp("fuzz")
     server = RedisServer(workdir)
     server.start()
     tokens = make_tokens(workdir / "tokens.json")
-    proc, base = start_api(server, workdir, workdir / "tokens.json")
+    proc, base = start_api(server, workdir, workdir / "tokens.json",
+                           TASKPULSE_API_CONTROL_TIMEOUT="0.2")
     yield ApiClient(base, tokens)
     proc.stop()
     server.stop()

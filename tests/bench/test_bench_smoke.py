@@ -105,3 +105,9 @@ def test_failures_bench_prints_its_verdict_table() -> None:
     assert "== failures: grouping, search and bulk dry runs" in out
     assert "bytes per failed task: MEMORY USAGE" in out
     assert "bulk dry run p99 ms (400 match)" in out
+
+
+def test_control_bench_prints_its_verdict_table() -> None:
+    out = run_script("bench/control.py", "--rounds", "2")
+    assert "== control: taskpulse API vs raw Celery remote control" in out
+    assert "pool change, every worker (*): ms p50" in out

@@ -4,7 +4,8 @@ import { get } from '../api.js';
 import { h, replace } from '../dom.js';
 import { sparkline, stackedBar } from '../charts.js';
 import { STUCK_AFTER_SECONDS } from '../facts.js';
-import { errorText, number } from '../format.js';
+import { number } from '../format.js';
+import { refreshing } from '../refresh.js';
 
 const KINDS = ['SENT', 'RECEIVED', 'STARTED', 'SUCCESS', 'FAILURE', 'RETRY', 'REVOKED', 'REJECTED'];
 const REFRESH_MS = 10000;
@@ -91,11 +92,6 @@ async function render(root) {
           tasksLink({ state: s.state, until: s.until }, `${number(s.count)} ${s.state}`)))))));
 }
 
-export async function mount(root) {
-  const refresh = () => render(root).catch((error) => {
-    if (error.status !== 401) replace(root, h('p', { class: 'error' }, errorText(error)));
-  });
-  await refresh();
-  const timer = setInterval(refresh, REFRESH_MS);
-  return { leave: () => clearInterval(timer) };
+export function mount(root) {
+  return refreshing(root, render, REFRESH_MS);
 }
