@@ -89,10 +89,10 @@ async def bulk_revoke(request: web.Request) -> web.Response:
     ids = [r.id for r in chosen]
     if ids:
         await request.app[PUBLISHER].revoke_many(ids, terminate=False, signal="SIGTERM")
-    who = actor(request)
-    await append_audit(request.app[REDIS], request.app[STREAM], [
-        audit_event(who, "revoke", r.id, r.name or "", '{"bulk":true}') for r in chosen
-    ])
+        who = actor(request)
+        await append_audit(request.app[REDIS], request.app[STREAM], [
+            audit_event(who, "revoke", r.id, r.name or "", '{"bulk":true}') for r in chosen
+        ])
     await _audit_bulk(request, "revoke", req, len(ids))
     return json_response(BulkResponse(
         action="revoke", dry_run=False, ids=ids, items=[BulkItem(id=i) for i in ids],
