@@ -8,11 +8,9 @@ import logging
 import signal
 import sys
 
-import redis.asyncio as aioredis
-
 from event_collector.config import CollectorSettings, load_settings
+from event_collector.connection import open_async
 from event_collector.environment import SettingsError
-from event_collector.keys import Keys
 from event_collector.service import Collector
 from event_collector.spool import SpoolError
 from event_collector.store import EventStore
@@ -73,10 +71,10 @@ async def run(settings: CollectorSettings) -> None:
 
 async def rebuild(settings: CollectorSettings) -> None:
     log = logging.getLogger("taskpulse.collector")
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = open_async(settings.redis_url)
     try:
-        store = EventStore(client, Keys(settings.key_prefix), settings.retention)
-        log.info("rebuilding projections from %sevents", settings.key_prefix)
+        store = EventStore(client, settings.keys, settings.retention)
+        log.info("rebuilding projections from %s", settings.keys.events)
         seen, applied = await store.rebuild()
         log.info("rebuild done: %d stream entries read, %d events applied", seen, applied)
     finally:

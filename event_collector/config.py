@@ -9,8 +9,9 @@ from typing import Final
 import msgspec
 
 from event_collector.broker import broker_kind, result_backend_url
+from event_collector.connection import store_keys
 from event_collector.environment import DEFAULT_BROKER_URL, DEFAULT_REDIS_URL, settings_from_env
-from event_collector.keys import DEFAULT_KEY_PREFIX
+from event_collector.keys import Keys
 
 DAY: Final = 86400
 
@@ -41,7 +42,8 @@ class CollectorSettings(msgspec.Struct, frozen=True):
     broker_url: str = DEFAULT_BROKER_URL
     redis_url: str = DEFAULT_REDIS_URL
     result_backend: str = ""
-    key_prefix: str = DEFAULT_KEY_PREFIX
+    # "" = the store's default (``tp:``, ``{tp}:`` on a cluster); read it through ``keys``
+    key_prefix: str = ""
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 9808
     # Batching: a batch is written when it has this many events or is this old, whichever first.
@@ -99,6 +101,11 @@ class CollectorSettings(msgspec.Struct, frozen=True):
 
     def __post_init__(self) -> None:
         broker_kind(self.broker_url)  # an unsupported broker fails at start-up
+        self.keys  # noqa: B018 - so does a bad store URL or key prefix
+
+    @property
+    def keys(self) -> Keys:
+        return store_keys(self.redis_url, self.key_prefix)
 
     @property
     def retention(self) -> Retention:

@@ -25,8 +25,8 @@ from typing import Final, Protocol
 
 import msgspec
 import orjson
-import redis
 
+from event_collector.connection import STORE_UNAVAILABLE
 from event_collector.consume import BAD_ENVELOPE, Backoff, RawBuffer
 from event_collector.events import Event
 from event_collector.metrics import CollectorMetrics
@@ -37,7 +37,7 @@ log = logging.getLogger("taskpulse.collector.pipeline")
 
 INVALID_LOG_PER_INTERVAL: Final = 20
 WRITES_IN_FLIGHT: Final = 2
-STORE_ERRORS: Final = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OSError)
+STORE_ERRORS: Final = (*STORE_UNAVAILABLE, OSError)
 
 
 class Source(Protocol):

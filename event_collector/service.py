@@ -18,17 +18,16 @@ from pathlib import Path
 from typing import Any, Final
 
 import msgspec
-import redis
 import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from event_collector.broker import broker_kind, redis_py_opens
 from event_collector.config import CollectorSettings
+from event_collector.connection import STORE_ERRORS, ClientOptions, open_async, parse_store_url
 from event_collector.consume import AmqpQueueReader, RawBuffer, RedisFanoutReader
 from event_collector.events import Event
 from event_collector.fleet_apply import FleetApplier
-from event_collector.keys import Keys
 from event_collector.metrics import CollectorMetrics
 from event_collector.pipeline import Pipeline
 from event_collector.queues import QueuePoller
@@ -52,10 +51,13 @@ class Collector:
     def __init__(self, settings: CollectorSettings) -> None:
         self.settings = settings
         self.id = settings.collector_id or f"{socket.gethostname()}-{os.getpid()}"
-        self.keys = Keys(settings.key_prefix)
-        self.redis = aioredis.Redis.from_url(
-            settings.redis_url, socket_timeout=10, socket_connect_timeout=5
-        )
+        self.keys = settings.keys
+        self.store_address = parse_store_url(settings.redis_url)
+        # A few quick retries absorb a reconnect or a redirection; a failover outlasts them and
+        # reaches the pipeline, which retries the batch until the store answers again.
+        self.redis = open_async(self.store_address, ClientOptions(
+            socket_timeout=10, connect_timeout=5, retries=3, backoff_cap=0.5,
+        ))
         self.registry = CollectorRegistry()
         self.metrics = CollectorMetrics(
             self.registry, keys=self.keys,
@@ -103,7 +105,7 @@ class Collector:
             raise
         runner = await self._start_http()
         log.info("collector %s starting: broker %s, store %s (prefix %r), metrics on %s:%d",
-                 self.id, _safe_url(s.broker_url), _safe_url(s.redis_url), s.key_prefix,
+                 self.id, _safe_url(s.broker_url), self.store_address.safe_url, self.keys.prefix,
                  s.metrics_host, s.metrics_port)
         await self._tune_store()
         self.reader.start(self.buffer)
@@ -144,7 +146,7 @@ class Collector:
             return
         self.spool = open_spool(
             Path(s.spool_dir), s.collector_id,
-            {"store": _safe_url(s.redis_url), "key_prefix": s.key_prefix},
+            {"store": self.store_address.safe_url, "key_prefix": self.keys.prefix},
             s.spool_max_bytes, self.metrics.observe_dropped,
         )
         self.buffer.use_spool(self.spool)
@@ -160,7 +162,7 @@ class Collector:
                 log.info("store: raised %s %d -> %d so task records stay compact"
                          " (TASKPULSE_REDIS_LISTPACK_VALUE=0 leaves it alone)",
                          option, previous, wanted)
-        except (redis.RedisError, OSError) as exc:
+        except (*STORE_ERRORS, OSError) as exc:
             log.warning("store: could not tune %s (%s); memory per task will be higher",
                         "listpack limits", exc)
 
@@ -236,7 +238,7 @@ class Collector:
                     if not failing:
                         log.warning("%s failed: %s: %s", getattr(job, "__qualname__", job),
                                     type(exc).__name__, exc,
-                                    exc_info=not isinstance(exc, redis.RedisError | OSError))
+                                    exc_info=not isinstance(exc, (*STORE_ERRORS, OSError)))
                     failing = True
                 await asyncio.sleep(seconds)
         finally:
@@ -257,7 +259,7 @@ class Collector:
                 })
                 pipe.expire(key, int(HEARTBEAT_SECONDS * 3))
                 await pipe.execute()
-        except (redis.RedisError, OSError) as exc:
+        except (*STORE_ERRORS, OSError) as exc:
             if stats.store_connected:
                 log.warning("store unreachable (%s: %s)", type(exc).__name__, exc)
             stats.store_connected = False

@@ -16,6 +16,7 @@ import orjson
 from redis.asyncio import Redis
 
 from event_collector.config import Retention
+from event_collector.connection import AsyncStore, node_targets
 from event_collector.events import (
     AUDIT_EVENT,
     TASK_EVENT_KINDS,
@@ -165,18 +166,20 @@ def event_row(event: Event, stream_bytes: int, member: str) -> list[str]:
 LISTPACK_VALUE_OPTIONS: Final = ("zset-max-listpack-value", "hash-max-listpack-value")
 
 
-async def raise_listpack_limits(redis: Redis, wanted: int) -> list[tuple[str, int]]:
+async def raise_listpack_limits(redis: AsyncStore, wanted: int) -> list[tuple[str, int]]:
     """Raise the server's listpack value limits to ``wanted`` bytes where they are lower, so
     task hashes with their timeline (over 64 bytes from the second event on) stay in the
-    compact encoding. Returns what was
-    changed as (option, previous value); ``wanted`` 0 changes nothing."""
-    changed = []
+    compact encoding. On a cluster, on every node (a replica may become the primary). Returns
+    what was changed as (option, previous value), once per option; ``wanted`` 0 changes
+    nothing."""
+    changed: dict[str, int] = {}
     for option in LISTPACK_VALUE_OPTIONS if wanted else ():
-        current = int((await redis.config_get(option)).get(option, 0))
-        if current < wanted:
-            await redis.config_set(option, wanted)
-            changed.append((option, current))
-    return changed
+        for target in await node_targets(redis):
+            current = int((await redis.config_get(option, **target)).get(option, 0))
+            if current < wanted:
+                await redis.config_set(option, wanted, **target)
+                changed.setdefault(option, current)
+    return list(changed.items())
 
 
 class EventStore:

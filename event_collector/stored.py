@@ -30,6 +30,8 @@ _TYPE_CODES: Final = {type_: code for code, type_ in enumerate(STORED_TYPES)}
 _FIELDS: Final = msgspec.structs.fields(Event)[1:]  # all but "id"
 _TYPE_AT: Final = 0
 _UUID_AT: Final = [f.name for f in _FIELDS].index("uuid")
+_QUEUE_AT: Final = [f.name for f in _FIELDS].index("queue")
+_ROUTING_KEY_AT: Final = [f.name for f in _FIELDS].index("routing_key")
 # Try cutting after the task head (type .. uuid), then after result/runtime, after the
 # descriptive fields (name .. root_id), after exception/traceback; else keep everything.
 _CUTS: Final = tuple(
@@ -44,6 +46,8 @@ def _stored_type(field: msgspec.structs.FieldInfo) -> Any:
         return int
     if field.name == "uuid":
         return Any  # str, or the 16 bytes of a canonical UUID
+    if field.name == "routing_key":
+        return str | None  # None: the same as the queue (Celery's usual direct routing)
     return field.type
 
 
@@ -71,10 +75,18 @@ def encode_stored(event: Event, task_id: str | bytes | None = None) -> bytes:
     del values[0]
     values[_TYPE_AT] = code
     values[_UUID_AT] = compact_id(event.uuid) if task_id is None else task_id
+    if event.routing_key and event.routing_key == event.queue:
+        values[_ROUTING_KEY_AT] = None
     for cut in _CUTS:
         if values[cut:] == _DEFAULTS[cut:]:
-            return _ENCODE(values[:cut])
-    return _ENCODE(values)
+            break
+    else:
+        cut = len(values)
+    # then past every trailing default of the last group kept (a task-sent's unset priority,
+    # eta, expires, parent and root: five bytes of every sent and received entry)
+    while cut > _UUID_AT + 1 and values[cut - 1] == _DEFAULTS[cut - 1]:
+        cut -= 1
+    return _ENCODE(values[:cut])
 
 
 def decode_stored(raw: bytes) -> Event:
@@ -92,5 +104,7 @@ def decode_stored(raw: bytes) -> Event:
     type_ = STORED_TYPES[stored.type]
     values = list(msgspec.structs.astuple(stored))
     values[_TYPE_AT], values[_UUID_AT] = type_, uuid
+    if values[_ROUTING_KEY_AT] is None:
+        values[_ROUTING_KEY_AT] = values[_QUEUE_AT]
     event_key = event_id(type_, uuid, stored.hostname, stored.pid, stored.clock, stored.timestamp)
     return Event(event_key, *values)

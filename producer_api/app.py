@@ -9,7 +9,6 @@ import msgspec
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from event_collector.keys import Keys
 from event_collector.stream import EventStream
 from producer_api.auth import TokenStore
 from producer_api.catalog import load_catalog
@@ -43,7 +42,7 @@ def create_app(settings: ApiSettings, registry: CollectorRegistry | None = None)
         middlewares=[metrics_middleware, error_middleware, auth_middleware],
     )
     app[SETTINGS] = settings
-    app[KEYS] = Keys(prefix=settings.key_prefix)
+    app[KEYS] = settings.keys
     app[STREAM] = EventStream(app[KEYS], settings.retention_stream_max_length)
     app[CATALOG] = load_catalog(settings.catalog_file)
     app[TOKENS] = TokenStore(settings.tokens_file)

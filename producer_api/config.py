@@ -10,13 +10,14 @@ import msgspec
 
 from event_collector.broker import broker_kind, result_backend_url
 from event_collector.config import Retention
+from event_collector.connection import store_keys
 from event_collector.environment import (
     DEFAULT_BROKER_URL,
     DEFAULT_REDIS_URL,
     DEFAULT_TIMEZONE,
     settings_from_env,
 )
-from event_collector.keys import DEFAULT_KEY_PREFIX
+from event_collector.keys import Keys
 from producer_api.schemas import MAX_DELAY_CEILING_SECONDS
 
 PACKAGED_CATALOG = Path(__file__).with_name("catalog.json")
@@ -26,7 +27,8 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     broker_url: str = DEFAULT_BROKER_URL
     # The monitoring store the collector writes (read here; the API appends audit events only).
     redis_url: str = DEFAULT_REDIS_URL
-    key_prefix: str = DEFAULT_KEY_PREFIX
+    # "" = the store's default (``tp:``, ``{tp}:`` on a cluster); read it through ``keys``
+    key_prefix: str = ""
     # Chords count their header's results there; "" = the broker URL, as the worker does.
     result_backend: str = ""
     # Beat's timezone, so the schedules API computes the same next run as beat.
@@ -73,6 +75,11 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     def __post_init__(self) -> None:
         broker_kind(self.broker_url)  # an unsupported broker fails at start-up
+        self.keys  # noqa: B018 - so does a bad store URL or key prefix
+
+    @property
+    def keys(self) -> Keys:
+        return store_keys(self.redis_url, self.key_prefix)
 
     @property
     def backend_url(self) -> str:

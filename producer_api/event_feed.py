@@ -29,8 +29,8 @@ from typing import Final
 
 import msgspec
 import redis.asyncio as aioredis
-import redis.exceptions
 
+from event_collector.connection import STORE_UNAVAILABLE
 from event_collector.events import EVENT_ENCODER, Event
 from event_collector.keys import Keys
 from event_collector.read import EventPage, EventReader
@@ -47,7 +47,7 @@ FANOUT_INTERVAL: Final = 0.1
 CATCH_UP_READERS: Final = 4  # catch-up reads on the shared pool at once: it stays free for the rest
 NAME_CACHE: Final = 10_000  # task id -> name entries kept
 RETRY_FIRST, RETRY_MAX = 0.1, 2.0  # seconds between reconnect attempts, doubling
-_REDIS_DOWN: Final = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+_REDIS_DOWN: Final = STORE_UNAVAILABLE
 
 
 class LiveEvent:

@@ -6,10 +6,10 @@ import logging
 import time
 from collections.abc import Mapping
 
-import redis.exceptions
 from aiohttp import hdrs, web
 from kombu.exceptions import OperationalError
 
+from event_collector.connection import STORE_ERRORS, STORE_UNAVAILABLE
 from producer_api.auth import role_allows
 from producer_api.console.sessions import session_actor, session_id_of
 from producer_api.errors import ERROR_CODES, ApiError, Forbidden, Unauthorized, Unavailable
@@ -20,7 +20,7 @@ from producer_api.schemas import ErrorBody, ErrorResponse
 log = logging.getLogger("producer_api")
 
 ACTOR = "taskpulse.actor"  # request key: the authenticated TokenEntry
-_UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OperationalError)
+_UNAVAILABLE = (*STORE_UNAVAILABLE, OperationalError)
 # nginx's "client closed request": recorded in the metrics when a client hangs up before its
 # answer (nobody receives it), so a hang-up is not counted as a server error.
 CLIENT_CLOSED_REQUEST = 499
@@ -52,7 +52,7 @@ def client_gone(request: web.Request) -> bool:
 
 def dependency_of(exc: BaseException | None) -> str:
     """The backing service an outage error came from, as a 503 names it."""
-    return "redis" if isinstance(exc, redis.exceptions.RedisError) else "broker"
+    return "redis" if isinstance(exc, STORE_ERRORS) else "broker"
 
 
 @web.middleware

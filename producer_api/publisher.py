@@ -21,6 +21,7 @@ from celery import Celery
 from kombu.exceptions import BatchPublishError, OperationalError
 
 from event_collector.broker import broker_kind, declare_queue
+from event_collector.connection import STORE_UNAVAILABLE
 from event_collector.events import Event
 from event_collector.stream import EventStream
 from producer_api.catalog import Catalog
@@ -193,7 +194,7 @@ class Publisher:
                 for marker in markers:
                     pipe.set(marker.key, marker.value, ex=marker.ttl_seconds)
                 pipe.execute()
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        except STORE_UNAVAILABLE as exc:
             # The tasks are on the broker already: failing the request now would invite a
             # client retry, i.e. duplicates. Losing the audit entry is the lesser harm.
             log.warning("%d audit events lost (store unreachable): %s", len(audits), exc)

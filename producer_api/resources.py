@@ -5,14 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
-import redis
-import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 
 from event_collector.broker import broker_kind
+from event_collector.connection import AsyncStore, ClientOptions, open_async, open_sync
 from event_collector.fleet import FleetState
 from event_collector.keys import Keys
 from event_collector.read import EventReader
@@ -35,7 +32,7 @@ STREAM = web.AppKey("stream", EventStream)
 TOKENS = web.AppKey("tokens", TokenStore)
 METRICS = web.AppKey("metrics", ApiMetrics)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
-REDIS = web.AppKey("redis", aioredis.Redis)
+REDIS = web.AppKey("redis", AsyncStore)
 READER = web.AppKey("reader", EventReader)
 PUBLISHER = web.AppKey("publisher", Publisher)
 ENQUEUER = web.AppKey("enqueuer", Enqueuer)
@@ -47,17 +44,20 @@ DOCS_PAGE = web.AppKey("docs_page", bytes)
 RUNBOOK_PAGE = web.AppKey("runbook_page", bytes)  # docs/runbook.md, rendered (scripts/)
 
 
-def open_redis(settings: ApiSettings, socket_timeout: float | None = None) -> aioredis.Redis:
+def store_options(settings: ApiSettings, socket_timeout: float | None = None) -> ClientOptions:
     # Short timeouts and one quick retry: a dead Redis turns into a 503 within seconds, and the
-    # pool reconnects by itself once Redis is back. A client that blocks (XREAD BLOCK) passes a
-    # socket timeout longer than its block.
-    return aioredis.Redis.from_url(
-        settings.redis_url,
+    # pool reconnects by itself once Redis is back (a cluster's or sentinel's client also finds
+    # the new primary after a failover). A client that blocks (XREAD BLOCK) passes a socket
+    # timeout longer than its block.
+    return ClientOptions(
         socket_timeout=socket_timeout or settings.redis_timeout_seconds,
-        socket_connect_timeout=settings.redis_timeout_seconds,
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
-        health_check_interval=30,
+        connect_timeout=settings.redis_timeout_seconds,
+        retries=1, backoff_cap=0.2, health_check_interval=30,
     )
+
+
+def open_redis(settings: ApiSettings, socket_timeout: float | None = None) -> AsyncStore:
+    return open_async(settings.redis_url, store_options(settings, socket_timeout))
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -77,10 +77,7 @@ async def publisher_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     # Audit events of enqueues are written from the publishing thread, so they need a
     # synchronous client of their own.
-    audit_redis = redis.Redis.from_url(
-        settings.redis_url, socket_timeout=settings.redis_timeout_seconds,
-        socket_connect_timeout=settings.redis_timeout_seconds,
-    )
+    audit_redis = open_sync(settings.redis_url, store_options(settings))
     publisher = Publisher(celery_app, settings.publish_threads, settings.broker_timeout_seconds,
                           audit_redis, app[STREAM])
     app[PUBLISHER] = publisher

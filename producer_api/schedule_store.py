@@ -31,7 +31,8 @@ from redbeat import RedBeatSchedulerEntry
 from redbeat.decoder import RedBeatJSONEncoder
 from redbeat.schedulers import ensure_conf, get_redis
 
-from event_collector.beat import redbeat_config
+from event_collector.beat import configure_redbeat
+from event_collector.keys import Keys
 from producer_api.catalog import ArgumentError, Catalog, check_arguments
 from producer_api.errors import Conflict, NotFound, Unprocessable
 from producer_api.schedule_schemas import (
@@ -56,13 +57,10 @@ class Resumed(msgspec.Struct, frozen=True):
     last_run_at: datetime | None
 
 
-def schedule_app(redis_url: str, key_prefix: str, timezone: str, timeout: float) -> Celery:
+def schedule_app(redis_url: str, keys: Keys, timezone: str, timeout: float) -> Celery:
     app = Celery("taskpulse-schedules", set_as_current=False)
-    app.conf.update(
-        redbeat_config(redis_url, key_prefix, timeout),  # as beat finds its entries
-        timezone=timezone,
-        enable_utc=True,
-    )
+    app.conf.update(timezone=timezone, enable_utc=True)
+    configure_redbeat(app, redis_url, keys, timeout)  # as beat finds its entries
     ensure_conf(app)  # redbeat's key helpers read app.redbeat_conf, set up here
     return app
 
@@ -246,3 +244,4 @@ class ScheduleStore:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+        get_redis(self.app).close()

@@ -39,8 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-import redis
-
+from event_collector.connection import STORE_ERRORS, ClientOptions, open_sync, parse_store_url
 from event_collector.events import READY_STATES
 from producer_api.auth import TokenStore
 
@@ -318,20 +317,35 @@ class Stack:
 
 
 def redis_answers(url: str) -> bool:
+    """Whether the store at ``url`` (any TASKPULSE_REDIS_URL form) answers a PING."""
     try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
-    except (redis.RedisError, ValueError):
+        client = open_sync(url, ClientOptions(socket_timeout=1, connect_timeout=1, retries=0))
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except (*STORE_ERRORS, ValueError):
         return False
 
 
 def provide_redis(stack: Stack, env: dict[str, str]) -> str:
-    """Return a Redis URL: the configured one, a local redis-server, or an embedded one."""
+    """Return the store's URL: the configured one, a local redis-server, or an embedded one.
+    A configured Redis Cluster or Sentinel is no Celery broker: then, unless
+    TASKPULSE_BROKER_URL names one, a local Redis is started for the broker and results."""
     configured = os.environ.get("TASKPULSE_REDIS_URL")
     if configured and redis_answers(configured):
-        say(f"using Redis from TASKPULSE_REDIS_URL: {configured}")
+        say(f"using Redis from TASKPULSE_REDIS_URL: {parse_store_url(configured).safe_url}")
+        if parse_store_url(configured).mode != "single" and "TASKPULSE_BROKER_URL" not in env:
+            local = start_local_redis(stack, env)
+            env["TASKPULSE_BROKER_URL"] = local
+            say(f"the store is a {parse_store_url(configured).mode}: broker and results on {local}")
         return configured
     if configured:
         say(f"TASKPULSE_REDIS_URL={configured} does not answer; starting a local Redis instead")
+    return start_local_redis(stack, env)
+
+
+def start_local_redis(stack: Stack, env: dict[str, str]) -> str:
     data_dir = stack.run_dir / "redis"
     data_dir.mkdir(parents=True, exist_ok=True)
     port = pick_port(6390, "Redis")
@@ -525,7 +539,7 @@ def main() -> int:
         env.update({name: str(port) for name, port in choose_ports(args, env).items()})
         redis_url = provide_redis(stack, env)
         env.setdefault("TASKPULSE_BROKER_URL", redis_url)
-        env.setdefault("TASKPULSE_RESULT_BACKEND", redis_url)
+        env.setdefault("TASKPULSE_RESULT_BACKEND", env["TASKPULSE_BROKER_URL"])
         env["TASKPULSE_REDIS_URL"] = redis_url
         api_port, metrics_port = int(env["TASKPULSE_API_PORT"]), int(env["TASKPULSE_METRICS_PORT"])
 

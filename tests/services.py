@@ -67,10 +67,13 @@ class RedisServer:
     """A ``redis-server`` process on a free port, persisting nothing outside its temp dir
     (``appendonly``: keep an append-only file there, to read a server's data after it stopped)."""
 
-    def __init__(self, workdir: Path, appendonly: bool = False) -> None:
+    def __init__(self, workdir: Path, appendonly: bool = False, *, port: int | None = None,
+                 extra_args: Sequence[str] = ()) -> None:
         self.workdir = workdir
         self.appendonly = appendonly
-        self.port = free_port()
+        self.port = port or free_port()
+        # e.g. cluster or replication settings (tests/cluster.py)
+        self.extra_args = tuple(extra_args)
         self.process: subprocess.Popen[bytes] | None = None
 
     def url(self, db: int = 0) -> str:
@@ -92,6 +95,7 @@ class RedisServer:
                 "--save", "",
                 "--appendonly", "yes" if self.appendonly else "no",
                 "--logfile", str(self.workdir / "redis.log"),
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -31,9 +31,10 @@ from celery.utils.log import get_logger
 from redbeat import RedBeatScheduler
 from redbeat.schedulers import get_redis
 
-from event_collector.beat import redbeat_config
+from event_collector.beat import configure_redbeat
+from event_collector.connection import STORE_UNAVAILABLE, store_keys
 from event_collector.environment import DEFAULT_REDIS_URL, settings_from_env
-from event_collector.keys import DEFAULT_KEY_PREFIX, Keys
+from event_collector.keys import Keys
 
 logger = get_logger("celery.beat")
 
@@ -42,17 +43,22 @@ class BeatSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Built by ``settings_from_env``: each field reads ``TASKPULSE_<FIELD>``."""
 
     redis_url: str = DEFAULT_REDIS_URL
-    key_prefix: str = DEFAULT_KEY_PREFIX
+    key_prefix: str = ""  # "" = the store's default (connection.store_key_prefix)
     beat_max_interval: float = 5.0
     # Must outlast the longest gap between ticks (max_interval) plus sending the due tasks.
     beat_lock_timeout: int = 30
 
     def __post_init__(self) -> None:
+        self.keys  # noqa: B018 - a bad store URL or key prefix fails here, named
         if self.beat_lock_timeout <= self.beat_max_interval:
             raise ValueError(
                 f"TASKPULSE_BEAT_LOCK_TIMEOUT ({self.beat_lock_timeout}) must exceed"
                 f" TASKPULSE_BEAT_MAX_INTERVAL ({self.beat_max_interval}): the lock would lapse"
             )
+
+    @property
+    def keys(self) -> Keys:
+        return store_keys(self.redis_url, self.key_prefix)
 
 
 class SeededRedBeatScheduler(RedBeatScheduler):
@@ -60,13 +66,12 @@ class SeededRedBeatScheduler(RedBeatScheduler):
 
     def __init__(self, app: Celery, **kwargs: Any) -> None:
         settings = settings_from_env(BeatSettings)
+        configure_redbeat(app, settings.redis_url, settings.keys)
+        app.conf.update(redbeat_lock_timeout=settings.beat_lock_timeout)
         # Set of static entry names already written once (so a removed one stays removed).
-        self._seeded_key = Keys(settings.key_prefix).beat_seeded
-        app.conf.update(
-            redbeat_config(settings.redis_url, settings.key_prefix),
-            redbeat_lock_timeout=settings.beat_lock_timeout,
-        )
+        self._seeded_key = settings.keys.beat_seeded
         kwargs["max_interval"] = kwargs.get("max_interval") or settings.beat_max_interval
+        self._store_lost = False
         super().__init__(app, **kwargs)
 
     def setup_schedule(self) -> None:
@@ -87,3 +92,20 @@ class SeededRedBeatScheduler(RedBeatScheduler):
         if client.exists(lock_key):
             logger.info("beat: another beat holds %s; standing by until it is released or "
                         "lapses", lock_key)  # fmt: skip
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        """Redbeat's tick, except that a store outage (a failover, a restart) skips the tick
+        instead of ending beat: the lock's extension is a Lua call redbeat does not retry.
+        A tick missed this way is sent at the next one (redbeat works from due times)."""
+        try:
+            interval = float(super().tick(*args, **kwargs))
+        except STORE_UNAVAILABLE as exc:
+            if not self._store_lost:
+                logger.warning("beat: store unreachable (%s: %s); retrying every %.0fs",
+                               type(exc).__name__, exc, self.max_interval)
+            self._store_lost = True
+            return float(self.max_interval)
+        if self._store_lost:
+            logger.info("beat: store reachable again")
+            self._store_lost = False
+        return interval

@@ -14,9 +14,9 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable
 
-import redis.exceptions
 from aiohttp import web
 
+from event_collector.connection import STORE_UNAVAILABLE
 from event_collector.events import TASK_EVENT_KINDS, Event
 from event_collector.read import EventReader
 from producer_api.errors import Unprocessable
@@ -83,9 +83,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         await response.write(b"retry: 2000\n: connected\n\n")
         # Client gone, Redis gone, or too far behind: the stream ends and the client reconnects
         # with Last-Event-ID.
-        with contextlib.suppress(
-            ConnectionResetError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError
-        ):
+        with contextlib.suppress(ConnectionResetError, *STORE_UNAVAILABLE):
             await _pump(subscription, _matcher(query), response,
                         request.app[SETTINGS].sse_heartbeat_seconds)
     return response

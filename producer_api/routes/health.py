@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import asyncio
 
-import redis.exceptions
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from event_collector.connection import STORE_UNAVAILABLE
 from producer_api.http import endpoint, json_response
-from producer_api.resources import DOCS_PAGE, OPENAPI, PUBLISHER, REDIS, REGISTRY, RUNBOOK_PAGE
+from producer_api.resources import (
+    DOCS_PAGE,
+    KEYS,
+    OPENAPI,
+    PUBLISHER,
+    REDIS,
+    REGISTRY,
+    RUNBOOK_PAGE,
+)
 from producer_api.schemas import Health, Readiness
 
 routes = web.RouteTableDef()
@@ -34,8 +42,10 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def _redis_ok(request: web.Request) -> bool:
     try:
-        return bool(await request.app[REDIS].ping())
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        # a keyed read, not PING: on a cluster it reaches the node serving the store's slot
+        await request.app[REDIS].exists(request.app[KEYS].events)
+        return True
+    except STORE_UNAVAILABLE:
         return False
 
 

@@ -10,7 +10,7 @@ from aiohttp import web
 from producer_api.audit import append_audit, audit_event
 from producer_api.http import endpoint, json_response, read_body
 from producer_api.middleware import ACTOR
-from producer_api.resources import CATALOG, REDIS, SETTINGS, STREAM
+from producer_api.resources import CATALOG, KEYS, REDIS, SETTINGS, STREAM
 from producer_api.schedule_schemas import Schedule, ScheduleCreate, ScheduleList, SchedulePatch
 from producer_api.schedule_store import ScheduleStore, schedule_app
 
@@ -21,7 +21,7 @@ SCHEDULES = web.AppKey("schedules", ScheduleStore)
 async def ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     celery_app = schedule_app(
-        settings.redis_url, settings.key_prefix, settings.timezone,
+        settings.redis_url, app[KEYS], settings.timezone,
         settings.redis_timeout_seconds,
     )  # fmt: skip
     app[SCHEDULES] = ScheduleStore(celery_app, app[CATALOG])

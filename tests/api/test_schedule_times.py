@@ -8,11 +8,12 @@ from zoneinfo import ZoneInfo
 from celery.schedules import crontab, schedule
 from redbeat import RedBeatSchedulerEntry
 
+from event_collector.keys import Keys
 from producer_api.schedule_store import Resumed, _view, next_run, schedule_app
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # Never connected to: building entries and computing times touch no Redis.
-APP = schedule_app("redis://127.0.0.1:1/1", "tp:", "Asia/Shanghai", 1.0)
+APP = schedule_app("redis://127.0.0.1:1/1", Keys(), "Asia/Shanghai", 1.0)
 
 
 def at(*fields: int, tz: ZoneInfo = SHANGHAI) -> datetime:
@@ -46,7 +47,7 @@ def test_a_daily_crontab_runs_at_its_hour_in_the_configured_timezone() -> None:
 
 
 def test_a_crontab_keeps_its_wall_clock_hour_across_a_dst_change() -> None:
-    berlin = schedule_app("redis://127.0.0.1:1/1", "tp:", "Europe/Berlin", 1.0)
+    berlin = schedule_app("redis://127.0.0.1:1/1", Keys(), "Europe/Berlin", 1.0)
     daily = crontab(minute="0", hour="2", app=berlin)
     # Clocks go forward on 2026-03-29 at 02:00 in Berlin; the day after, 02:00 is UTC+2.
     since = datetime(2026, 3, 29, 12, 0, tzinfo=ZoneInfo("Europe/Berlin"))

@@ -106,6 +106,13 @@ def test_failures_bench_prints_its_verdict_table() -> None:
     assert "bytes per failed task: MEMORY USAGE" in out
     assert "bulk dry run p99 ms (400 match)" in out
 
+def test_memory_bench_prints_bytes_per_task_beside_the_peers() -> None:
+    out = run_script("bench/memory.py", "--tasks", "200", "--peer-root", str(REPO_ROOT))
+    assert "this checkout:" in out
+    assert "B per task: this checkout" in out
+    for kind in ("task", "idx", "events", "cnt"):
+        assert any(line.split()[:1] == [kind] for line in out.splitlines()), kind
+
 
 def test_control_bench_prints_its_verdict_table() -> None:
     out = run_script("bench/control.py", "--rounds", "2")

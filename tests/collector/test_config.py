@@ -10,7 +10,7 @@ from event_collector.environment import SettingsError, settings_from_env
 
 def test_defaults_without_environment() -> None:
     settings = settings_from_env(CollectorSettings, {})
-    assert (settings.key_prefix, settings.metrics_port) == ("tp:", 9808)
+    assert (settings.keys.prefix, settings.metrics_port) == ("tp:", 9808)
 
 
 def test_variables_are_converted_to_the_field_types() -> None:

@@ -43,6 +43,21 @@ def test_an_entry_stores_no_default_after_its_last_field() -> None:
     ]
 
 
+
+def test_a_sent_entry_stops_at_its_last_set_field_and_names_its_queue_once() -> None:
+    sent = event("task-sent", name="demo.x", args="(1,)", kwargs="{}", queue="default",
+                 routing_key="default")
+    values = msgspec.msgpack.decode(encode_stored(sent))
+    # ... name args kwargs queue exchange routing_key: None = "the queue"; nothing after it
+    assert values[-6:] == ["demo.x", "(1,)", "{}", "default", "", None]
+    assert decode_stored(encode_stored(sent)).routing_key == "default"
+
+
+def test_a_routing_key_other_than_the_queue_is_kept() -> None:
+    sent = event("task-sent", queue="default", routing_key="custom.key")
+    assert decode_stored(encode_stored(sent)).routing_key == "custom.key"
+    assert decode_stored(encode_stored(event("task-sent", queue="q"))).routing_key == ""
+
 @pytest.mark.parametrize("task_id", [
     "t-1", TASK_ID.upper(), TASK_ID.replace("-", " "), "x" * 36, TASK_ID[:-1] + " ",
 ])

@@ -150,5 +150,5 @@ def test_every_role_defaults_the_shared_variables_alike() -> None:
 
     assert worker.broker_url == collector.broker_url == api.broker_url
     assert beat.redis_url == collector.redis_url == api.redis_url
-    assert beat.key_prefix == collector.key_prefix == api.key_prefix == Keys().prefix
+    assert beat.keys == collector.keys == api.keys == Keys()
     assert worker.timezone == api.timezone

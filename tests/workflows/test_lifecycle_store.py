@@ -187,7 +187,7 @@ def test_annotate_writes_note_and_labels_without_touching_state(clean_redis: Red
 def test_a_fresh_schedule_store_reads_before_anything_was_written(
     clean_redis: RedisServer,
 ) -> None:
-    app = schedule_app(clean_redis.url(1), "tp:", "Asia/Shanghai", 2.0)
+    app = schedule_app(clean_redis.url(1), Keys(), "Asia/Shanghai", 2.0)
     store = ScheduleStore(app, load_catalog(PACKAGED_CATALOG))
     try:
         assert asyncio.run(store.list()) == []
