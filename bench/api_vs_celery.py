@@ -51,7 +51,8 @@ TASK = {"name": "demo.test_task", "kwargs": {"message": "bench"}}
 class Api:
     """``python -m producer_api`` against the bench's broker and store, with one operator token."""
 
-    def __init__(self, broker: RedisServer, store: RedisServer, workdir: Path) -> None:
+    def __init__(self, broker: RedisServer, store: RedisServer, workdir: Path,
+                 **settings: str) -> None:
         from producer_api.auth import TokenStore
 
         tokens = workdir / "tokens.json"
@@ -61,7 +62,7 @@ class Api:
             **os.environ, "TASKPULSE_BROKER_URL": broker.url(0),
             "TASKPULSE_REDIS_URL": store.url(0), "TASKPULSE_API_HOST": "127.0.0.1",
             "TASKPULSE_API_PORT": str(self.port), "TASKPULSE_API_TOKENS_FILE": str(tokens),
-            "PYTHONUNBUFFERED": "1",
+            "PYTHONUNBUFFERED": "1", **settings,
         }
         self.proc = ServiceProcess([sys.executable, "-m", "producer_api"], env,
                                    workdir / "api.log")

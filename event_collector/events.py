@@ -21,6 +21,8 @@ TASK_EVENT_KINDS: Final[dict[str, str]] = {
     "task-revoked": "REVOKED",
     "task-rejected": "REJECTED",
 }
+# The failure that groups (failures.py): its exception is fingerprinted on the way in.
+TASK_FAILED: Final = "task-failed"
 # Progress carries no state change; it updates the task's progress fields only.
 TASK_PROGRESS: Final = "task-progress"
 # One-character event type codes of the timeline entries in the task hash (keys.py ``_tl``).

@@ -61,6 +61,20 @@ less per entry, any other id as it is; ``task_ids.task_id_of`` reads it back)
   P idx:worker:<host>    ZSET
   P idx:children:<id>    ZSET     direct children of a task (by parent_id)
   P idx:root:<id>        ZSET     every task of a workflow (by root_id), except the root itself
+  P idx:fp:<fp>          ZSET     failed tasks whose latest failure has fingerprint <fp> (the
+                                  task hash's ``fingerprint`` field; failures.py)
+
+Failure groups (one per fingerprint = exception type + masked message, failures.py; a failure
+counts once per task, by the FAILURE counter's rule; written by store.lua with the batch)
+  P fail:groups          ZSET     fingerprint -> last seen
+  P fail:g:<fp>          HASH     count first last exception (type) message (a raw sample, the
+                                  latest) example (the latest failed task id), names (the task
+                                  names seen failing so, one per line), and the hourly counts of the
+                                  last day in FAILURE_HOUR_SLOTS slots: h<hour % slots> ->
+                                  "<hour start>:<count>"
+                                  (a slot holding an older hour counts 0 and is reused)
+  P fail:exc:<type>      SET      fingerprints of that exception type (``exception=`` filter:
+                                  their ``idx:fp`` indexes merged; no per-task entry more)
 
 Counters (exact: only non-duplicate events count; a final kind SUCCESS/FAILURE/REVOKED at most
 once per task, so a reconciler's synthetic final event and the late real one count once)
@@ -151,6 +165,8 @@ from event_collector.events import STATE_PRECEDENCE
 TIMELINE_FIELD: Final = "_tl"
 
 COUNTER_FIELD_SEPARATOR: Final = "|"
+# Hourly failure counts kept per group (``fail:g:<fp>`` fields h0..h23): one day.
+FAILURE_HOUR_SLOTS: Final = 24
 
 # TASKPULSE_KEY_PREFIX's default, for every role that reads the store.
 DEFAULT_KEY_PREFIX: Final = "tp:"
@@ -296,6 +312,19 @@ class Keys(msgspec.Struct, frozen=True):
 
     def index_root(self, task_id: str) -> str:
         return f"{self._partition_base}idx:root:{task_id}"
+
+    def index_fingerprint(self, fingerprint: str) -> str:
+        return f"{self._partition_base}idx:fp:{fingerprint}"
+
+    @property
+    def failure_groups(self) -> str:
+        return f"{self._partition_base}fail:groups"
+
+    def failure_group(self, fingerprint: str) -> str:
+        return f"{self._partition_base}fail:g:{fingerprint}"
+
+    def failure_exception(self, exception_type: str) -> str:
+        return f"{self._partition_base}fail:exc:{exception_type}"
 
     @property
     def counters_total(self) -> str:
@@ -443,6 +472,8 @@ class Keys(msgspec.Struct, frozen=True):
             self.index_root(""), self.counters_template("minute"),
             self.counters_template("hour"), self.counters_template("day"), self.worker(""),
             self.worker_dedup(""), self.counters_total, self.index_stateless, self.workers,
+            self.index_fingerprint(""), self.failure_group(""), self.failure_exception(""),
+            self.failure_groups,
         ]  # fmt: skip
 
 

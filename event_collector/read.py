@@ -10,6 +10,9 @@ per-state indexes, ``_index_slice``); counts, stats and history sum the partitio
 read straight from its own partition. A task's children and a workflow's members are indexed in
 the child's own partition (one script call touches one partition), so those lists ask every
 partition and merge by score.
+Failure groups are one sorted set and a hash per group; an exception type is the merge of its
+groups' indexes. A text search (``q``) has no index: it reads the records it walks, in Redis
+(search.lua), up to a bound, and says so (``exact``) when it stopped there.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from event_collector.events import STATE_PRECEDENCE, TASK_EVENT_KINDS, Event
 from event_collector.keys import (
     BUCKET_SECONDS,
     COUNTER_FIELD_SEPARATOR,
+    FAILURE_HOUR_SLOTS,
     TIMELINE_FIELD,
     Keys,
     bucket_start,
@@ -40,6 +44,9 @@ from event_collector.records import (
     DEFAULT_PAGE_SIZE,
     MAX_HISTORY_BUCKETS,
     MAX_PAGE_SIZE,
+    SEARCH_TEXT_MAX,
+    FailureGroup,
+    FailurePage,
     History,
     HistoryBucket,
     Progress,
@@ -60,25 +67,34 @@ from event_collector.workers import worker_info
 
 # A combined filter (e.g. state + name) walks the smallest index and checks the rest per task;
 # these bound the work one request may do. A listing returns a cursor to continue from; a count
-# says it is not exact.
+# says it is not exact. A text search (``q``) reads every record it walks: its own bound, which
+# the API's settings may change per deployment (docs/operations.md, "Search").
 LIST_SCAN_MAX: Final = 5_000
 COUNT_SCAN_MAX: Final = 20_000
+SEARCH_SCAN_MAX: Final = 20_000
 STATES: Final = STATE_PRECEDENCE
 KINDS: Final = tuple(TASK_EVENT_KINDS.values())
 
 # Hash fields a listing row is built from: first_seen is the index score, updated the
 # timeline's newest entry.
 _SUMMARY_FIELDS: Final = (
-    "name", "state", "queue", "worker", "runtime", "retries", "exception", TIMELINE_FIELD,
+    "name", "state", "queue", "worker", "runtime", "retries", "exception", "fingerprint",
+    TIMELINE_FIELD,
 )  # fmt: skip
 _SUMMARY_FIELDS_RAW: Final = tuple(f.encode() for f in _SUMMARY_FIELDS)
 _READ_LUA: Final = resources.files("event_collector").joinpath("read.lua").read_text()
-_FILTER_FIELDS: Final = ("state", "name", "queue", "worker")
+_SEARCH_LUA: Final = resources.files("event_collector").joinpath("search.lua").read_text()
+# A failure group's fields as ``failure_groups`` reads them (its hour slots follow).
+_GROUP_FIELDS: Final = ("exception", "count", "first", "last", "message", "example", "names")
+# Filters that are a task hash field with an index of their own (keys.py).
+_FILTER_FIELDS: Final = ("state", "name", "queue", "worker", "fingerprint")
+# Field -> allowed values (any of them), as a walk checks them per task.
+Constraints = dict[str, frozenset[str]]
 
 
 _INDEX_BUILDERS: Final = {
     "state": Keys.index_state, "name": Keys.index_name, "queue": Keys.index_queue,
-    "worker": Keys.index_worker,
+    "worker": Keys.index_worker, "fingerprint": Keys.index_fingerprint,
 }
 
 
@@ -87,16 +103,24 @@ class InvalidCursor(ValueError):
 
 
 class TaskQuery(msgspec.Struct, frozen=True, omit_defaults=True):
-    """Filters for listing and counting tasks. Time bounds apply to ``first_seen``."""
+    """Filters for listing and counting tasks. Time bounds apply to ``first_seen``.
+
+    ``exception`` is an exception type (every failure group of that type); ``q`` a text the
+    task's args, kwargs, result or exception contain, looked for in at most ``scan_max``
+    records per call (default SEARCH_SCAN_MAX)."""
 
     state: str | None = None
     name: str | None = None
     queue: str | None = None
     worker: str | None = None
+    fingerprint: str | None = None
+    exception: str | None = None
+    q: str | None = None
     since: float | None = None
     until: float | None = None
     limit: int = DEFAULT_PAGE_SIZE
     cursor: str | None = None
+    scan_max: int | None = None
 
     def filters(self) -> dict[str, str]:
         return {f: v for f in _FILTER_FIELDS if (v := getattr(self, f)) is not None}
@@ -126,12 +150,24 @@ class EventReader:
         self._partitions = keys.each_partition()
         self._streams = keys.streams
         self._hmget_many = redis.register_script(_READ_LUA)
+        self._search_many = redis.register_script(_SEARCH_LUA)
 
     # ----------------------------------------------------------------- single tasks
 
     async def get_task(self, task_id: str) -> TaskRecord | None:
         raw = await self.redis.hgetall(self.keys.task(task_id))
         return _task_record(task_id, hash_text(raw)) if raw else None
+
+    async def get_tasks(self, task_ids: Sequence[str]) -> list[TaskRecord | None]:
+        """Several records in one round trip, in order; None where a task is unknown."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for task_id in task_ids:
+                pipe.hgetall(self.keys.task(task_id))
+            raws = await pipe.execute()
+        return [
+            _task_record(task_id, hash_text(raw)) if raw else None
+            for task_id, raw in zip(task_ids, raws, strict=True)
+        ]
 
     async def timeline(self, task_id: str) -> list[TimelineEntry]:
         raw = await self.redis.hget(self.keys.task(task_id), TIMELINE_FIELD)
@@ -170,14 +206,36 @@ class EventReader:
         """The index of ``field`` = ``value`` in every partition."""
         return [_INDEX_BUILDERS[field](k, value) for k in self._partitions]
 
-    async def _pick_index(self, query: TaskQuery) -> tuple[Sequence[str], dict[str, str]]:
-        """The indexes to walk (the smallest filter's, in every partition; or every state index
-        of every partition merged when there is no filter), and the filters left to check per
-        task."""
-        filters = query.filters()
-        if not filters:
+    async def _constraints(self, query: TaskQuery) -> Constraints | None:
+        """The filters as field -> allowed values; ``exception`` becomes the fingerprints of its
+        groups (in any partition). None when nothing can match (an exception type no failure
+        had)."""
+        constraints = {f: frozenset({v}) for f, v in query.filters().items()}
+        if query.exception is not None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for k in self._partitions:
+                    pipe.smembers(k.failure_exception(query.exception))
+                groups = frozenset(text(m) for raw in await pipe.execute() for m in raw)
+            constraints["fingerprint"] = constraints.get("fingerprint", groups) & groups
+        if any(not values for values in constraints.values()):
+            return None
+        return constraints
+
+    async def _pick_index(
+        self, query: TaskQuery
+    ) -> tuple[Sequence[str], dict[str, frozenset[bytes]]] | None:
+        """The indexes to walk (the smallest filter's in every partition, several merged when it
+        allows several values; or every state index of every partition when there is no
+        filter), and the filters left to check per task. None when nothing can match."""
+        constraints = await self._constraints(query)
+        if constraints is None:
+            return None
+        if not constraints:
             return [key for k in self._partitions for key in k.state_indexes], {}
-        candidates = [(f, self._index_keys(f, v)) for f, v in filters.items()]
+        candidates = [
+            (f, [key for v in sorted(values) for key in self._index_keys(f, v)])
+            for f, values in constraints.items()
+        ]
         if len(candidates) == 1:
             return candidates[0][1], {}
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -187,7 +245,10 @@ class EventReader:
             sizes = iter(await pipe.execute())
         totals = [sum(next(sizes) for _ in keys) for _, keys in candidates]
         field, keys = min(zip(candidates, totals, strict=True), key=lambda c: c[1])[0]
-        rest = {f: v for f, v in filters.items() if f != field}
+        rest = {
+            f: frozenset(v.encode() for v in values)
+            for f, values in constraints.items() if f != field
+        }  # fmt: skip
         return keys, rest
 
     async def list_tasks(self, query: TaskQuery) -> TaskPage:
@@ -197,8 +258,13 @@ class EventReader:
         few rows match, so a common combination costs about what an unfiltered page does.
         """
         limit = max(1, min(query.limit, MAX_PAGE_SIZE))
-        indexes, rest = await self._pick_index(query)
-        wanted = {_SUMMARY_FIELDS.index(f): v.encode() for f, v in rest.items()}
+        picked = await self._pick_index(query)
+        if picked is None:
+            return TaskPage(items=[])
+        indexes, rest = picked
+        wanted = {_SUMMARY_FIELDS.index(f): values for f, values in rest.items()}
+        needle = _needle(query.q)
+        scan_max = query.scan_max or (SEARCH_SCAN_MAX if needle else LIST_SCAN_MAX)
         upper: float | str = query.until if query.until is not None else "+inf"
         lower: float | str = query.since if query.since is not None else "-inf"
         after: tuple[float, str] | None = None
@@ -208,8 +274,10 @@ class EventReader:
         items: list[TaskSummary] = []
         scanned, batch = 0, limit
         last: tuple[float, str] | None = None
-        while len(items) < limit and scanned < LIST_SCAN_MAX:
-            rows = await self._index_slice(indexes, upper, lower, batch, after)
+        while len(items) < limit and scanned < scan_max:
+            rows = await self._index_slice(
+                indexes, upper, lower, min(batch, scan_max - scanned), after
+            )
             if rows is None:  # a run of equal scores longer than the batch: widen and retry
                 if batch >= LIST_SCAN_MAX:  # pathological: step past the tied score instead
                     upper, after = f"({after[0]!r}", None  # type: ignore[index]
@@ -220,11 +288,12 @@ class EventReader:
                 return TaskPage(items=items, next_cursor=None)
             found = len(items)
             task_ids = [task_id_of(member) for member, _ in rows]
-            values = await self._hmget_summaries(task_ids)
+            values = await self._hmget_summaries(task_ids, needle)
             for (member, score), task_id, raw in zip(rows, task_ids, values, strict=True):
                 scanned += 1
                 last = (score, member)  # the cursor walks members, in the index's own order
-                if all(raw[i] == v for i, v in wanted.items()) and (
+                # a search answers [] for a task that does not contain the text
+                if raw and all(raw[i] in v for i, v in wanted.items()) and (
                     row := _summary(task_id, score, raw)
                 ):
                     items.append(row)
@@ -234,7 +303,7 @@ class EventReader:
                 batch = min(batch * 4, 1000)
             after, upper = last, last[0]  # type: ignore[index]
         next_cursor = encode_cursor(*last) if last is not None else None
-        return TaskPage(items=items, next_cursor=next_cursor)
+        return TaskPage(items=items, next_cursor=next_cursor, exact=len(items) == limit)
 
     async def _index_slice(
         self,
@@ -276,24 +345,31 @@ class EventReader:
         merged.sort(reverse=True)
         return [(m, s) for s, m in merged[:count]]
 
-    async def _hmget_summaries(self, task_ids: Sequence[str]) -> list[list[bytes | None]]:
-        return await self._hmget_tasks(task_ids, _SUMMARY_FIELDS_RAW)
-
-    async def _hmget_tasks(
-        self, task_ids: Sequence[str], fields: Sequence[str | bytes]
+    async def _hmget_summaries(
+        self, task_ids: Sequence[str], needle: str | None = None
     ) -> list[list[bytes | None]]:
-        """The same fields of many task records, in order: one ``read.lua`` call; on a cluster
-        one per partition (a call's keys must share a slot), all at once (``run_many``)."""
+        """The listing fields of each task; with a search text, [] for the tasks without it."""
+        if needle:
+            return await self._per_record(self._search_many, task_ids,
+                                          [needle, *_SUMMARY_FIELDS_RAW])
+        return await self._per_record(self._hmget_many, task_ids, _SUMMARY_FIELDS_RAW)
+
+    async def _per_record(
+        self, script: Any, task_ids: Sequence[str], args: Sequence[str | bytes]
+    ) -> list[list[bytes | None]]:
+        """``script`` over many task records, one reply row each, in order: one call; on a
+        cluster one per partition (a call's keys must share a slot), all at once
+        (``run_many``)."""
         if not task_ids:
             return []
         if not is_cluster(self.redis):  # one Redis runs a script over any keys: one call
             keys = [self.keys.task(task_id) for task_id in task_ids]
-            return await self._hmget_many(keys=keys, args=fields)  # type: ignore[no-any-return]
+            return await script(keys=keys, args=args)  # type: ignore[no-any-return]
         groups: dict[int, list[int]] = {}
         for i, task_id in enumerate(task_ids):
             groups.setdefault(self.keys.partition_of(task_id), []).append(i)
-        replies = await run_many(self.redis, self._hmget_many, [
-            ([self.keys.task(task_ids[i]) for i in at], fields) for at in groups.values()
+        replies = await run_many(self.redis, script, [
+            ([self.keys.task(task_ids[i]) for i in at], args) for at in groups.values()
         ])
         rows: list[list[bytes | None]] = [[] for _ in task_ids]
         for at, reply in zip(groups.values(), replies, strict=True):
@@ -302,30 +378,87 @@ class EventReader:
         return rows
 
     async def count_tasks(self, query: TaskQuery) -> TaskCount:
-        """ZCOUNT on one index (summed over the state indexes without a filter); combined
-        filters check up to COUNT_SCAN_MAX tasks."""
-        indexes, rest = await self._pick_index(query)
+        """ZCOUNT on the filter's index(es) (the state indexes without a filter); combined
+        filters and a search check up to COUNT_SCAN_MAX (a search: its scan bound) tasks."""
+        picked = await self._pick_index(query)
+        if picked is None:
+            return TaskCount(count=0)
+        indexes, rest = picked
         lower = query.since if query.since is not None else "-inf"
         upper = query.until if query.until is not None else "+inf"
-        if not rest:
+        needle = _needle(query.q)
+        if not rest and not needle:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for index in indexes:
                     pipe.zcount(index, lower, upper)
                 return TaskCount(count=sum(int(n) for n in await pipe.execute()))
-        # the scan bound is shared by the partitions' indexes
-        per_index = -(-COUNT_SCAN_MAX // len(indexes))
+        bound = query.scan_max or (SEARCH_SCAN_MAX if needle else COUNT_SCAN_MAX)
         async with self.redis.pipeline(transaction=False) as pipe:
             for index in indexes:
-                pipe.zrange(index, upper, lower, byscore=True, desc=True, offset=0, num=per_index)
-            found = await pipe.execute()
-        members = [m for rows in found for m in rows]
-        fields, wanted = list(rest), [v.encode() for v in rest.values()]
+                pipe.zrange(index, upper, lower, byscore=True, desc=True, offset=0, num=bound)
+            members = [m for found in await pipe.execute() for m in found]
+        members = members[:bound]
+        wanted = {_SUMMARY_FIELDS.index(f): values for f, values in rest.items()}
         total = 0
         for start in range(0, len(members), 1000):
-            ids = [task_id_of(m) for m in members[start : start + 1000]]
-            rows = await self._hmget_tasks(ids, fields)
-            total += sum(1 for row in rows if row == wanted)
-        return TaskCount(count=total, exact=all(len(rows) < per_index for rows in found))
+            task_ids = [task_id_of(m) for m in members[start : start + 1000]]
+            rows = await self._hmget_summaries(task_ids, needle)
+            total += sum(
+                1 for row in rows if row and all(row[i] in v for i, v in wanted.items())
+            )
+        return TaskCount(count=total, exact=len(members) < bound)
+
+    # ----------------------------------------------------------------- failure groups
+
+    async def failure_groups(
+        self, limit: int = DEFAULT_PAGE_SIZE, cursor: str | None = None,
+        now: float | None = None,
+    ) -> FailurePage:
+        """Groups by last seen, newest first, each with its hourly counts over the last day:
+        two round trips whatever the number of failures."""
+        now = time.time() if now is None else now
+        upper: float | str = "+inf"
+        after = decode_cursor(cursor) if cursor else None
+        if after is not None:
+            upper = after[0]
+        # ties with the cursor's score come first under REV: fetch past them. Each partition
+        # groups its own tasks' failures: a fingerprint is in several, newest last seen wins.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for k in self._partitions:
+                pipe.zrange(
+                    k.failure_groups, upper, "-inf", byscore=True, desc=True, offset=0,
+                    num=limit + 1 + (limit if after else 0), withscores=True,
+                )  # fmt: skip
+            newest: dict[str, float] = {}
+            for raw in await pipe.execute():
+                for m, s in raw:
+                    newest[text(m)] = max(float(s), newest.get(text(m), float(s)))
+        rows = sorted(((m, s) for m, s in newest.items()), key=lambda r: (r[1], r[0]),
+                      reverse=True)
+        if after is not None:
+            rows = [(m, s) for m, s in rows if not (s == after[0] and m >= after[1])]
+        page, more = rows[:limit], len(rows) > limit
+        fingerprints = [m for m, _ in page]
+        this_hour = bucket_start(now, "hour")
+        # the slots oldest hour first, and the "<hour start>:" each must hold to count
+        starts = [this_hour - 3600 * i for i in range(FAILURE_HOUR_SLOTS - 1, -1, -1)]
+        slots = [f"h{start // 3600 % FAILURE_HOUR_SLOTS}" for start in starts]
+        prefixes = [f"{start}:".encode() for start in starts]
+        wanted = [(fp, k) for fp in fingerprints for k in self._partitions]
+        groups = await run_many(self.redis, self._hmget_many, [
+            ([k.failure_group(fp) for fp, k in wanted if k.partition == p.partition],
+             [*_GROUP_FIELDS, *slots])
+            for p in self._partitions
+        ]) if fingerprints else []
+        parts: dict[str, list[FailureGroup]] = {}
+        for p, rows_of_p in zip(self._partitions, groups, strict=True):
+            mine = [fp for fp, k in wanted if k.partition == p.partition]
+            for fp, values in zip(mine, rows_of_p, strict=True):
+                if values[0] is not None:
+                    parts.setdefault(fp, []).append(_failure_group(fp, values, prefixes))
+        items = [_merged_group(parts[fp]) for fp in fingerprints if fp in parts]
+        next_cursor = encode_cursor(page[-1][1], page[-1][0]) if more and page else None
+        return FailurePage(items=items, next_cursor=next_cursor)
 
     # ----------------------------------------------------------------- aggregates
 
@@ -557,6 +690,50 @@ def _task_record(task_id: str, fields: dict[str, str]) -> TaskRecord:
         {**fields, **times, "labels": labels, "id": task_id}, TaskRecord, strict=False
     )
     return msgspec.structs.replace(record, progress=progress) if progress else record
+
+
+def _failure_group(
+    fingerprint: str, values: list[bytes | None], prefixes: list[bytes]
+) -> FailureGroup:
+    """A group from its hash's ``_GROUP_FIELDS`` then its hour slots (keys.py); a slot counts
+    when it still holds the hour it is read for."""
+    exception, count, first, last, message, example, names = values[: len(_GROUP_FIELDS)]
+    slots = values[len(_GROUP_FIELDS) :]
+    hourly = [
+        int(raw[len(prefix) :]) if raw is not None and raw.startswith(prefix) else 0
+        for raw, prefix in zip(slots, prefixes, strict=True)
+    ]
+    return FailureGroup(
+        fingerprint=fingerprint,
+        exception=text(exception),
+        count=integer(count) or 0,
+        first_seen=number(first) or 0.0,
+        last_seen=number(last) or 0.0,
+        message=text(message),
+        example_id=text(example),
+        names=sorted(text(names).split("\n")) if names else [],
+        hourly=hourly,
+    )
+
+
+def _merged_group(parts: Sequence[FailureGroup]) -> FailureGroup:
+    """One fingerprint's group from the partitions holding some of its failures: counts and
+    hours summed, the span of all, the message and example of the newest."""
+    newest = max(parts, key=lambda g: g.last_seen)
+    if len(parts) == 1:
+        return newest
+    return msgspec.structs.replace(
+        newest,
+        count=sum(g.count for g in parts),
+        first_seen=min(g.first_seen for g in parts),
+        names=sorted({n for g in parts for n in g.names}),
+        hourly=[sum(hours) for hours in zip(*(g.hourly for g in parts), strict=True)],
+    )
+
+
+def _needle(q: str | None) -> str | None:
+    """The search text as search.lua compares it (lower-case), or None for no search."""
+    return q.lower()[:SEARCH_TEXT_MAX] if q else None
 
 
 def _summary(task_id: str, first_seen: float, values: list[bytes | None]) -> TaskSummary | None:

@@ -31,6 +31,7 @@ class TaskSummary(msgspec.Struct, frozen=True, omit_defaults=True):
     runtime: float | None = None
     retries: int | None = None
     exception: str | None = None
+    fingerprint: str | None = None
 
 
 class TimelineEntry(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -67,6 +68,8 @@ class TaskRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     retries: int | None = None
     result: str | None = None
     exception: str | None = None
+    # The failure group of the latest failure (``GET /failures``, failures.py).
+    fingerprint: str | None = None
     traceback: str | None = None
     parent_id: str | None = None
     root_id: str | None = None
@@ -82,12 +85,43 @@ class TaskRecord(msgspec.Struct, frozen=True, omit_defaults=True):
 # Rows per listing page: the API's query schema and the reader both bound ``limit`` by these.
 DEFAULT_PAGE_SIZE: Final = 50
 MAX_PAGE_SIZE: Final = 500
+# A search text (``GET /tasks?q=``) is at most this long.
+SEARCH_TEXT_MAX: Final = 200
 
 
 class TaskPage(msgspec.Struct, frozen=True):
-    """A page of tasks, newest first. Pass ``next_cursor`` back to get the next page."""
+    """A page of tasks, newest first. Pass ``next_cursor`` back to get the next page.
+
+    ``exact`` is false when the walk stopped at its scan bound (a combined filter or a search
+    that matched few of the records it read) before the page was full: more may match past
+    ``next_cursor``."""
 
     items: list[TaskSummary]
+    next_cursor: str | None = None
+    exact: bool = True
+
+
+class FailureGroup(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Failures with one fingerprint: the same exception type and message once numbers, hex,
+    UUIDs and quoted strings are masked. ``names``: the task names that failed so;
+    ``hourly`` counts failures per hour, oldest first,
+    the last entry being the current hour."""
+
+    fingerprint: str
+    exception: str
+    count: int
+    first_seen: float
+    last_seen: float
+    message: str = ""
+    example_id: str = ""
+    names: list[str] = []
+    hourly: list[int] = []
+
+
+class FailurePage(msgspec.Struct, frozen=True):
+    """Failure groups, most recently seen first. Pass ``next_cursor`` back for the next page."""
+
+    items: list[FailureGroup]
     next_cursor: str | None = None
 
 

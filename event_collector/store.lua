@@ -25,7 +25,9 @@
 --          followed by the variable part: task:<id>, idx:state:<S>, idx:name:<name>,
 --          idx:queue:<queue>, idx:worker:<host>, idx:children:<id>, idx:root:<id>,
 --          cnt:m:<bucket>, cnt:h:<bucket>, cnt:d:<bucket>, worker:<host>, wdd:<eid>; then the
---          names cnt:total, idx:nostate, workers. No key is built from a bare prefix here.
+--          names cnt:total, idx:nostate, workers; ARGV[29..31] idx:fp:<fp>, fail:g:<fp>,
+--          fail:exc:<type> and ARGV[32] the name fail:groups. No key is built from a bare
+--          prefix here.
 -- Returns { flags, facts... }. flags has one char per event: "1" applied here first, "2" applied
 -- here first but not counted (a final kind the task already had: a reconciler's synthetic final
 -- event followed by the real one), "0" duplicate, "-" skipped. Then one string per applied
@@ -66,6 +68,11 @@
 --   FAILURE, REVOKED) counts at most once per task. When the name is not known
 --   yet, the increment waits in hidden field ``_pc`` ("K@ts;...") and is applied when the
 --   name arrives, so counters are exact in any order.
+-- * Failure groups (keys.py "Failure groups"): a task-failed row carries ``fingerprint`` (a
+--   task field, so ``idx:fp:<fp>`` moves with the task like any index) and ``_exc`` (its
+--   exception type, not stored on the task). A failure counts in its group under the same rule
+--   as the FAILURE counter: applied first and the task's first FAILURE, so a duplicate or a
+--   reconciler's synthetic event followed by the real one counts once.
 -- * Indexes are scored by ``first_seen`` (earliest event timestamp); when an earlier event
 --   arrives late, every index entry of the task is re-scored.
 
@@ -82,10 +89,12 @@ local T_TASK, T_STATE, T_NAME, T_QUEUE, T_WORKER_IDX, T_CHILDREN, T_ROOT = unpac
 local T_BUCKET = { m = ARGV[21], h = ARGV[22], d = ARGV[23] }
 local T_WORKER, T_WDD = ARGV[24], ARGV[25]
 local K_COUNTERS_TOTAL, K_NOSTATE, K_WORKERS = ARGV[26], ARGV[27], ARGV[28]
+local T_FP, T_FAIL_GROUP, T_FAIL_EXC = ARGV[29], ARGV[30], ARGV[31]
+local K_FAIL_GROUPS = ARGV[32]
 
 -- KIND (event type -> kind), KIND_CODE (kind -> timeline code) and TL_PROGRESS (task-progress's
--- timeline code) are events.py's TASK_EVENT_KINDS and TIMELINE_CODES: store.py puts them in
--- front of this script, so they are written down once.
+-- timeline code) are events.py's TASK_EVENT_KINDS and TIMELINE_CODES, FAILURE_HOUR_SLOTS is
+-- keys.py's: store.py puts them in front of this script, so they are written down once.
 local FINAL_RANK = { SUCCESS = 3, FAILURE = 2, REVOKED = 1 }
 local WORKER_RANK = { STARTED = 4, RECEIVED = 3, REJECTED = 2, RETRY = 1 }
 local DESCRIPTIVE = { name = true, args = true, kwargs = true, queue = true, exchange = true,
@@ -166,11 +175,13 @@ local function index_keys(t)
   if t.worker then keys[#keys + 1] = T_WORKER_IDX .. t.worker end
   if t.parent_id then keys[#keys + 1] = T_CHILDREN .. t.parent_id end
   if t.root_id and t.root_id ~= t.id then keys[#keys + 1] = T_ROOT .. t.root_id end
+  if t.fingerprint then keys[#keys + 1] = T_FP .. t.fingerprint end
   return keys
 end
 
 -- Move the task's index entries from its view before this batch to the one after it.
-local INDEXED = { 'state', 'name', 'queue', 'worker', 'parent_id', 'root_id', 'first_seen' }
+local INDEXED = { 'state', 'name', 'queue', 'worker', 'parent_id', 'root_id', 'fingerprint',
+  'first_seen' }
 local function update_indexes(old, now, member)
   local before, after = index_keys(old), index_keys(now)
   local score, rescored = now.first_seen, now.first_seen ~= old.first_seen
@@ -189,7 +200,7 @@ end
 -- the one HSET instead of an HSETNX call each. first_seen, _dd and _tlcut exist only once the
 -- timeline was trimmed.
 local READ = { 'args', 'kwargs', 'state', 'first_seen', 'name', 'queue', 'worker', 'parent_id',
-  'root_id', 'retries', '_pc', '_dd', '_tlcut', '_tl' }
+  'root_id', 'retries', 'fingerprint', '_pc', '_dd', '_tlcut', '_tl' }
 -- state -> the timeline code of the kind that sets it (task-sent's state is PENDING)
 local STATE_CODE = { PENDING = KIND_CODE.SENT }
 for kind, code in pairs(KIND_CODE) do
@@ -341,8 +352,13 @@ local function flush_tasks()
   end
 end
 
+-- Failures counted in this batch, folded into their groups after the tasks are written.
+local failures = {}
+
 local function apply_task(etype, eid, id, member, ts_s, host, tl_extra, fields)
   local ts = tonumber(ts_s)
+  local exc_type = fields._exc
+  fields._exc = nil
   local kind = KIND[etype]
   local code = kind and KIND_CODE[kind] or TL_PROGRESS
   local tkey = T_TASK .. id
@@ -393,6 +409,10 @@ local function apply_task(etype, eid, id, member, ts_s, host, tl_extra, fields)
       if kind ~= 'SENT' and host ~= '' then hset.worker = host end
     end
     -- counters
+    if kind == 'FAILURE' and not again and fields.fingerprint then
+      failures[#failures + 1] = { id = id, fp = fields.fingerprint, exc = exc_type or '',
+        message = fields.exception or '', ts = ts, ts_s = ts_s }
+    end
     local name = hset.name or t.name
     if name then
       if not again then count(name, kind, ts) end
@@ -467,6 +487,73 @@ local function apply_worker(etype, eid, host, ts_s, fields)
   return true
 end
 
+-- One group per fingerprint (keys.py): count, first/last seen, exception type, a sample
+-- message, the latest example task, the task names seen, and failures per hour in
+-- FAILURE_HOUR_SLOTS slots (field h<hour mod slots> = "<hour start>:<count>", reused a day
+-- later). Two calls per group and one ZADD: this runs for every failure. Atomic, so
+-- reading the count and writing it back is exact.
+local function flush_failures()
+  local groups, order = {}, {}
+  for _, f in ipairs(failures) do
+    local g = groups[f.fp]
+    if not g then
+      g = { count = 0, first = f.ts, first_s = f.ts_s, last = f.ts, last_s = f.ts_s,
+            example = f.id, exc = f.exc, message = f.message, names = {}, hours = {} }
+      groups[f.fp] = g
+      order[#order + 1] = f.fp
+    end
+    g.count = g.count + 1
+    if f.ts < g.first then g.first, g.first_s = f.ts, f.ts_s end
+    if f.ts > g.last or (f.ts == g.last and f.id > g.example) then
+      g.last, g.last_s, g.example, g.message = f.ts, f.ts_s, f.id, f.message
+    end
+    local name = tasks[f.id].t.name
+    if name then g.names[name] = true end
+    local hour = math.floor(f.ts / 3600)
+    g.hours[hour] = (g.hours[hour] or 0) + 1
+  end
+  for _, fp in ipairs(order) do
+    local g, gkey = groups[fp], T_FAIL_GROUP .. fp
+    local read, hours = { 'first', 'last', 'count', 'names' }, {}
+    for hour in pairs(g.hours) do
+      hours[#hours + 1] = hour
+      read[#read + 1] = 'h' .. (hour % FAILURE_HOUR_SLOTS)
+    end
+    read[#read + 1] = 'example'
+    local cur = redis.call('HMGET', gkey, unpack(read))
+    local hset = { 'exception', g.exc, 'count', tostring((tonumber(cur[3]) or 0) + g.count) }
+    if not cur[1] or g.first < tonumber(cur[1]) then
+      hset[#hset + 1] = 'first'; hset[#hset + 1] = g.first_s
+    end
+    -- the latest failure is the example, ties broken by task id: the same in any order
+    local cur_last = cur[2] and tonumber(cur[2])
+    if not cur_last or g.last > cur_last or (g.last == cur_last and g.example > cur[#read]) then
+      hset[#hset + 1] = 'last'; hset[#hset + 1] = g.last_s
+      hset[#hset + 1] = 'example'; hset[#hset + 1] = g.example
+      hset[#hset + 1] = 'message'; hset[#hset + 1] = string.sub(g.message, 1, 200)
+    end
+    for i, hour in ipairs(hours) do
+      local start = string.format('%d', hour * 3600)
+      local slot_start, slot_count = string.match(cur[4 + i] or '', '^(%d+):(%d+)$')
+      local n = g.hours[hour] + (slot_start == start and tonumber(slot_count) or 0)
+      hset[#hset + 1] = read[4 + i]; hset[#hset + 1] = start .. ':' .. n
+    end
+    local known, names, added = {}, {}, false
+    for name in string.gmatch(cur[4] or '', '[^\n]+') do known[name] = true end
+    for name in pairs(g.names) do
+      if not known[name] then known[name], added = true, true end
+    end
+    if added then -- sorted, so the value does not depend on which name failed first
+      for name in pairs(known) do names[#names + 1] = name end
+      table.sort(names)
+      hset[#hset + 1] = 'names'; hset[#hset + 1] = table.concat(names, '\n')
+    end
+    redis.call('HSET', gkey, unpack(hset))
+    redis.call('ZADD', K_FAIL_GROUPS, 'GT', g.last_s, fp)
+    if not cur[1] then redis.call('SADD', T_FAIL_EXC .. g.exc, fp) end
+  end
+end
+
 local out = {}
 local stream_blob, stream_at = ARGV[13], 1
 for _, ev in ipairs(cmsgpack.unpack(ARGV[12])) do
@@ -501,5 +588,6 @@ for _, ev in ipairs(cmsgpack.unpack(ARGV[12])) do
 end
 flush_tasks()
 flush_counters()
+if #failures > 0 then flush_failures() end
 table.insert(facts, 1, table.concat(out))
 return facts

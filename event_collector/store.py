@@ -20,6 +20,7 @@ from event_collector.connection import AsyncStore, node_targets
 from event_collector.events import (
     AUDIT_EVENT,
     TASK_EVENT_KINDS,
+    TASK_FAILED,
     TASK_FLAG_FIELDS,
     TASK_NUMBER_FIELDS,
     TASK_PROGRESS,
@@ -29,7 +30,8 @@ from event_collector.events import (
     WORKER_TEXT_FIELDS,
     Event,
 )
-from event_collector.keys import Keys
+from event_collector.failures import failure_of
+from event_collector.keys import FAILURE_HOUR_SLOTS, Keys
 from event_collector.lifecycle import TaskLifecycle, is_forget_event
 from event_collector.scripts import run_many
 from event_collector.stored import decode_stored
@@ -38,12 +40,14 @@ from event_collector.task_ids import compact_id, member_of
 
 
 def _lua_event_tables() -> str:
-    """events.py's tables as the Lua locals store.lua reads (see its header)."""
+    """events.py's tables (and keys.py's failure hour slots) as the Lua locals store.lua reads
+    (see its header)."""
     kinds = ", ".join(f"['{type_}'] = '{kind}'" for type_, kind in TASK_EVENT_KINDS.items())
     codes = ", ".join(f"{kind} = '{TIMELINE_CODES[t]}'" for t, kind in TASK_EVENT_KINDS.items())
     return (
         f"local KIND = {{ {kinds} }}\nlocal KIND_CODE = {{ {codes} }}\n"
         f"local TL_PROGRESS = '{TIMELINE_CODES[TASK_PROGRESS]}'\n"
+        f"local FAILURE_HOUR_SLOTS = {FAILURE_HOUR_SLOTS}\n"
     )
 
 
@@ -154,6 +158,9 @@ def event_row(event: Event, stream_bytes: int, member: str) -> list[str]:
     ]
     if is_task:
         _task_fields(event, row)
+        if event.type == TASK_FAILED:
+            failure = failure_of(event.exception)
+            row += ("fingerprint", failure.fingerprint, "_exc", failure.exception_type)
     else:
         _worker_fields(event, row)
     return row

@@ -8,6 +8,9 @@ TTLs). What does not, and is trimmed here:
   for 30) — the state indexes (every task is in exactly one) are walked one after the other,
   oldest first, a bounded page per run, with a cursor that wraps;
   the task's ``idx:children:<id>`` / ``idx:root:<id>`` go with it;
+- failure groups (``P fail:g:<fp>``, keys.py) last seen before the horizon, with their entries
+  in ``P fail:groups`` and ``P fail:exc:<type>``; their ``idx:fp:<fp>`` indexes are index keys
+  like the others (found from ``P fail:groups``);
 - stream entries older than the stream's max age (XTRIM MINID, stream ids are insertion times)
   and beyond its max length (XTRIM MAXLEN ~).
 
@@ -34,6 +37,7 @@ class SweepReport(msgspec.Struct, frozen=True):
     index_keys: int
     index_entries_trimmed: int
     expired_tasks_unindexed: int
+    failure_groups_trimmed: int
     stream_entries_trimmed: int
 
 
@@ -85,11 +89,13 @@ class RetentionSweeper:
         index_keys = sorted({*index_keys, *self._discovered})
         unindexed = await self._unindex_expired_tasks(index_keys)
         trimmed += await self._trim_indexes(index_keys, cutoff)
+        groups_trimmed = await self._trim_failure_groups(cutoff)
         stream_trimmed = await self._stream.trim(self._redis, now)
         return SweepReport(
             index_keys=len(index_keys),
             index_entries_trimmed=trimmed,
             expired_tasks_unindexed=unindexed,
+            failure_groups_trimmed=groups_trimmed,
             stream_entries_trimmed=stream_trimmed,
         )
 
@@ -100,12 +106,14 @@ class RetentionSweeper:
             pipe.hkeys(k.counters_total)
             pipe.zrange(k.workers, 0, -1)
             pipe.hkeys(k.queues)
-            counter_fields, workers, queues = await pipe.execute()
+            pipe.zrange(k.failure_groups, 0, -1)
+            counter_fields, workers, queues, groups = await pipe.execute()
         names = {f.decode().rsplit(COUNTER_FIELD_SEPARATOR, 1)[0] for f in counter_fields}
         found = set(k.state_indexes)
         found |= {k.index_name(n) for n in names}
         found |= {k.index_worker(w.decode()) for w in workers}
         found |= {k.index_queue(q) for q in {*self._queues, *(q.decode() for q in queues)}}
+        found |= {k.index_fingerprint(fp.decode()) for fp in groups}
         return found
 
     async def _discover(self, known: set[str]) -> list[str]:
@@ -165,6 +173,31 @@ class RetentionSweeper:
             for key in index_keys:
                 pipe.zremrangebyscore(key, "-inf", f"({cutoff!r}")
             return sum(await pipe.execute())
+
+    async def _trim_failure_groups(self, cutoff: float) -> int:
+        """Forget groups with no failure since the horizon (their counts included)."""
+        if self._index_retention <= 0:
+            return 0
+        k = self._keys
+        stale = [
+            fp.decode()
+            for fp in await self._redis.zrange(k.failure_groups, "-inf", f"({cutoff!r}",
+                                               byscore=True)
+        ]
+        if not stale:
+            return 0
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for fp in stale:
+                pipe.hget(k.failure_group(fp), "exception")
+            types = await pipe.execute()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for fp, type_ in zip(stale, types, strict=True):
+                if type_ is not None:
+                    pipe.srem(k.failure_exception(type_.decode()), fp)
+                pipe.delete(k.failure_group(fp), k.index_fingerprint(fp))
+            pipe.zrem(k.failure_groups, *stale)
+            await pipe.execute()
+        return len(stale)
 
 
 def _per_task_keys(keys: Keys, task_ids: Iterable[str]) -> list[str]:

@@ -70,6 +70,9 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     ui_login_link_ttl_seconds: int = 600
     # The collector's threshold (same variable): the console's overview counts such tasks stuck.
     stuck_after_seconds: float = 600.0
+    # A text search (GET /tasks?q=) reads at most this many task records per request, then
+    # answers with a cursor (docs/operations.md, "Failures, search and bulk actions").
+    search_scan_max: Annotated[int, msgspec.Meta(ge=100)] = 20_000
     # The collector's stream retention (same variable): audit appends trim as its appends do.
     retention_stream_max_length: int = Retention().stream_max_length
 
@@ -111,6 +114,7 @@ ENV_VARS: dict[str, str] = {
     "TASKPULSE_UI_SESSION_TTL": "ui_session_ttl_seconds",
     "TASKPULSE_UI_LOGIN_LINK_TTL": "ui_login_link_ttl_seconds",
     "TASKPULSE_STUCK_AFTER_SECONDS": "stuck_after_seconds",
+    "TASKPULSE_API_SEARCH_SCAN_MAX": "search_scan_max",
     "TASKPULSE_RETENTION_STREAM_MAX_LENGTH": "retention_stream_max_length",
 }
 

@@ -205,6 +205,13 @@ class Publisher:
     def _revoke(self, task_id: str, terminate: bool, signal: str) -> None:
         self.app.control.revoke(task_id, terminate=terminate, signal=signal)
 
+    async def revoke_many(self, task_ids: Sequence[str], terminate: bool, signal: str) -> None:
+        """One broadcast for many tasks: a worker's revoke command takes a list of ids."""
+        await self._run(self._revoke_many, list(task_ids), terminate, signal)
+
+    def _revoke_many(self, task_ids: list[str], terminate: bool, signal: str) -> None:
+        self.app.control.revoke(task_ids, terminate=terminate, signal=signal)
+
     async def ping(self) -> bool:
         """True when a fresh connection to the broker can be opened."""
         try:

@@ -13,11 +13,13 @@ import msgspec
 
 from event_collector.broker import PRIORITY_LEVELS
 from event_collector.events import STATE_PRECEDENCE
+from event_collector.failures import FINGERPRINT_PATTERN
 from event_collector.keys import BUCKET_SECONDS
 from event_collector.records import (
     DEFAULT_PAGE_SIZE,
     MAX_HISTORY_BUCKETS,
     MAX_PAGE_SIZE,
+    SEARCH_TEXT_MAX,
     TaskRecord,
     TimelineEntry,
 )
@@ -133,6 +135,34 @@ class TaskEvents(msgspec.Struct, frozen=True):
     events: list[TimelineEntry]
 
 
+Fingerprint = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=FINGERPRINT_PATTERN,
+        description="A failure group's fingerprint (`GET /failures`): tasks whose latest "
+        "failure is in that group.",
+    ),
+]
+ExceptionType = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1, max_length=200,
+        description="An exception type as a failure shows it (`KeyError`, "
+        "`celery.exceptions.TimeLimitExceeded`): tasks in any failure group of that type.",
+    ),
+]
+SearchText = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1, max_length=SEARCH_TEXT_MAX,
+        description="Text the task's args, kwargs, result or exception contain (ignoring "
+        "ASCII case). Reads every record it walks, so it stops after a bounded number of "
+        "records (TASKPULSE_API_SEARCH_SCAN_MAX) and then answers `exact: false` with a "
+        "cursor to continue: narrow it with the other filters and a time window.",
+    ),
+]
+
+
 class TaskCountQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Filters (all optional, combined with AND); ``since``/``until`` bound first-seen time."""
 
@@ -140,6 +170,9 @@ class TaskCountQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str | None = None
     queue: str | None = None
     worker: str | None = None
+    exception: ExceptionType | None = None
+    fingerprint: Fingerprint | None = None
+    q: SearchText | None = None
     since: Timestamp | None = None
     until: Timestamp | None = None
 

@@ -10,7 +10,16 @@ from collections.abc import Sequence
 from datetime import UTC
 from typing import Any, Final
 
-from producer_api.cli import catalog, monitoring, schedules, tasks, tokens, watch, workflows
+from producer_api.cli import (
+    catalog,
+    failures,
+    monitoring,
+    schedules,
+    tasks,
+    tokens,
+    watch,
+    workflows,
+)
 from producer_api.cli.arguments import parse_time
 from producer_api.cli.client import DEFAULT_URL, Api, CliError
 from producer_api.cli.output import Output
@@ -78,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     schedules.register(sub, common)
     catalog.register(sub, common)
     monitoring.register(sub, common)
+    failures.register(sub, common)
     tasks.register_test_task(sub, common)
     tokens.register(sub, common)
     return parser

@@ -21,7 +21,7 @@ from typing import Any, Final
 TIME_FIELDS: Final = frozenset({
     "sent", "received", "started", "succeeded", "failed", "retried", "revoked", "rejected",
     "first_seen", "updated", "timestamp", "last_heartbeat", "online_at", "offline_at", "created",
-    "last_run_at", "next_run_at", "start", "eta", "expires",
+    "last_run_at", "next_run_at", "start", "eta", "expires", "last_seen",
 })  # fmt: skip
 DURATION_FIELDS: Final = frozenset({"runtime"})
 RECORDED_FIELDS: Final = frozenset({"args", "kwargs", "result"})  # Python reprs, from Celery

@@ -17,6 +17,7 @@ from producer_api.cli.arguments import (
     time_option,
 )
 from producer_api.cli.client import EXIT_API_ERROR, EXIT_USAGE, Api, ApiError, CliError
+from producer_api.cli.failures import add_bulk_options, run_bulk
 from producer_api.cli.output import Output, event_detail, format_duration, format_progress
 
 LIST_COLUMNS = ("id", "name", "state", "queue", "worker", "first_seen", "runtime")
@@ -46,7 +47,8 @@ def show_record(out: Output, record: dict[str, Any]) -> None:
 
 
 def _filters(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: getattr(args, k) for k in ("state", "name", "queue", "worker", "since", "until")}
+    return {k: getattr(args, k) for k in ("state", "name", "queue", "worker", "exception",
+                                          "fingerprint", "q", "since", "until")}
 
 
 def cmd_list(api: Api, out: Output, args: argparse.Namespace) -> int:
@@ -55,6 +57,9 @@ def cmd_list(api: Api, out: Output, args: argparse.Namespace) -> int:
 
     def show(p: dict[str, Any]) -> None:
         out.table(p["items"], LIST_COLUMNS)
+        if not p.get("exact", True):
+            print("\n(stopped at the search's scan bound: more may match past the cursor; "
+                  "narrow with --since/--until or a filter)")
         if p.get("next_cursor"):
             print(f"\nmore: add --cursor {p['next_cursor']}")
 
@@ -137,7 +142,19 @@ def cmd_test_task(api: Api, out: Output, args: argparse.Namespace) -> int:
     return _send(api, out, args, {"name": "demo.test_task", "kwargs": {"message": args.message}})
 
 
+def _one_or_filter(args: argparse.Namespace, action: str) -> bool:
+    """True for the bulk form (``--filter``); a usage error unless exactly one form is given."""
+    if (args.id is None) == (not args.filter):
+        raise CliError(f"give a task id or --filter (to {action} every matching task)",
+                       EXIT_USAGE)
+    if args.id is not None and args.dry_run:
+        raise CliError("--dry-run goes with --filter", EXIT_USAGE)
+    return bool(args.filter)
+
+
 def cmd_revoke(api: Api, out: Output, args: argparse.Namespace) -> int:
+    if _one_or_filter(args, "revoke"):
+        return run_bulk(api, out, args, "revoke")
     result = api.call("POST", f"/tasks/{args.id}/revoke",
                       {"terminate": args.terminate, "signal": args.signal})  # fmt: skip
     out.emit(result, lambda r: print(
@@ -146,6 +163,8 @@ def cmd_revoke(api: Api, out: Output, args: argparse.Namespace) -> int:
 
 
 def cmd_retry(api: Api, out: Output, args: argparse.Namespace) -> int:
+    if _one_or_filter(args, "retry"):
+        return run_bulk(api, out, args, "retry")
     result = api.call("POST", f"/tasks/{args.id}/retry", {})
     out.emit(result, lambda r: print(f"{r['id']}  retry of {r['parent_id']} ({r['name']})"))
     return 0
@@ -188,6 +207,11 @@ def add_filters(p: argparse.ArgumentParser) -> None:
                    help="first seen at or after: 2h, 30m, 7d, an ISO 8601 time or epoch seconds")
     p.add_argument("--until", type=time_option, metavar="WHEN",
                    help="first seen at or before (same forms as --since)")
+    p.add_argument("--exception", help="exception type of the failure, e.g. KeyError")
+    p.add_argument("--fingerprint", help="a failure group, as taskpulse failures prints it")
+    p.add_argument("--search", dest="q", metavar="TEXT",
+                   help="text in the args, kwargs, result or exception (reads a bounded "
+                   "number of records per page: narrow it with --since/--until)")
 
 
 def add_send_options(p: argparse.ArgumentParser) -> None:
@@ -240,17 +264,31 @@ def register(tsub: Any, common: argparse.ArgumentParser) -> None:
     add_send_options(p)
     p.set_defaults(func=cmd_send)
 
-    p = tsub.add_parser("revoke", parents=[common], help="revoke a task (admin)",
-                        description="Revoke a task: workers will not run it.")  # fmt: skip
-    p.add_argument("id")
+    p = tsub.add_parser(
+        "revoke", parents=[common], help="revoke a task, or every task a filter matches (admin)",
+        description="Revoke a task: workers will not run it. With --filter: every unfinished "
+        "task matching.",
+        epilog="example:\n  taskpulse tasks revoke --filter name=reports.generate_daily_report "
+        "--filter state=RECEIVED --dry-run",
+    )
+    p.add_argument("id", nargs="?")
+    add_bulk_options(p)
     p.add_argument("--terminate", action="store_true", help="also kill it if running")
     p.add_argument("--signal", choices=SIGNALS, default="SIGTERM",
                    help="the signal --terminate sends (SIGTERM)")
     p.set_defaults(func=cmd_revoke)
 
-    p = tsub.add_parser("retry", parents=[common], help="re-send a failed task (operator)",
-                        description="Send a finished task again with the same arguments.")
-    p.add_argument("id")
+    p = tsub.add_parser(
+        "retry", parents=[common], help="re-send a failed task, or every one a filter matches "
+        "(operator)",
+        description="Send a finished task again with the same arguments; the new task's parent "
+        "is the old one. With --filter: every matching task (in state FAILURE unless "
+        "state= says otherwise), each once.",
+        epilog="example:\n  taskpulse tasks retry --filter name=demo.test_task "
+        "--filter exception=KeyError --dry-run",
+    )
+    p.add_argument("id", nargs="?")
+    add_bulk_options(p)
     p.set_defaults(func=cmd_retry)
 
     p = tsub.add_parser(

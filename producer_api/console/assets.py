@@ -25,7 +25,7 @@ from aiohttp import web
 
 from event_collector.events import READY_STATES, STATE_PRECEDENCE, TASK_EVENT_KINDS, TASK_PROGRESS
 from producer_api.auth import ROLE_RANK
-from producer_api.routes.tasks import RETRYABLE_STATES
+from producer_api.retries import RETRYABLE_STATES
 
 _TYPES: Final = {
     ".html": "text/html; charset=utf-8",

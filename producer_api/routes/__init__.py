@@ -8,6 +8,7 @@ from producer_api.console import routes as console
 from producer_api.routes import (
     catalog,
     events,
+    failures,
     fleet,
     health,
     lifecycle,
@@ -20,9 +21,10 @@ from producer_api.routes import (
 )
 
 API_PREFIX = "/api/v1"
-API_TABLES = (tasks.routes, stats.routes, events.routes, catalog.routes, tokens.routes,
-              workflows.routes, schedules.routes, lifecycle.routes, fleet.routes, queue_ops.routes,
-              console.api)
+# failures first: its /tasks/bulk/... must match before tasks' /tasks/{task_id}/...
+API_TABLES = (failures.routes, tasks.routes, stats.routes, events.routes, catalog.routes,
+              tokens.routes, workflows.routes, schedules.routes, lifecycle.routes, fleet.routes,
+              queue_ops.routes, console.api)
 # Contexts of the event/workflow/schedule/lifecycle/console routes: they run after the API's own.
 EXTRA_CTX = (events.ctx, workflows.ctx, schedules.ctx, lifecycle.ctx, console.ctx)
 ON_SHUTDOWN = (events.end_streams,)

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-import ast
-from typing import Any
-
 import msgspec
 from aiohttp import web
 
-from event_collector.events import UNSUCCESSFUL_STATES
 from event_collector.read import InvalidCursor, TaskQuery
 from event_collector.records import TaskCount, TaskPage
 from producer_api.audit import append_audit, audit_event
 from producer_api.enqueued import enqueued_record
-from producer_api.errors import Conflict, NotFound, Unprocessable
+from producer_api.errors import NotFound, Unprocessable
 from producer_api.http import endpoint, json_response, parse_query, read_body
 from producer_api.middleware import ACTOR
-from producer_api.resources import ENQUEUER, KEYS, METRICS, PUBLISHER, READER, REDIS, STREAM
+from producer_api.resources import (
+    ENQUEUER,
+    KEYS,
+    METRICS,
+    PUBLISHER,
+    READER,
+    REDIS,
+    SETTINGS,
+    STREAM,
+)
+from producer_api.retries import resolve_retry
 from producer_api.schemas import (
     IDEMPOTENCY_KEY_MAX,
     BatchRequest,
@@ -32,14 +38,13 @@ from producer_api.schemas import (
 )
 
 routes = web.RouteTableDef()
-RETRYABLE_STATES = UNSUCCESSFUL_STATES
 
 
-def _actor(request: web.Request) -> str:
+def actor(request: web.Request) -> str:
     return request[ACTOR].name
 
 
-def _count_enqueued(request: web.Request, responses: list[EnqueueResponse]) -> None:
+def count_enqueued(request: web.Request, responses: list[EnqueueResponse]) -> None:
     counter = request.app[METRICS].enqueued
     for r in responses:
         if not r.duplicate:
@@ -70,8 +75,8 @@ def _with_header_key(request: web.Request, req: EnqueueRequest) -> EnqueueReques
 async def enqueue_task(request: web.Request) -> web.Response:
     req = _with_header_key(request, await read_body(request, EnqueueRequest))
     enqueuer = request.app[ENQUEUER]
-    [response] = await enqueuer.enqueue([enqueuer.resolve(req)], _actor(request))
-    _count_enqueued(request, [response])
+    [response] = await enqueuer.enqueue([enqueuer.resolve(req)], actor(request))
+    count_enqueued(request, [response])
     return json_response(response, status=202, headers={"Location": response.url})
 
 
@@ -83,13 +88,18 @@ async def enqueue_batch(request: web.Request) -> web.Response:
     batch = await read_body(request, BatchRequest)
     enqueuer = request.app[ENQUEUER]
     resolved = [enqueuer.resolve(req, f"tasks[{i}].") for i, req in enumerate(batch.tasks)]
-    responses = await enqueuer.enqueue(resolved, _actor(request))
-    _count_enqueued(request, responses)
+    responses = await enqueuer.enqueue(resolved, actor(request))
+    count_enqueued(request, responses)
     return json_response(BatchResponse(tasks=responses), status=202)
 
 
-def _task_query(q: TaskListQuery | TaskCountQuery) -> TaskQuery:
-    return msgspec.convert(msgspec.structs.asdict(q), TaskQuery)
+def task_query(
+    request: web.Request, q: TaskListQuery | TaskCountQuery, **changes: object
+) -> TaskQuery:
+    """The reader's query for these filters, bounded by the API's search setting."""
+    fields = {**msgspec.structs.asdict(q), **changes}
+    scan_max = request.app[SETTINGS].search_scan_max
+    return msgspec.convert({**fields, "scan_max": scan_max}, TaskQuery)
 
 
 @routes.get("/tasks")
@@ -98,7 +108,7 @@ def _task_query(q: TaskListQuery | TaskCountQuery) -> TaskQuery:
 async def list_tasks(request: web.Request) -> web.Response:
     query = parse_query(request, TaskListQuery)
     try:
-        page = await request.app[READER].list_tasks(_task_query(query))
+        page = await request.app[READER].list_tasks(task_query(request, query))
     except InvalidCursor:
         raise Unprocessable("invalid cursor", {"field": "cursor", "in": "query"}) from None
     return json_response(page)
@@ -109,7 +119,7 @@ async def list_tasks(request: web.Request) -> web.Response:
           response=TaskCount, errors=(422, 503))
 async def count_tasks(request: web.Request) -> web.Response:
     query = parse_query(request, TaskCountQuery)
-    return json_response(await request.app[READER].count_tasks(_task_query(query)))
+    return json_response(await request.app[READER].count_tasks(task_query(request, query)))
 
 
 @routes.get("/tasks/{task_id}")
@@ -153,7 +163,7 @@ async def revoke_task(request: web.Request) -> web.Response:
         raise NotFound(f"no task {task_id!r}", {"id": task_id})
     await request.app[PUBLISHER].revoke(task_id, req.terminate, req.signal)
     detail = msgspec.json.encode(req).decode()
-    event = audit_event(_actor(request), "revoke", task_id, record.name or "", detail)
+    event = audit_event(actor(request), "revoke", task_id, record.name or "", detail)
     await append_audit(request.app[REDIS], request.app[STREAM], [event])
     return json_response(RevokeResponse(id=task_id, terminate=req.terminate), status=202)
 
@@ -168,37 +178,8 @@ async def retry_task(request: web.Request) -> web.Response:
         request.app[REDIS], request.app[KEYS], task_id)
     if record is None:
         raise NotFound(f"no task {task_id!r}", {"id": task_id})
-    if record.state not in RETRYABLE_STATES or not record.name:
-        raise Conflict(
-            f"task is {record.state}; only {', '.join(sorted(RETRYABLE_STATES))} tasks retry",
-            {"state": record.state},
-        )
-    req = EnqueueRequest(
-        name=record.name, args=_decode_args(record.args, list),
-        kwargs=_decode_args(record.kwargs, dict), queue=record.queue,
-    )
     enqueuer = request.app[ENQUEUER]
-    resolved = enqueuer.resolve(req, parent_id=task_id, root_id=record.root_id or task_id)
-    [response] = await enqueuer.enqueue([resolved], _actor(request), action="retry")
-    _count_enqueued(request, [response])
+    resolved = resolve_retry(enqueuer, record)
+    [response] = await enqueuer.enqueue([resolved], actor(request), action="retry")
+    count_enqueued(request, [response])
     return json_response(response, status=202, headers={"Location": response.url})
-
-
-def _decode_args(text: str | None, kind: type) -> Any:
-    """Arguments as recorded: JSON for tasks sent through the API, Python repr for others."""
-    if not text:
-        return kind()
-    try:
-        value = msgspec.json.decode(text)
-    except msgspec.DecodeError:
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            raise Conflict("the task's arguments were not recorded in a re-sendable form",
-                           {"args": text}) from None
-    if isinstance(value, tuple):
-        value = list(value)
-    if not isinstance(value, kind):
-        raise Conflict("the task's arguments were not recorded in a re-sendable form",
-                       {"args": text})
-    return value

@@ -285,3 +285,20 @@ def test_tokens_create(taskpulse, tmp_path: Path) -> None:
                     str(tmp_path / "tokens.json"))  # fmt: skip
     out = re.sub(r"tp_[\w-]+", "<secret>", re.sub(r"token [0-9a-f]{8} ", "token <id> ", out))
     assert_snapshot("tokens_create", out)
+
+
+def test_failures(taskpulse) -> None:
+    assert_snapshot("failures", taskpulse("failures"))
+
+
+def test_tasks_list_by_exception(taskpulse) -> None:
+    assert_snapshot("tasks_list_exception", taskpulse("tasks", "list", "--exception", "OSError"))
+
+
+def test_tasks_list_search(taskpulse) -> None:
+    assert_snapshot("tasks_list_search", taskpulse("tasks", "list", "--search", "2026-13"))
+
+
+def test_tasks_retry_by_filter_dry_run(taskpulse) -> None:
+    out = taskpulse("tasks", "retry", "--filter", "exception=ValueError", "--dry-run")
+    assert_snapshot("tasks_retry_filter_dry_run", out)

@@ -108,6 +108,14 @@ def test_partitions_bench_prints_its_verdict_table() -> None:
     assert "repartition 1 -> 8 in place" in out
 
 
+
+def test_failures_bench_prints_its_verdict_table() -> None:
+    out = run_script("bench/failures.py", "--tasks", "400", "--groups", "10", "--rounds", "2",
+                     "--queries", "10")
+    assert "== failures: grouping, search and bulk dry runs" in out
+    assert "bytes per failed task: MEMORY USAGE" in out
+    assert "bulk dry run p99 ms (400 match)" in out
+
 def test_memory_bench_prints_bytes_per_task_beside_the_peers() -> None:
     out = run_script("bench/memory.py", "--tasks", "200", "--peer-root", str(REPO_ROOT))
     assert "this checkout:" in out

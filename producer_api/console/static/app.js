@@ -7,6 +7,7 @@ import { route, start } from './router.js';
 const NAV = [
   ['/ui/', 'Overview', 'viewer'],
   ['/ui/tasks', 'Tasks', 'viewer'],
+  ['/ui/failures', 'Failures', 'viewer'],
   ['/ui/workers', 'Workers', 'viewer'],
   ['/ui/queues', 'Queues', 'viewer'],
   ['/ui/schedules', 'Schedules', 'viewer'],
@@ -51,6 +52,7 @@ async function boot() {
   route(/^\/ui\/?$/, () => import('./pages/overview.js'));
   route(/^\/ui\/tasks\/?$/, () => import('./pages/tasks.js'));
   route(/^\/ui\/tasks\/([^/]+)$/, () => import('./pages/task.js'));
+  route(/^\/ui\/failures\/?$/, () => import('./pages/failures.js'));
   route(/^\/ui\/workers\/?$/, () => import('./pages/workers.js'));
   route(/^\/ui\/queues\/?$/, () => import('./pages/queues.js'));
   route(/^\/ui\/schedules\/?$/, () => import('./pages/schedules.js'));

@@ -1,5 +1,6 @@
 // Tasks: every filter the API has, in the URL; cursor pages; counts; rows that change live.
 import { cached, get, timedRequest, queryString } from '../api.js';
+import { BulkControl } from '../bulk.js';
 import { h, replace } from '../dom.js';
 import { STATES } from '../facts.js';
 import { dateTime, duration, errorText, number, shortId, stateBadge } from '../format.js';
@@ -8,7 +9,10 @@ import { setQuery } from '../router.js';
 import { fold } from '../taskstate.js';
 
 const WINDOWS = { '15m': 900, '1h': 3600, '6h': 21600, '24h': 86400, '7d': 604800 };
-const FILTERS = ['state', 'name', 'queue', 'worker'];
+const FILTERS = ['state', 'name', 'queue', 'worker', 'exception', 'fingerprint', 'q'];
+// Filters a task seen on the live stream cannot be checked against (the server's index and
+// records can): with one of them, rows are only refreshed, never inserted from the stream.
+const SERVER_ONLY = ['exception', 'fingerprint', 'q'];
 const LIMITS = ['25', '50', '100', '200'];
 const SEEN_MAX = 5000; // tasks remembered from the stream, so a later event can be filtered
 const COUNT_REFRESH_MS = 2000;
@@ -51,6 +55,8 @@ function select(name, label, options, current) {
 class TasksView {
   constructor(root, ctx) {
     this.root = root;
+    this.session = ctx.session;
+    this.bulk = new BulkControl();
     this.rows = new Map(); // id -> { task, tr }
     this.seen = new Map(); // id -> partial task from the stream
     this.seq = 0;
@@ -69,7 +75,7 @@ class TasksView {
       h('div', { class: 'page-head' }, h('h1', {}, 'Tasks'),
         h('div', { class: 'status-line' }, this.countEl, this.liveEl, this.pauseButton,
           this.timingEl)),
-      this.form, this.errorEl,
+      this.form, this.bulk.el, this.errorEl,
       h('div', { class: 'table-wrap' },
         h('table', { class: 'tasks', 'data-testid': 'tasks' },
           h('thead', {}, h('tr', {}, ['State', 'Name', 'ID', 'Queue', 'Worker', 'First seen',
@@ -94,6 +100,16 @@ class TasksView {
         h('datalist', { id: 'task-names' }, names.map((n) => h('option', { value: n })))),
       select('queue', 'Queue', [...all, ...queues.map((q) => [q, q])], query.get('queue')),
       select('worker', 'Worker', [...all, ...workers.map((w) => [w, w])], query.get('worker')),
+      h('label', {}, 'Exception',
+        h('input', { name: 'exception', value: query.get('exception') || '',
+          placeholder: 'e.g. KeyError', autocomplete: 'off', size: 14 })),
+      h('label', {}, 'Search',
+        h('input', { name: 'q', type: 'search', value: query.get('q') || '',
+          placeholder: 'text in args, kwargs, result, exception', autocomplete: 'off',
+          size: 28 })),
+      query.get('fingerprint') ? h('label', {}, 'Failure group',
+        h('input', { name: 'fingerprint', value: query.get('fingerprint'), size: 16,
+          class: 'mono' })) : null,
       select('window', 'Seen', [['', 'any time'], ...Object.keys(WINDOWS).map((w) => [w,
         `last ${w}`])], query.get('window')),
       select('limit', 'Rows', LIMITS.map((l) => [l, l]), query.get('limit') || '50'),
@@ -165,6 +181,7 @@ class TasksView {
     if (seq !== this.seq) return; // a newer filter change won
     this.errorEl.classList.add('hidden');
     this.render(listed.data);
+    this.bulk.show(this.session, q);
     this.catchUp(query, listed.data.items);
     this.pagerFor(query, listed.data.next_cursor);
     const renderMs = performance.now() - started;
@@ -186,7 +203,8 @@ class TasksView {
     }
     this.tbody.replaceChildren(fragment);
     if (!data.items.length) {
-      this.tbody.append(h('tr', { class: 'empty' }, h('td', { colspan: 9 }, 'No tasks match.')));
+      this.tbody.append(h('tr', { class: 'empty' }, h('td', { colspan: 9 }, data.exact === false
+        ? 'No match in the records searched so far: older » searches on.' : 'No tasks match.')));
     }
   }
 
@@ -354,6 +372,7 @@ class TasksView {
 }
 
 function matches(task, wanted) {
+  if (SERVER_ONLY.some((f) => wanted[f])) return false;
   if (wanted.state && task.state !== wanted.state) return false;
   if (wanted.name && task.name !== wanted.name) return false;
   if (wanted.queue && task.queue !== wanted.queue) return false;

@@ -1,0 +1,100 @@
+"""Failure fingerprints: which failures are "the same error", so they can be counted as a group.
+
+Celery's task-failed event carries the exception as ``safe_repr(exc)``: ``Type('message')``
+(the reconciler writes the same form, reconcile.py). Two failures are the same error when their
+exception type and their message with the variable parts masked are equal: numbers, hex,
+UUIDs and quoted strings are what differs between two occurrences of one bug ("invoice 4711 not
+found" / "invoice 4712 not found").
+
+Pure functions, no I/O. The store calls ``failure_of`` while it flattens a task-failed event
+for the Lua batch (store.py), so the stream keeps the event as Celery sent it and ``rebuild``
+recomputes every fingerprint with the current rule.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from hashlib import blake2b
+from typing import Final
+
+import msgspec
+
+FINGERPRINT_BYTES: Final = 8  # 16 hex characters; 2^-64 collision odds per pair of groups
+FINGERPRINT_PATTERN: Final = "^[0-9a-f]{16}$"
+UNKNOWN_TYPE: Final = "UnknownException"
+# Enough of a repr to tell errors apart; bounds the parse for a huge message.
+PARSE_MAX: Final = 2000
+
+_REPR: Final = re.compile(r"^\s*([A-Za-z_][\w.]*)\((.*)\)\s*$", re.S)
+_TYPE_COLON: Final = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning))"
+                                r"\s*:\s*(.*)$", re.S)
+# Quoted strings first (they may contain anything); then, only in the words that have a digit
+# (the rest cannot change), UUIDs before hex runs before numbers. Loops unrolled: Python's re
+# is slow at a per-character alternation.
+_QUOTED: Final = re.compile(r"'[^'\\]*(?:\\.[^'\\]*)*'" r'|"[^"\\]*(?:\\.[^"\\]*)*"')
+_HAS_DIGIT: Final = re.compile(r"\d").search
+_IN_WORD: Final = re.compile(
+    r"(?P<uuid>\b[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
+    r"[0-9a-fA-F]{12}\b)"
+    # 0x..., or a run of 8+ hex digits with a digit in it: object ids, hashes, addresses
+    r"|(?P<hex>\b0[xX][0-9a-fA-F]+\b|\b(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}\b)"
+    r"|(?P<num>[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
+)
+_MASKED: Final = {"uuid": "<uuid>", "hex": "<hex>", "num": "<num>"}
+# The common repr: one string argument. Its text is taken as it is (escapes included): the
+# fingerprint needs a stable text, not the exact string.
+_ONE_STRING: Final = re.compile(r"'([^'\\]*(?:\\.[^'\\]*)*)'" r'|"([^"\\]*(?:\\.[^"\\]*)*)"')
+
+
+class Failure(msgspec.Struct, frozen=True):
+    """What a task-failed event says about its error, reduced for grouping."""
+
+    fingerprint: str
+    exception_type: str
+    message: str  # the normalised message, the group's identity with the type
+
+
+def exception_type(exception: str) -> str:
+    """``ValueError`` of ``ValueError('boom')``; the dotted name when Celery sent one."""
+    match = _REPR.match(exception) or _TYPE_COLON.match(exception)
+    return match.group(1) if match else UNKNOWN_TYPE
+
+
+def _message(exception: str) -> str:
+    """The exception's message: the repr's arguments unquoted (``'a', 1`` -> ``a, 1``)."""
+    match = _REPR.match(exception)
+    if match is None:
+        colon = _TYPE_COLON.match(exception)
+        return colon.group(2) if colon else exception
+    inner = match.group(2)
+    if one := _ONE_STRING.fullmatch(inner):
+        return one.group(1) if one.group(1) is not None else one.group(2)
+    try:
+        value = ast.literal_eval(f"({inner},)") if inner.strip() else ()
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return inner  # not literals (an object's repr): masked as text
+    return ", ".join(v if isinstance(v, str) else repr(v) for v in value)
+
+
+def normalise_message(message: str) -> str:
+    """Mask what varies between occurrences of one error: quoted strings, UUIDs, hex, numbers."""
+    words = _QUOTED.sub("<str>", message).split()
+    return " ".join(_IN_WORD.sub(_mask, w) if _HAS_DIGIT(w) else w for w in words)
+
+
+def _mask(match: re.Match[str]) -> str:
+    return _MASKED[match.lastgroup or "num"]
+
+
+def fingerprint(type_name: str, normalised: str) -> str:
+    key = f"{type_name}\n{normalised}".encode()
+    return blake2b(key, digest_size=FINGERPRINT_BYTES).hexdigest()
+
+
+def failure_of(exception: str) -> Failure:
+    """The group a failure with this exception repr belongs to."""
+    exception = exception[:PARSE_MAX]
+    type_name = exception_type(exception)
+    normalised = normalise_message(_message(exception))
+    return Failure(fingerprint(type_name, normalised), type_name, normalised)
