@@ -6,8 +6,9 @@ The unpartitioned layout (keys.py: one partition on one Redis, no hash tags) bec
 layout of ``TASKPULSE_PARTITIONS`` partitions on the same Redis, keeping everything as it is:
 - each task record is RENAMEd to its partition's name (TTL kept, O(1) each);
 - each index is split by its members' partitions (ZADD of the members with their scores);
-- counters are RENAMEd to partition 0's names: readers sum the partitions, so the history stays
-  exact without refolding anything (and counters older than the stream are kept);
+- counters and failure groups are RENAMEd to partition 0's names: readers sum the partitions
+  (merge groups by fingerprint), so the history stays exact without refolding anything (and
+  counters older than the stream are kept);
 - the stream is split into the partitions' streams (and the global one for worker events and
   task-less audit events), entry ids kept, so a live tail's ids stay comparable;
 - worker and queue keys are RENAMEd to their global (``{g}``) names; the rest (API and console
@@ -71,8 +72,12 @@ class Repartitioner:
 
     async def run(self) -> RepartitionReport:
         src = self.source
-        tasks_start, counters_starts = src.task(""), (
-            src.counters_total, *(src.counters_template(g) for g in ("minute", "hour", "day")))
+        tasks_start = src.task("")
+        # counters and failure groups are sums over the partitions: partition 0 holds the old
+        counters_starts = (
+            src.counters_total, *(src.counters_template(g) for g in ("minute", "hour", "day")),
+            src.failure_groups, src.failure_group(""), src.failure_exception(""),
+        )  # fmt: skip
         index_start = src.index_pattern.removesuffix("*")
         # the queue keys are P queues and P queues:<what>
         worker_starts = (src.worker(""), src.worker_dedup(""), src.queues + ":")

@@ -160,6 +160,9 @@ async def answers(
                 break
         out[f"list{i}"] = pages
         out[f"count{i}"] = await reader.count_tasks(query)
+    out["failures"] = await reader.failure_groups(limit=50, now=1_700_003_000.0)
+    out["by_exception"] = await reader.list_tasks(TaskQuery(exception="ValueError", limit=500))
+    out["search"] = await reader.count_tasks(TaskQuery(q="timeout"))
     out["stats"] = await reader.stats(now=1_700_000_040.0)
     for granularity in ("minute", "hour"):
         out[granularity] = await reader.history(granularity, 1_699_999_000.0, 1_700_004_000.0)
@@ -193,6 +196,8 @@ def test_eight_partitions_answer_every_query_as_one_does(clean_redis: RedisServe
     assert set(tags) == {f"{{p{p}}}" for p in range(8)}  # the events did spread
     assert sum(len(p) for p in one["list0"]) == 405  # every task listed once
     assert any(one["children"])
+    assert one["failures"].items
+    assert one["by_exception"].items
     assert any(t is not None and t.total > 5 for t in one["trees"])
     for key in one:
         assert eight[key] == one[key], key
