@@ -142,10 +142,11 @@ Collector bookkeeping
   P collector:<id>       HASH     a running collector's heartbeat and counters (TTL)
 
 Partitions and hash tags (``TASKPULSE_PARTITIONS``, ``Keys`` below, docs/scaling.md): with more
-than one partition, or on a Redis Cluster, every per-task key above (stream, task records,
-indexes, counters) is ``P{p<N>}:<name>``, N = ``partition_of(task id)``; worker keys, queue
-keys and the stream of task-less events are ``P{g}:<name>``. One partition on one Redis keeps
-the names above.
+than one partition, or on a Redis Cluster without a tag in the prefix, every per-task key above
+(stream, task records, indexes, counters, failure groups) is ``P{p<N>}:<name>``, N =
+``partition_of(task id)``: counters and failure groups then count that partition's tasks, and
+readers sum them (groups merged by fingerprint); worker keys, queue keys and the stream of
+task-less events are ``P{g}:<name>``. One partition on one Redis keeps the names above.
 
 Collector leases (partitioned stores, event_collector/leases.py)
   P lease:<N>            STRING   id of the collector applying partition N's events (PX TTL)
