@@ -444,16 +444,14 @@ class EventReader:
         starts = [this_hour - 3600 * i for i in range(FAILURE_HOUR_SLOTS - 1, -1, -1)]
         slots = [f"h{start // 3600 % FAILURE_HOUR_SLOTS}" for start in starts]
         prefixes = [f"{start}:".encode() for start in starts]
-        wanted = [(fp, k) for fp in fingerprints for k in self._partitions]
+        # each page group's hash in every partition: one call per partition (a slot each)
         groups = await run_many(self.redis, self._hmget_many, [
-            ([k.failure_group(fp) for fp, k in wanted if k.partition == p.partition],
-             [*_GROUP_FIELDS, *slots])
-            for p in self._partitions
+            ([k.failure_group(fp) for fp in fingerprints], [*_GROUP_FIELDS, *slots])
+            for k in self._partitions
         ]) if fingerprints else []
         parts: dict[str, list[FailureGroup]] = {}
-        for p, rows_of_p in zip(self._partitions, groups, strict=True):
-            mine = [fp for fp, k in wanted if k.partition == p.partition]
-            for fp, values in zip(mine, rows_of_p, strict=True):
+        for rows_of_partition in groups:
+            for fp, values in zip(fingerprints, rows_of_partition, strict=True):
                 if values[0] is not None:
                     parts.setdefault(fp, []).append(_failure_group(fp, values, prefixes))
         items = [_merged_group(parts[fp]) for fp in fingerprints if fp in parts]

@@ -318,3 +318,18 @@ def test_settings_pick_the_cluster_layout_by_url_prefix_and_partitions() -> None
     assert store_keys("redis://h:6379/1", "", partitions=8).beat_prefix == "redbeat:tp:"
     with pytest.raises(StoreUrlError, match="has a hash tag"):
         store_keys("redis+cluster://a:7000", "{tp}:", partitions=8)
+
+
+@pytest.mark.parametrize("partitions", [1, 8])
+def test_failure_groups_of_an_empty_store_are_an_empty_page(
+    clean_redis: RedisServer, partitions: int
+) -> None:
+    async def read() -> Any:
+        redis = Redis.from_url(clean_redis.url(STORE_DB))
+        try:
+            return await EventReader(redis, Keys.layout("tp:", partitions)).failure_groups()
+        finally:
+            await redis.aclose()
+
+    page = run(read())
+    assert (page.items, page.next_cursor) == ([], None)
