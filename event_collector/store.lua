@@ -354,6 +354,7 @@ end
 
 -- Failures counted in this batch, folded into their groups after the tasks are written.
 local failures = {}
+local late_names = {} -- { fp, name }: names learnt after their task's failure was grouped
 
 local function apply_task(etype, eid, id, member, ts_s, host, tl_extra, fields)
   local ts = tonumber(ts_s)
@@ -417,7 +418,12 @@ local function apply_task(etype, eid, id, member, ts_s, host, tl_extra, fields)
     if name then
       if not again then count(name, kind, ts) end
       if t._pc then
-        for k, pts in string.gmatch(t._pc, '(%u+)@([^;]+);') do count(name, k, tonumber(pts)) end
+        for k, pts in string.gmatch(t._pc, '(%u+)@([^;]+);') do
+          count(name, k, tonumber(pts))
+          -- the failure was grouped before its name was known: the group learns it now
+          local fp = k == 'FAILURE' and (hset.fingerprint or t.fingerprint)
+          if fp then late_names[#late_names + 1] = { fp = fp, name = name } end
+        end
         t._pc = nil
         c.hset._pc = nil
         c.hdel._pc = true
@@ -492,6 +498,20 @@ end
 -- FAILURE_HOUR_SLOTS slots (field h<hour mod slots> = "<hour start>:<count>", reused a day
 -- later). Two calls per group and one ZADD: this runs for every failure. Atomic, so
 -- reading the count and writing it back is exact.
+-- A group's names field with ``adding`` (a set) merged in, or nil when nothing is new; sorted,
+-- so the value does not depend on which name failed first.
+local function names_with(current, adding)
+  local known, names, added = {}, {}, false
+  for name in string.gmatch(current or '', '[^\n]+') do known[name] = true end
+  for name in pairs(adding) do
+    if not known[name] then known[name], added = true, true end
+  end
+  if not added then return nil end
+  for name in pairs(known) do names[#names + 1] = name end
+  table.sort(names)
+  return table.concat(names, '\n')
+end
+
 local function flush_failures()
   local groups, order = {}, {}
   for _, f in ipairs(failures) do
@@ -538,16 +558,8 @@ local function flush_failures()
       local n = g.hours[hour] + (slot_start == start and tonumber(slot_count) or 0)
       hset[#hset + 1] = read[4 + i]; hset[#hset + 1] = start .. ':' .. n
     end
-    local known, names, added = {}, {}, false
-    for name in string.gmatch(cur[4] or '', '[^\n]+') do known[name] = true end
-    for name in pairs(g.names) do
-      if not known[name] then known[name], added = true, true end
-    end
-    if added then -- sorted, so the value does not depend on which name failed first
-      for name in pairs(known) do names[#names + 1] = name end
-      table.sort(names)
-      hset[#hset + 1] = 'names'; hset[#hset + 1] = table.concat(names, '\n')
-    end
+    local names = names_with(cur[4], g.names)
+    if names then hset[#hset + 1] = 'names'; hset[#hset + 1] = names end
     redis.call('HSET', gkey, unpack(hset))
     redis.call('ZADD', K_FAIL_GROUPS, 'GT', g.last_s, fp)
     if not cur[1] then redis.call('SADD', T_FAIL_EXC .. g.exc, fp) end
@@ -589,5 +601,12 @@ end
 flush_tasks()
 flush_counters()
 if #failures > 0 then flush_failures() end
+for _, late in ipairs(late_names) do
+  local gkey = T_FAIL_GROUP .. late.fp
+  if redis.call('EXISTS', gkey) == 1 then -- the sweep may have forgotten the group since
+    local names = names_with(redis.call('HGET', gkey, 'names'), { [late.name] = true })
+    if names then redis.call('HSET', gkey, 'names', names) end
+  end
+end
 table.insert(facts, 1, table.concat(out))
 return facts

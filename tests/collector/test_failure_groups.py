@@ -78,6 +78,14 @@ def test_failures_in_separate_batches_add_up(clean_redis: RedisServer) -> None:
     assert page.items[0].last_seen == NOW + 4
 
 
+def test_a_group_learns_the_name_of_a_failure_that_arrived_before_it(
+    clean_redis: RedisServer,
+) -> None:
+    received, failure = failed("t1", NOW, "KeyError('bill 1')")
+    page = run(clean_redis, [[failure], [received]], lambda r: r.failure_groups(now=NOW))
+    assert [(g.count, g.names) for g in page.items] == [(1, ["demo.fail"])]
+
+
 def test_groups_page_by_last_seen(clean_redis: RedisServer) -> None:
     events = [e for i in range(5) for e in failed(f"t{i}", NOW + i, f"E{i}Error('x')")]
 
