@@ -334,10 +334,15 @@ def store_keys(redis_url: str, key_prefix: str, partitions: int = 1) -> Keys:
     return Keys.layout(prefix, partitions, cluster=address.mode == "cluster")
 
 
+def is_cluster(client: object) -> bool:
+    """Whether an async store client talks to a Redis Cluster (one slot per multi-key call)."""
+    return isinstance(client, aiocluster.RedisCluster)
+
+
 async def node_targets(client: AsyncStore) -> list[dict[str, object]]:
     """Keyword arguments that send a server command (CONFIG, INFO) to each node in turn: one
     empty set for one Redis, ``target_nodes=<node>`` for every node of a cluster."""
-    if not isinstance(client, aiocluster.RedisCluster):
+    if not is_cluster(client):
         return [{}]
     await client.initialize()
     return [{"target_nodes": node} for node in client.get_nodes()]

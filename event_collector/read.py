@@ -31,6 +31,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from event_collector import timeline
+from event_collector.connection import is_cluster
 from event_collector.events import STATE_PRECEDENCE, TASK_EVENT_KINDS, Event
 from event_collector.keys import (
     BUCKET_SECONDS,
@@ -60,7 +61,7 @@ from event_collector.records import (
     WorkerInfo,
 )
 from event_collector.replies import hash_text, integer, number, text
-from event_collector.scripts import is_cluster, run_many
+from event_collector.scripts import run_many
 from event_collector.stored import decode_stored
 from event_collector.task_ids import task_id_of
 from event_collector.workers import worker_info
@@ -581,16 +582,18 @@ class EventReader:
         """Entries after each stream's own head, merged in id order, and the heads moved past
         them: every entry of every stream once, whatever order the streams were written in
         (entry ids of different streams are not in the order the entries were added)."""
-        if len(heads) > 1 and is_cluster(self.redis):  # one XREAD names one slot
-            reply = await self._xread_each(heads, count, block_ms)
-        else:
-            reply = await self.redis.xread(heads, count=count, block=block_ms)
+        reply = await self._xread(heads, count, block_ms)
         moved = dict(heads)
         for stream, entries in reply or ():
             moved[text(stream)] = text(entries[-1][0])
         entries = [e for _, r in reply or () for e in r]
         entries.sort(key=lambda e: _position(text(e[0])))
         return _event_page(entries), moved
+
+    async def _xread(self, heads: dict[str, str], count: int, block_ms: int | None) -> Any:
+        if len(heads) > 1 and is_cluster(self.redis):  # one XREAD names one slot
+            return await self._xread_each(heads, count, block_ms)
+        return await self.redis.xread(heads, count=count, block=block_ms)
 
     async def _xread_each(
         self, heads: dict[str, str], count: int, block_ms: int | None
@@ -614,10 +617,7 @@ class EventReader:
         A partitioned store has several streams: an entry id is then a position in time across
         them (one server clock; on a cluster, each node's), entries merged in id order."""
         heads = dict.fromkeys(self._streams, after_id)
-        if len(heads) > 1 and is_cluster(self.redis):  # one XREAD names one slot
-            reply = await self._xread_each(heads, count, block_ms)
-        else:
-            reply = await self.redis.xread(heads, count=count, block=block_ms)
+        reply = await self._xread(heads, count, block_ms)
         return _merged_page([entries for _, entries in reply or ()], count)
 
     async def read_range(self, after_id: str, until_id: str, count: int) -> EventPage:

@@ -12,12 +12,9 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
-
-def is_cluster(redis: Any) -> bool:
-    return isinstance(redis, RedisCluster)
+from event_collector.connection import is_cluster
 
 
 async def run_many(
