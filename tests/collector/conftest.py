@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from event_collector.keys import Keys
 from event_collector.store import EventStore
+from tests.cluster import ClusterStore
 
 # Re-exported: the collector tests import them from here.
 from tests.services import RedisServer, collector_env, start_collector  # noqa: F401
@@ -45,6 +46,17 @@ def snapshot(client: redis.Redis, keys: Keys) -> dict[str, Any]:
         else:
             out[key] = kind
     return out
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterStore]:
+    """A 3+3 Redis Cluster per test module that asks for one (tests/cluster.py)."""
+    store = ClusterStore(tmp_path_factory.mktemp("cluster"))
+    try:
+        store.start()
+        yield store
+    finally:
+        store.stop()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +26,6 @@ from tests.collector.test_partitions import answers, workload
 from tests.events import sent_and_succeeded
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterStore]:
-    store = ClusterStore(tmp_path_factory.mktemp("cluster"))
-    try:
-        store.start()
-        yield store
-    finally:
-        store.stop()
 
 
 async def _on_cluster(url: str, keys: Keys, events: list, fold: bool = True) -> dict[str, Any]:

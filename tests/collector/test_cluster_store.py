@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -22,16 +22,6 @@ from tests.events import sent_and_succeeded, task_event, worker_event
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 _prefixes = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterStore]:
-    store = ClusterStore(tmp_path_factory.mktemp("cluster"))
-    try:
-        store.start()
-        yield store
-    finally:
-        store.stop()
 
 
 @pytest.fixture
