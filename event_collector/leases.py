@@ -10,7 +10,10 @@ that share, so a new collector gets its part within a few rounds.
 Nothing is lost between a holder's death and the takeover: every collector keeps the events of
 the partitions it does not hold in a bounded replay window (``replay_seconds`` of arrival, at
 most ``replay_max_events``) and, when it takes a partition over, applies that partition's part
-of the window first. Events the dead holder had applied already are duplicates to the store
+of the window first. The events there wait as they came (each one's raw JSON, read only far
+enough to know its task id: ``sift``) and are decoded only on a takeover: with two collectors
+half the fanout is such events, and decoding them for nothing was a large part of the second
+collector's CPU. Events the dead holder had applied already are duplicates to the store
 (event-id dedup in ``store.lua``: the task's timeline, ``_dd`` past its cap, ``wdd:`` for
 workers), so applying them again changes nothing and counts nothing: metrics summed across
 collectors stay exact, as only the collector that applied an event first counts it. The window
@@ -32,10 +35,12 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Final
 
+import msgspec
 import redis.asyncio as aioredis
 
 from event_collector.events import Event
 from event_collector.keys import Keys
+from event_collector.normalize import body_events, join_items, task_heads
 from event_collector.scripts import run_many
 
 log = logging.getLogger("taskpulse.collector.leases")
@@ -58,6 +63,7 @@ class PartitionLeases:
         replay_max_events: int = 300_000,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        decode: Callable[[bytes], Iterable[Event]] = body_events,
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -67,10 +73,12 @@ class PartitionLeases:
         self._replay_max = replay_max_events
         self._clock = clock
         self._monotonic = monotonic
+        self._decode = decode  # a waiting event's JSON, on takeover (an invalid one skipped)
         self._script = redis.register_script(SCRIPT)
         self.held: set[int] = set()
-        # (arrival, partition, event) of events of partitions not held when they were written
-        self._window: deque[tuple[float, int, Event]] = deque()
+        # (arrival, partition, event) of events of partitions not held when they came: decoded
+        # (split at write time) or the event's own JSON (set aside by ``sift``)
+        self._window: deque[tuple[float, int, Event | bytes]] = deque()
         # where this collector starts looking for free partitions: spreads first picks
         self._start = zlib.crc32(collector_id.encode()) % keys.partitions
 
@@ -97,6 +105,29 @@ class PartitionLeases:
         self._prune(now)
         return out
 
+    def sift(self, body: bytes) -> bytes | None:
+        """A message body before it is decoded: its task events of partitions not held go to
+        the window as their raw JSON; returns the body of the rest (None when nothing is left).
+        A body that is not plain task events with ids is returned whole (decoded, then
+        ``split``)."""
+        heads = task_heads(body)
+        if heads is None:
+            return body
+        partition_of, held = self._keys.partition_of, self.held
+        now = self._monotonic()
+        kept: list[bytes | msgspec.Raw] = []
+        window = self._window
+        for task_id, item in heads:
+            partition = partition_of(task_id)
+            if partition in held:
+                kept.append(item)
+            else:
+                window.append((now, partition, bytes(item)))
+        self._prune(now)
+        if len(kept) == len(heads):
+            return body
+        return join_items(kept) if kept else None
+
     def _prune(self, now: float) -> None:
         window, oldest = self._window, now - self._replay_seconds
         while window and (len(window) > self._replay_max or window[0][0] < oldest):
@@ -104,7 +135,13 @@ class PartitionLeases:
 
     def _take_from_window(self, partitions: Iterable[int]) -> list[Event]:
         wanted = set(partitions)
-        taken = [event for _, p, event in self._window if p in wanted]
+        taken: list[Event] = []
+        for _, partition, event in self._window:
+            if partition in wanted:
+                if isinstance(event, bytes):
+                    taken += self._decode(event)
+                else:
+                    taken.append(event)
         self._window = deque(entry for entry in self._window if entry[1] not in wanted)
         return taken
 

@@ -13,7 +13,7 @@ vouch for goes through ``normalize`` (the general rules, with a reason for each 
 from __future__ import annotations
 
 from binascii import b2a_base64
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from hashlib import blake2b
 from typing import Any, Final
 
@@ -254,3 +254,61 @@ def task_events(body: bytes) -> list[Event] | None:
             event_id(type_, uuid, hostname, values[_PID], values[_CLOCK], timestamp), *values
         ))
     return out
+
+
+def body_events(
+    body: bytes, invalid: Callable[[str, BaseException], None] | None = None
+) -> list[Event]:
+    """A message body's valid events (one event or a ``task.multi`` list): ``task_events`` when
+    it vouches for them all, else ``normalize`` each; ``invalid(reason, error)`` hears of each
+    one skipped."""
+    events = task_events(body)  # the common case, parsed and checked in C
+    if events is not None:
+        return events
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        if invalid is not None:
+            invalid("bad_json", exc)
+        return []
+    out = []
+    for item in parsed if isinstance(parsed, list) else (parsed,):
+        try:
+            out.append(normalize(item))
+        except InvalidEvent as exc:
+            if invalid is not None:
+                invalid(exc.reason, exc)
+    return out
+
+
+class _WireHead(msgspec.Struct):
+    type: str
+    uuid: str = ""
+
+
+_DECODE_HEAD: Final = msgspec.json.Decoder(_WireHead).decode
+_RAW_ITEMS: Final = msgspec.json.Decoder(list[msgspec.Raw]).decode
+
+
+def task_heads(body: bytes) -> list[tuple[str, bytes | msgspec.Raw]] | None:
+    """Each event of a message body as (task id, its own JSON), read without building the
+    events (~1 us an event against ~5 for ``task_events``), so a collector can set aside the
+    events it does not apply before paying for decoding them. None unless every event is a
+    task event with an id (decode the body then to know). The ids are those ``task_events`` and
+    ``normalize`` give the events; each item's JSON decodes alone (``body_events``)."""
+    try:
+        items = _RAW_ITEMS(body) if body[:1] == b"[" else (body,)
+        heads = [(_DECODE_HEAD(item), item) for item in items]
+    except msgspec.DecodeError:  # ValidationError included
+        return None
+    out: list[tuple[str, bytes | msgspec.Raw]] = []
+    for head, item in heads:
+        if head.type not in TASK_TYPES or not head.uuid:
+            return None
+        out.append((head.uuid, item))
+    return out
+
+
+def join_items(items: list[bytes | msgspec.Raw]) -> bytes:
+    """Events' JSON (``task_heads`` items) as one message body again."""
+    return b"[" + b",".join(items) + b"]"
