@@ -21,7 +21,8 @@ every key of one prefix must share a slot, so a cluster's key prefix carries a h
 
 from __future__ import annotations
 
-from typing import Final, Literal
+import asyncio
+from typing import Any, Final, Literal
 from urllib.parse import parse_qsl, unquote
 
 import msgspec
@@ -30,6 +31,7 @@ import redis.asyncio as aioredis
 import redis.asyncio.cluster as aiocluster
 import redis.asyncio.sentinel as aiosentinel
 import redis.cluster
+import redis.crc
 import redis.sentinel
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
@@ -283,6 +285,71 @@ def _single_kwargs(options: ClientOptions, asynchronous: bool) -> dict[str, obje
     }
 
 
+# Commands a node pipeline may send itself: each reads one key (the first argument), so its
+# slot is that key's and running it again after a failed attempt is harmless.
+_ONE_KEY_READS: Final = frozenset({
+    "GET", "HGET", "HGETALL", "HMGET", "SMEMBERS", "SCARD", "ZCARD", "ZCOUNT", "ZRANGE",
+    "ZRANGEBYSCORE", "ZREVRANGE", "ZREVRANGEBYSCORE", "ZSCORE", "XLEN", "XRANGE", "XREVRANGE",
+    "TTL", "PTTL", "LLEN",
+})
+
+
+class NodePipeline(aiocluster.ClusterPipeline):
+    """A cluster pipeline of reads that goes straight to the primary serving each key's slot:
+    one pipeline per node, sent to all at once. redis-py's own routing of a cluster pipeline
+    (a command policy lookup and node resolution for every command) cost ~10 us a command, most
+    of a listing's client CPU with 8 partitions on 3 primaries (16 ZCARDs: 340 -> 180 us).
+    Anything else (a write, a command it does not know the key of, a slot not mapped yet, any
+    error reply or lost connection) goes redis-py's way, which follows redirections, refreshes
+    the topology and retries; only reads are ever sent twice."""
+
+    async def execute(
+        self, raise_on_error: bool = True, allow_redirections: bool = True
+    ) -> list[Any]:
+        queue = getattr(self._execution_strategy, "_command_queue", None)
+        if not self._transaction and queue and await self._per_node(queue):
+            await self.reset()
+            return [cmd.result for cmd in queue]
+        return await super().execute(raise_on_error, allow_redirections)
+
+    async def _per_node(self, queue: list[Any]) -> bool:
+        client = self.cluster_client
+        if client._initialize:
+            return False
+        slots, encode = client.nodes_manager.slots_cache, client.encoder.encode
+        nodes: dict[str, tuple[Any, list[Any]]] = {}
+        for cmd in queue:
+            args = cmd.args
+            if (len(args) < 2 or cmd.kwargs.get("target_nodes") is not None
+                    or str(args[0]).upper() not in _ONE_KEY_READS):
+                return False
+            serving = slots.get(redis.crc.key_slot(encode(args[1])))
+            if not serving:
+                return False
+            node = serving[0]
+            nodes.setdefault(node.name, (node, []))[1].append(cmd)
+        outcomes = await asyncio.gather(
+            *(node.execute_pipeline(cmds) for node, cmds in nodes.values()),
+            return_exceptions=True,
+        )
+        if any(outcomes) or any(isinstance(cmd.result, Exception) for cmd in queue):
+            for cmd in queue:  # the standard path sends again what has no result
+                cmd.result = None
+            return False
+        return True
+
+
+class StoreCluster(aiocluster.RedisCluster):
+    """``RedisCluster`` whose pipelines send reads one pipeline per node (``NodePipeline``)."""
+
+    def pipeline(
+        self, transaction: Any | None = None, shard_hint: Any | None = None
+    ) -> aiocluster.ClusterPipeline:
+        if transaction or shard_hint:
+            return super().pipeline(transaction, shard_hint)
+        return NodePipeline(self, transaction)
+
+
 def _address(target: StoreAddress | str) -> StoreAddress:
     return parse_store_url(target) if isinstance(target, str) else target
 
@@ -295,7 +362,7 @@ def open_async(target: StoreAddress | str, options: ClientOptions | None = None)
     kwargs = _connection_kwargs(address, options, True)
     if address.mode == "cluster":
         nodes = [aiocluster.ClusterNode(n.host, n.port) for n in address.nodes]
-        return aiocluster.RedisCluster(startup_nodes=nodes, **kwargs)  # type: ignore[arg-type]
+        return StoreCluster(startup_nodes=nodes, **kwargs)  # type: ignore[arg-type]
     sentinel = aiosentinel.Sentinel(
         [(n.host, n.port) for n in address.nodes],
         sentinel_kwargs=_sentinel_kwargs(address, options),
