@@ -285,28 +285,45 @@ def _single_kwargs(options: ClientOptions, asynchronous: bool) -> dict[str, obje
     }
 
 
-# Commands a node pipeline may send itself: each reads one key (the first argument), so its
-# slot is that key's and running it again after a failed attempt is harmless.
-_ONE_KEY_READS: Final = frozenset({
+# Commands a node pipeline sends itself: each names one key first (its slot is that key's);
+# a script's keys must share a slot anyway (EVALSHA sha numkeys key ...).
+_FIRST_KEY_COMMANDS: Final = frozenset({
     "GET", "HGET", "HGETALL", "HMGET", "SMEMBERS", "SCARD", "ZCARD", "ZCOUNT", "ZRANGE",
     "ZRANGEBYSCORE", "ZREVRANGE", "ZREVRANGEBYSCORE", "ZSCORE", "XLEN", "XRANGE", "XREVRANGE",
     "TTL", "PTTL", "LLEN",
 })
+_SCRIPT_COMMANDS: Final = frozenset({"EVALSHA", "EVALSHA_RO", "EVAL", "EVAL_RO"})
+
+
+def _slot_key(args: tuple[Any, ...]) -> Any | None:
+    """The key that routes a command, or None when this pipeline leaves it to redis-py."""
+    name = str(args[0]).upper()
+    if name in _FIRST_KEY_COMMANDS and len(args) > 1:
+        return args[1]
+    if name in _SCRIPT_COMMANDS and len(args) > 3 and int(args[2]) > 0:
+        return args[3]
+    return None
 
 
 class NodePipeline(aiocluster.ClusterPipeline):
-    """A cluster pipeline of reads that goes straight to the primary serving each key's slot:
-    one pipeline per node, sent to all at once. redis-py's own routing of a cluster pipeline
-    (a command policy lookup and node resolution for every command) cost ~10 us a command, most
+    """A cluster pipeline that goes straight to the primary serving each command's slot: one
+    pipeline per node, sent to all at once. redis-py's own routing of a cluster pipeline (a
+    command policy lookup and node resolution for every command) cost ~10 us a command, most
     of a listing's client CPU with 8 partitions on 3 primaries (16 ZCARDs: 340 -> 180 us).
-    Anything else (a write, a command it does not know the key of, a slot not mapped yet, any
-    error reply or lost connection) goes redis-py's way, which follows redirections, refreshes
-    the topology and retries; only reads are ever sent twice."""
+
+    Anything it does not route (a command it does not know the key of, a slot not mapped yet)
+    goes redis-py's way whole. After an error reply or a lost node, redis-py's way takes the
+    rest: it sends again only the commands without a result (as its own retries do), follows
+    redirections, refreshes the topology and retries. ``commands`` keeps the last execution's
+    commands with their results, so a caller can tell which ones failed (``scripts``)."""
+
+    commands: list[Any] = []
 
     async def execute(
         self, raise_on_error: bool = True, allow_redirections: bool = True
     ) -> list[Any]:
         queue = getattr(self._execution_strategy, "_command_queue", None)
+        self.commands = list(queue or ())
         if not self._transaction and queue and await self._per_node(queue):
             await self.reset()
             return [cmd.result for cmd in queue]
@@ -319,11 +336,10 @@ class NodePipeline(aiocluster.ClusterPipeline):
         slots, encode = client.nodes_manager.slots_cache, client.encoder.encode
         nodes: dict[str, tuple[Any, list[Any]]] = {}
         for cmd in queue:
-            args = cmd.args
-            if (len(args) < 2 or cmd.kwargs.get("target_nodes") is not None
-                    or str(args[0]).upper() not in _ONE_KEY_READS):
+            key = _slot_key(cmd.args)
+            if key is None or cmd.kwargs.get("target_nodes") is not None:
                 return False
-            serving = slots.get(redis.crc.key_slot(encode(args[1])))
+            serving = slots.get(redis.crc.key_slot(encode(key)))
             if not serving:
                 return False
             node = serving[0]
@@ -332,11 +348,7 @@ class NodePipeline(aiocluster.ClusterPipeline):
             *(node.execute_pipeline(cmds) for node, cmds in nodes.values()),
             return_exceptions=True,
         )
-        if any(outcomes) or any(isinstance(cmd.result, Exception) for cmd in queue):
-            for cmd in queue:  # the standard path sends again what has no result
-                cmd.result = None
-            return False
-        return True
+        return not any(outcomes)
 
 
 class StoreCluster(aiocluster.RedisCluster):

