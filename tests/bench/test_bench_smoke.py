@@ -101,8 +101,9 @@ def test_ui_bench_prints_its_verdict_table() -> None:
 
 def test_partitions_bench_prints_its_verdict_table() -> None:
     out = run_script("bench/partitions.py", "--fold-tasks", "200", "--read-tasks", "300",
-                     "--queries", "10")
-    assert "== 8 partitions, 2 collectors (ours) vs 1 partition, 1 collector (peer)" in out
+                     "--queries", "10", "--warmup", "2", "--repartition")
+    assert ("== 8 partitions, 2 collectors, 3-primary cluster (ours) vs 1 partition, 1 collector,"
+            " one Redis (peer)") in out
     folded = next(line for line in out.splitlines() if line.startswith("events folded (of"))
     assert folded.rstrip().endswith("PASS")  # every published event folded, in both stores
     assert "repartition 1 -> 8 in place" in out
