@@ -57,17 +57,26 @@ class Failure(msgspec.Struct, frozen=True):
 
 def exception_type(exception: str) -> str:
     """``ValueError`` of ``ValueError('boom')``; the dotted name when Celery sent one."""
-    match = _REPR.match(exception) or _TYPE_COLON.match(exception)
-    return match.group(1) if match else UNKNOWN_TYPE
+    return _parts(exception)[0]
+
+
+def _parts(exception: str) -> tuple[str, str]:
+    """(exception type, message) of an exception repr, from one match (this runs for every
+    failure the collector sees)."""
+    match = _REPR.match(exception)
+    if match is not None:
+        return match.group(1), _arguments(match.group(2))
+    colon = _TYPE_COLON.match(exception)
+    return (colon.group(1), colon.group(2)) if colon else (UNKNOWN_TYPE, exception)
 
 
 def _message(exception: str) -> str:
     """The exception's message: the repr's arguments unquoted (``'a', 1`` -> ``a, 1``)."""
-    match = _REPR.match(exception)
-    if match is None:
-        colon = _TYPE_COLON.match(exception)
-        return colon.group(2) if colon else exception
-    inner = match.group(2)
+    return _parts(exception)[1]
+
+
+def _arguments(inner: str) -> str:
+    """A repr's arguments as message text."""
     if one := _ONE_STRING.fullmatch(inner):
         return one.group(1) if one.group(1) is not None else one.group(2)
     try:
@@ -79,8 +88,13 @@ def _message(exception: str) -> str:
 
 def normalise_message(message: str) -> str:
     """Mask what varies between occurrences of one error: quoted strings, UUIDs, hex, numbers."""
-    words = _QUOTED.sub("<str>", message).split()
-    return " ".join(_IN_WORD.sub(_mask, w) if _HAS_DIGIT(w) else w for w in words)
+    if "'" in message or '"' in message:
+        message = _QUOTED.sub("<str>", message)
+    # isalpha (C, no regex call) settles most words: a letter-only word has no digit
+    return " ".join([
+        w if w.isalpha() or not _HAS_DIGIT(w) else _IN_WORD.sub(_mask, w)
+        for w in message.split()
+    ])
 
 
 def _mask(match: re.Match[str]) -> str:
@@ -94,7 +108,6 @@ def fingerprint(type_name: str, normalised: str) -> str:
 
 def failure_of(exception: str) -> Failure:
     """The group a failure with this exception repr belongs to."""
-    exception = exception[:PARSE_MAX]
-    type_name = exception_type(exception)
-    normalised = normalise_message(_message(exception))
+    type_name, message = _parts(exception[:PARSE_MAX])
+    normalised = normalise_message(message)
     return Failure(fingerprint(type_name, normalised), type_name, normalised)
