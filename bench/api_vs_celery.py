@@ -36,6 +36,7 @@ from bench import harness
 from bench.fill import Filler
 from bench.harness import Row, percentile, progress
 from event_collector.keys import Keys
+from event_collector.segments import INDEX_SCRIPT, range_args, script_head
 from event_collector.task_ids import task_id_of
 from tests.services import RedisServer, ServiceProcess, free_port, wait_until
 
@@ -191,6 +192,13 @@ def _summary(timings: list[float]) -> dict:
 def raw_reads(store: redis.Redis, keys: Keys, ids: list[str], queries: int) -> dict:
     """The same data fetched with redis-py directly: what the API adds on top of Redis."""
     get_ms, list_ms, list_all_ms = [], [], []
+    index_script = store.register_script(INDEX_SCRIPT)
+
+    def newest(indexes: list[str]) -> list[list[bytes]]:
+        """The newest 50 (member, score, ...) of each (one partition's) segmented index."""
+        return index_script(keys=indexes, args=[*script_head(keys, "range"),
+                                                *range_args("+inf", "-inf", 50)])
+
     for task_id in random.sample(ids, min(queries, len(ids))):
         started = time.perf_counter()
         pipe = store.pipeline(transaction=False)
@@ -200,7 +208,7 @@ def raw_reads(store: redis.Redis, keys: Keys, ids: list[str], queries: int) -> d
         get_ms.append((time.perf_counter() - started) * 1000)
     for _ in range(queries):
         started = time.perf_counter()
-        page = store.zrevrange(keys.index_name("demo.test_task"), 0, 49)
+        page = newest([keys.index_name("demo.test_task")])[0][0::2]
         pipe = store.pipeline(transaction=False)
         for member in page:
             pipe.hgetall(keys.task(task_id_of(member)))
@@ -208,10 +216,11 @@ def raw_reads(store: redis.Redis, keys: Keys, ids: list[str], queries: int) -> d
         list_ms.append((time.perf_counter() - started) * 1000)
     for _ in range(queries):  # unfiltered: the newest 50 of the state indexes merged
         started = time.perf_counter()
-        pipe = store.pipeline(transaction=False)
-        for key in keys.state_indexes:
-            pipe.zrevrangebyscore(key, "+inf", "-inf", start=0, num=50, withscores=True)
-        rows = sorted(((s, m) for raw in pipe.execute() for m, s in raw), reverse=True)[:50]
+        rows = sorted(
+            ((float(flat[i + 1]), flat[i]) for flat in newest(list(keys.state_indexes))
+             for i in range(0, len(flat), 2)),
+            reverse=True,
+        )[:50]
         pipe = store.pipeline(transaction=False)
         for _, member in rows:
             pipe.hgetall(keys.task(task_id_of(member)))

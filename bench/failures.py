@@ -55,6 +55,7 @@ from event_collector.events import TASK_FAILED, Event
 from event_collector.keys import Keys
 from event_collector.normalize import normalize
 from event_collector.read import SEARCH_SCAN_MAX
+from event_collector.segments import INDEX_SCRIPT, Indexes, range_args, script_head
 from event_collector.store import EventStore, raise_listpack_limits
 from event_collector.task_ids import task_id_of
 from tests.services import RedisServer
@@ -206,7 +207,9 @@ async def _accounted_bytes(with_: AsyncRedis, without: AsyncRedis, sample: int =
                     KEYS.failure_exception("*"), KEYS.failure_groups):
         async for key in with_.scan_iter(match=pattern, count=1000):
             keys += int(await with_.memory_usage(key, samples=0) or 0)
-    members = await with_.zrange(KEYS.index_state("FAILURE"), 0, sample - 1)
+    (oldest,) = await Indexes(with_, KEYS).ranges([KEYS.index_state("FAILURE")], "+inf", "-inf",
+                                                   sample, desc=False)
+    members = [member for member, _ in oldest]
     delta = 0
     for member in members:
         task = KEYS.task(task_id_of(member))
@@ -243,7 +246,11 @@ def _floor_scan(client: redis.Redis, needle: str) -> tuple[float, int]:
     """Records/s of a client-side scan: ids from the FAILURE index, HMGET of the four fields
     in pipelines of 1,000, ``in`` on each."""
     started = time.perf_counter()
-    members = client.zrevrange(KEYS.index_state("FAILURE"), 0, -1)
+    flat = client.register_script(INDEX_SCRIPT)(
+        keys=[KEYS.index_state("FAILURE")],
+        args=[*script_head(KEYS, "range"), *range_args("+inf", "-inf", 10**9)],
+    )[0]
+    members = flat[0::2]
     scanned = found = 0
     for chunk in range(0, len(members), 1000):
         pipe = client.pipeline(transaction=False)

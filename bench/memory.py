@@ -1,5 +1,6 @@
 """Redis bytes per finished task: ``used_memory`` growth of a fresh store over N tasks (stream,
-task records, indexes, counters: everything the write path keeps), with where the bytes go.
+task records, indexes, counters: everything the write path keeps), with where the bytes go, and
+the CPU the fill cost (the store redis-server's and the filling process's).
 
 Each checkout measured fills its own fresh ``redis-server`` through its own write path
 (``bench.fill.Filler``: real Celery wire events -> normalize -> ``EventStore.apply``), so
@@ -28,15 +29,22 @@ from tests.services import REPO_ROOT, RedisServer
 # used_memory growth and MEMORY USAGE summed by key kind (the prefix's first word: task, idx,
 # cnt, events, ...). Only names both layouts have are used.
 _CHILD = r"""
-import asyncio, json, sys
+import asyncio, json, sys, time
 from redis.asyncio import Redis
 from bench.fill import Filler
 from event_collector.keys import Keys
 
+async def redis_cpu(redis):
+    info = await redis.info("cpu")
+    return info["used_cpu_user"] + info["used_cpu_sys"]
+
 async def main(url, tasks, prefix):
     redis = Redis.from_url(url)
     before = int((await redis.info("memory"))["used_memory"])
+    cpu_before, client_before = await redis_cpu(redis), time.process_time()
     await Filler(redis, Keys(prefix), tasks, 24.0).fill(tasks, label="memory")
+    cpu = {"redis": await redis_cpu(redis) - cpu_before,
+           "client": time.process_time() - client_before}
     after = int((await redis.info("memory"))["used_memory"])
     kinds = {}
     async for key in redis.scan_iter(match=prefix + "*", count=1000):
@@ -45,7 +53,7 @@ async def main(url, tasks, prefix):
         count, total = kinds.get(kind, (0, 0))
         kinds[kind] = (count + 1, total + size)
     await redis.aclose()
-    print(json.dumps({"growth": after - before, "kinds": kinds}))
+    print(json.dumps({"growth": after - before, "kinds": kinds, "cpu": cpu}))
 
 asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3]))
 """
@@ -67,8 +75,10 @@ def measure(root: Path, tasks: int, prefix: str) -> dict:
 
 
 def report(label: str, tasks: int, result: dict) -> None:
+    cpu = result["cpu"]
     print(f"\n{label}: {result['growth'] / tasks:,.0f} B per task (used_memory growth over"
-          f" {tasks:,} tasks)")
+          f" {tasks:,} tasks); write path CPU: redis {cpu['redis']:.2f} s, client"
+          f" {cpu['client']:.2f} s")
     print(f"  {'key kind':<10} {'keys':>9} {'B/task':>8}   (MEMORY USAGE, allocator overhead"
           " aside)")
     for kind, (count, total) in sorted(result["kinds"].items(), key=lambda kv: -kv[1][1]):
@@ -93,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.peer_root:
         ours, peer = (r["growth"] / args.tasks for r in results.values())
         print(f"\nB per task: this checkout {ours:,.0f}, peer {peer:,.0f}: {ours / peer:.2f}x")
+        ours, peer = (r["cpu"]["redis"] + r["cpu"]["client"] for r in results.values())
+        print(f"write path CPU (redis + client): this checkout {ours:.2f} s, peer {peer:.2f} s:"
+              f" {ours / peer:.2f}x (load-sensitive: rerun on a quiet box)")
     return 0
 
 

@@ -50,6 +50,14 @@ Per task (expire together, per-state TTL once the task is finished)
 Indexes (score = the task's ``first_seen``: its earliest known event timestamp; member =
 ``task_ids.index_member(id)``: a canonical UUID as ``~`` + 22 base64url characters, 16 bytes
 less per entry, any other id as it is; ``task_ids.task_id_of`` reads it back)
+  The four indexes every task is in (state, name, queue, worker) are *segmented*
+  (segments.lua, read through segments.py): the key below is a directory ZSET, segment id ->
+  the lowest score the segment covers, and the entries are in segment ZSETs
+  ``P seg:<id>:<the index key>`` of at most INDEX_SEGMENT_MAX entries, each holding the scores
+  from its directory score up to the next one's. Small sorted sets stay listpacks (~50 B an
+  entry instead of ~130 B): a task's four entries were a third of its memory.
+  P seg:sizes            HASH     index key -> its number of entries (a whole-index count
+                                  without a walk)
   P idx:state:<STATE>    ZSET     tasks currently in STATE (moved on every state change)
   P idx:nostate          ZSET     tasks with no state yet (only a task-progress event seen)
                                   Every task is in exactly one of these (``Keys.state_indexes``):
@@ -59,6 +67,7 @@ less per entry, any other id as it is; ``task_ids.task_id_of`` reads it back)
   P idx:name:<name>      ZSET
   P idx:queue:<queue>    ZSET
   P idx:worker:<host>    ZSET
+  The other indexes are plain sorted sets (small, or one per parent/fingerprint):
   P idx:children:<id>    ZSET     direct children of a task (by parent_id)
   P idx:root:<id>        ZSET     every task of a workflow (by root_id), except the root itself
   P idx:fp:<fp>          ZSET     failed tasks whose latest failure has fingerprint <fp> (the
@@ -140,6 +149,8 @@ configuration an operator set, not a projection ``rebuild`` may drop; event_coll
 
 Collector bookkeeping
   P collector:<id>       HASH     a running collector's heartbeat and counters (TTL)
+  P migrating:<index>    ZSET     a plain index (stores written before indexes were segmented)
+                                  while the collector's start converts it (segments.py)
 
 Partitions and hash tags (``TASKPULSE_PARTITIONS``, ``Keys`` below, docs/scaling.md): with more
 than one partition, or on a Redis Cluster without a tag in the prefix, every per-task key above
@@ -166,6 +177,11 @@ from event_collector.events import STATE_PRECEDENCE
 TIMELINE_FIELD: Final = "_tl"
 
 COUNTER_FIELD_SEPARATOR: Final = "|"
+# Entries per index segment: under Redis' default zset-max-listpack-entries (128), so every
+# segment stays a listpack (segments.py). A ZADD into a listpack scans it for the member: 64
+# kept the write path within a few % of plain sorted sets, where 120 cost ~30% more Redis CPU,
+# and took the least memory of 32 / 64 / 120 (bench/memory.py).
+INDEX_SEGMENT_MAX: Final = 64
 # Hourly failure counts kept per group (``fail:g:<fp>`` fields h0..h23): one day.
 FAILURE_HOUR_SLOTS: Final = 24
 
@@ -174,6 +190,8 @@ DEFAULT_KEY_PREFIX: Final = "tp:"
 BUCKET_SECONDS: Final[dict[str, int]] = {"minute": 60, "hour": 3600, "day": 86400}
 _BUCKET_CODES: Final[dict[str, str]] = {"minute": "m", "hour": "h", "day": "d"}
 
+
+_SEGMENTED_STARTS: Final = ("idx:state:", "idx:name:", "idx:queue:", "idx:worker:")
 
 _HASH_TAG: Final = re.compile(r"\{[^}]+\}")
 
@@ -313,6 +331,35 @@ class Keys(msgspec.Struct, frozen=True):
 
     def index_root(self, task_id: str) -> str:
         return f"{self._partition_base}idx:root:{task_id}"
+
+    @property
+    def index_segment_prefix(self) -> str:
+        """Start of this partition's index segment keys (segments.lua appends
+        ``<id>:<index key>``)."""
+        return f"{self._partition_base}seg:"
+
+    @property
+    def index_sizes(self) -> str:
+        return f"{self._partition_base}seg:sizes"
+
+    def index_migration(self, index: str) -> str:
+        """Where a plain index written before segmentation waits while it is converted
+        (segments.migrate_plain_indexes); in the index's own slot."""
+        return f"{self.prefix}migrating:{index}"
+
+    def is_segmented(self, index: str) -> bool:
+        """Whether ``index`` (of any partition) is a segmented one (state, name, queue,
+        worker): read through segments.py, not with plain sorted-set commands."""
+        rest = index[len(self._base(self.partition_of_index(index))):]
+        return rest == "idx:nostate" or rest.startswith(_SEGMENTED_STARTS)
+
+    def partition_of_index(self, key: str) -> int:
+        """The partition a per-partition key (an index, a segment) belongs to, read off its
+        tag (0 when untagged)."""
+        if not self.tagged:
+            return 0
+        start = len(self.prefix) + 2  # past "<prefix>{p"
+        return int(key[start:key.index("}", start)])
 
     def index_fingerprint(self, fingerprint: str) -> str:
         return f"{self._partition_base}idx:fp:{fingerprint}"
@@ -474,7 +521,7 @@ class Keys(msgspec.Struct, frozen=True):
             self.counters_template("hour"), self.counters_template("day"), self.worker(""),
             self.worker_dedup(""), self.counters_total, self.index_stateless, self.workers,
             self.index_fingerprint(""), self.failure_group(""), self.failure_exception(""),
-            self.failure_groups,
+            self.failure_groups, self.index_segment_prefix, self.index_sizes,
         ]  # fmt: skip
 
 

@@ -14,7 +14,8 @@
 --   parent_id root_id as the caller read them
 --   (index keys are built from them, so they must still be current: else "changed", re-read);
 --   OP[8] "1" to refuse unfinished tasks; OP[9] audit event JSON ("" = append none);
---   OP[10..] the finished states (events.py READY_STATES).
+--   OP[10] the partition's index segment prefix, OP[11] its index sizes hash (KEYS[3..14]
+--   are segmented: segments.lua); OP[12..] the finished states (events.py READY_STATES).
 --   Returns {"ok"} | {"missing"} | {"unfinished", state} | {"changed"}.
 --   Counters are history and stay; the task's own idx:children:/idx:root: stay too, because
 --   they describe other tasks (the rest of a workflow stays visible under a virtual root).
@@ -40,7 +41,7 @@ end
 
 if op == "forget" then
   local current = redis.call("HMGET", KEYS[1], "state", "name", "queue", "worker",
-                             "parent_id", "root_id")
+                             "parent_id", "root_id", "first_seen", "_tl")
   if redis.call("EXISTS", KEYS[1]) == 0 then
     return {"missing"}
   end
@@ -51,15 +52,25 @@ if op == "forget" then
   end
   local state = current[1] or "PENDING"
   local finished = false
-  for i = 10, #OP do
+  for i = 12, #OP do
     if state == OP[i] then finished = true end
   end
   if OP[8] == "1" and not finished then
     return {"unfinished", state}
   end
   local member = OP[2]
+  -- the index score: first_seen, kept in the hash once the timeline was trimmed, else the
+  -- timeline's first entry's timestamp (store.lua)
+  local score = current[7] or string.match(current[8] or "", "^\n[^ ]+ ([^ ]+) ")
   redis.call("DEL", KEYS[1])
-  for i = 3, 16 do
+  if score then
+    local indexes = segmented_indexes(OP[10], OP[11])
+    for i = 3, 14 do
+      indexes.remove(KEYS[i], member, score)
+    end
+    indexes.flush()
+  end
+  for i = 15, 16 do
     redis.call("ZREM", KEYS[i], member)
   end
   if OP[9] ~= "" then

@@ -28,6 +28,7 @@ from event_collector.events import (
 )
 from event_collector.keys import Keys
 from event_collector.replies import text
+from event_collector.segments import with_library
 from event_collector.stream import EventStream
 from event_collector.task_ids import index_member
 
@@ -78,7 +79,7 @@ class TaskLifecycle:
         self.redis = redis
         self.keys = keys
         self.stream = stream or EventStream(keys, Retention().stream_max_length)
-        self._script = redis.register_script(SCRIPT_PATH.read_text())
+        self._script = redis.register_script(with_library(SCRIPT_PATH.read_text()))
 
     def _forget_keys(self, task_id: str, ident: dict[str, str]) -> list[str]:
         k = self.keys.of_task(task_id)  # the record, its indexes and stream share a slot
@@ -97,6 +98,7 @@ class TaskLifecycle:
         for _ in range(_MAX_ATTEMPTS):
             raw = await self.redis.hmget(self.keys.task(task_id), _IDENTITY_FIELDS)
             ident = {f: text(v) for f, v in zip(_IDENTITY_FIELDS, raw, strict=True)}
+            k = self.keys.of_task(task_id)
             reply = await self._script(
                 keys=self._forget_keys(task_id, ident),
                 args=[
@@ -104,7 +106,7 @@ class TaskLifecycle:
                     *(ident[f] for f in _IDENTITY_FIELDS),
                     "1" if only_finished else "0",
                     self.stream.encode(audit) if audit is not None else "",
-                    *_FINISHED,
+                    k.index_segment_prefix, k.index_sizes, *_FINISHED,
                 ],
             )  # fmt: skip
             status = text(reply[0])

@@ -62,6 +62,7 @@ from event_collector.records import (
 )
 from event_collector.replies import hash_text, integer, number, text
 from event_collector.scripts import run_many
+from event_collector.segments import Indexes
 from event_collector.stored import decode_stored
 from event_collector.task_ids import task_id_of
 from event_collector.workers import worker_info
@@ -150,6 +151,7 @@ class EventReader:
         self.keys = keys
         self._partitions = keys.each_partition()
         self._streams = keys.streams
+        self._indexes = Indexes(redis, keys)
         self._hmget_many = redis.register_script(_READ_LUA)
         self._search_many = redis.register_script(_SEARCH_LUA)
 
@@ -239,11 +241,7 @@ class EventReader:
         ]
         if len(candidates) == 1:
             return candidates[0][1], {}
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for _, keys in candidates:
-                for key in keys:
-                    pipe.zcard(key)
-            sizes = iter(await pipe.execute())
+        sizes = iter(await self._indexes.sizes([key for _, keys in candidates for key in keys]))
         totals = [sum(next(sizes) for _ in keys) for _, keys in candidates]
         field, keys = min(zip(candidates, totals, strict=True), key=lambda c: c[1])[0]
         rest = {
@@ -323,13 +321,7 @@ class EventReader:
         slice. ``None`` means every entry kept was such a tie and the caller must fetch more.
         """
         fetch = count + (1 if after else 0)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for index in indexes:
-                pipe.zrange(
-                    index, upper, lower, byscore=True, desc=True, offset=0, num=fetch,
-                    withscores=True,
-                )  # fmt: skip
-            replies = await pipe.execute()
+        replies = await self._indexes.ranges(indexes, upper, lower, fetch)
         merged: list[tuple[float, str]] = []
         edge: tuple[float, str] | None = None
         for raw in replies:
@@ -389,15 +381,10 @@ class EventReader:
         upper = query.until if query.until is not None else "+inf"
         needle = _needle(query.q)
         if not rest and not needle:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for index in indexes:
-                    pipe.zcount(index, lower, upper)
-                return TaskCount(count=sum(int(n) for n in await pipe.execute()))
+            return TaskCount(count=sum(await self._indexes.counts(indexes, lower, upper)))
         bound = query.scan_max or (SEARCH_SCAN_MAX if needle else COUNT_SCAN_MAX)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for index in indexes:
-                pipe.zrange(index, upper, lower, byscore=True, desc=True, offset=0, num=bound)
-            members = [m for found in await pipe.execute() for m in found]
+        ranges = await self._indexes.ranges(indexes, upper, lower, bound)
+        members = [m for found in ranges for m, _ in found]
         members = members[:bound]
         wanted = {_SUMMARY_FIELDS.index(f): values for f, values in rest.items()}
         total = 0
@@ -467,11 +454,13 @@ class EventReader:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self.keys.queues)
             for k in self._partitions:
-                pipe.zcard(k.index_stateless)
-                for state in STATES:
-                    pipe.zcard(k.index_state(state))
+                pipe.hmget(k.index_sizes, [k.index_stateless,
+                                           *(k.index_state(state) for state in STATES)])
                 pipe.hgetall(k.counters_total)
-            queues, *results = await pipe.execute()
+            queues, *replies = await pipe.execute()
+        results: list[Any] = []
+        for sizes, totals in zip(replies[0::2], replies[1::2], strict=True):
+            results += [*(int(n or 0) for n in sizes), totals]
         stored = 0
         by_state_raw = [0] * len(STATES)
         events_total: dict[str, int] = dict.fromkeys(KINDS, 0)

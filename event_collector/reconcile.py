@@ -31,6 +31,7 @@ from event_collector.events import Event
 from event_collector.keys import TIMELINE_FIELD, Keys
 from event_collector.normalize import event_id
 from event_collector.replies import text
+from event_collector.segments import Indexes
 from event_collector.task_ids import task_id_of
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class Reconciler:
         self._store = store
         self._backend = backend
         self._keys = keys
+        self._indexes = Indexes(store, keys)
         self._apply = apply
         self._stuck_after = stuck_after_seconds
         self._grace = grace_seconds
@@ -113,13 +115,10 @@ class Reconciler:
 
     async def _stuck_tasks(self, cutoff: float) -> tuple[list[_Task], int]:
         k = self._keys
-        async with self._store.pipeline(transaction=False) as pipe:
-            for state in STUCK_STATES:
-                pipe.zrevrangebyscore(k.index_state(state), cutoff, "-inf", 0, self._limit)
-                pipe.zcount(k.index_state(state), "-inf", cutoff)
-            replies = await pipe.execute()
-        ids = [task_id_of(m) for members in replies[0::2] for m in members]
-        total = sum(replies[1::2])
+        stuck = [k.index_state(state) for state in STUCK_STATES]
+        ranges = await self._indexes.ranges(stuck, cutoff, "-inf", self._limit)
+        ids = [task_id_of(m) for entries in ranges for m, _ in entries]
+        total = sum(await self._indexes.counts(stuck, "-inf", cutoff))
         if not ids:
             return [], total
         async with self._store.pipeline(transaction=False) as pipe:

@@ -5,7 +5,8 @@
 The unpartitioned layout (keys.py: one partition on one Redis, no hash tags) becomes the tagged
 layout of ``TASKPULSE_PARTITIONS`` partitions on the same Redis, keeping everything as it is:
 - each task record is RENAMEd to its partition's name (TTL kept, O(1) each);
-- each index is split by its members' partitions (ZADD of the members with their scores);
+- each index is split by its members' partitions (each entry added to its partition's index
+  with its score; the segmented ones through segments.py, their old segments dropped);
 - counters and failure groups are RENAMEd to partition 0's names: readers sum the partitions
   (merge groups by fingerprint), so the history stays exact without refolding anything (and
   counters older than the stream are kept);
@@ -29,6 +30,7 @@ from redis.asyncio import Redis
 
 from event_collector.keys import Keys
 from event_collector.replies import text
+from event_collector.segments import Indexes
 from event_collector.stored import decode_stored
 from event_collector.stream import ENTRY_FIELD
 from event_collector.task_ids import task_id_of
@@ -62,6 +64,8 @@ class Repartitioner:
         self.redis = redis
         self.source = Keys.layout(target.prefix)  # untagged: the names keys.py lists
         self.target = target
+        self._source_indexes = Indexes(redis, self.source)
+        self._target_indexes = Indexes(redis, target)
 
     async def _source_keys(self) -> AsyncIterator[str]:
         tagged_start = self.target.prefix + "{"  # already in the target layout
@@ -79,6 +83,7 @@ class Repartitioner:
             src.failure_groups, src.failure_group(""), src.failure_exception(""),
         )  # fmt: skip
         index_start = src.index_pattern.removesuffix("*")
+        segments_start = src.index_segment_prefix  # go with their index (_split_index)
         # the queue keys are P queues and P queues:<what>
         worker_starts = (src.worker(""), src.worker_dedup(""), src.queues + ":")
         report: dict[str, int] = dict.fromkeys(msgspec.structs.asdict(RepartitionReport()), 0)
@@ -90,6 +95,8 @@ class Repartitioner:
                 renames["tasks"].append((key, self.target.task(key[len(tasks_start):])))
             elif key.startswith(index_start):
                 indexes.add(key)
+            elif key.startswith(segments_start):
+                continue
             elif key.startswith(counters_starts):
                 renames["counter_keys"].append((key, self._in_partition(key, 0)))
             elif key in (src.workers, src.queues) or key.startswith(worker_starts):
@@ -128,20 +135,30 @@ class Repartitioner:
 
     async def _split_index(self, key: str) -> int:
         moved = 0
-        async for chunk in self._zscan(key):
+        segmented = self.source.is_segmented(key)
+        chunks = (self._source_indexes.entries(key) if segmented else self._zscan(key))
+        async for chunk in chunks:
             by_partition: dict[int, dict[str, float]] = {}
             for member, score in chunk:
                 partition = self.target.partition_of(task_id_of(member))
                 by_partition.setdefault(partition, {})[text(member)] = score
-            async with self.redis.pipeline(transaction=False) as pipe:
+            if segmented:
                 for partition, members in by_partition.items():
-                    pipe.zadd(self._in_partition(key, partition), members)
-                await pipe.execute()
+                    await self._target_indexes.add(self._in_partition(key, partition),
+                                                   list(members.items()))
+            else:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for partition, members in by_partition.items():
+                        pipe.zadd(self._in_partition(key, partition), members)
+                    await pipe.execute()
             moved += len(chunk)
-        await self.redis.unlink(key)
+        if segmented:
+            await self._source_indexes.drop([key])
+        else:
+            await self.redis.unlink(key)
         return moved
 
-    async def _zscan(self, key: str) -> AsyncIterator[list[tuple[bytes, float]]]:
+    async def _zscan(self, key: str) -> AsyncIterator[list[tuple[str | bytes, float]]]:
         cursor = 0
         while True:
             cursor, chunk = await self.redis.zscan(key, cursor, count=BATCH)

@@ -34,6 +34,7 @@ from event_collector.metrics import CollectorMetrics
 from event_collector.pipeline import Pipeline
 from event_collector.queues import QueuePoller
 from event_collector.reconcile import Reconciler
+from event_collector.segments import migrate_plain_indexes
 from event_collector.spool import Spool, open_spool
 from event_collector.store import ApplyResult, EventStore, raise_listpack_limits
 from event_collector.sweep import RetentionSweeper
@@ -123,6 +124,7 @@ class Collector:
                  s.metrics_host, s.metrics_port)
         await self._tune_store()
         self.reader.start(self.buffer)
+        await self._migrate_store(stop)  # the buffer and spool hold what arrives meanwhile
         pipeline = asyncio.create_task(self.pipeline.run(), name="pipeline")
         jobs = [asyncio.create_task(job, name=name) for name, job in self._jobs()]
         try:
@@ -182,6 +184,24 @@ class Collector:
         except (*STORE_ERRORS, OSError) as exc:
             log.warning("store: could not tune %s (%s); memory per task will be higher",
                         "listpack limits", exc)
+
+    async def _migrate_store(self, stop: asyncio.Event) -> None:
+        """Convert a store written before indexes were segmented, before writing to it; an
+        unreachable store is retried (nothing is written before this is done)."""
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                moved = await migrate_plain_indexes(self.redis, self.keys)
+            except (*STORE_ERRORS, OSError) as exc:
+                log.warning("store: cannot check the index layout yet (%s); retrying in %.0f s",
+                            exc, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            if moved:
+                log.info("store: %d index entries converted to segmented indexes", moved)
+            return
 
     async def close(self) -> None:
         await self.redis.aclose()

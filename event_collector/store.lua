@@ -26,8 +26,9 @@
 --          idx:queue:<queue>, idx:worker:<host>, idx:children:<id>, idx:root:<id>,
 --          cnt:m:<bucket>, cnt:h:<bucket>, cnt:d:<bucket>, worker:<host>, wdd:<eid>; then the
 --          names cnt:total, idx:nostate, workers; ARGV[29..31] idx:fp:<fp>, fail:g:<fp>,
---          fail:exc:<type> and ARGV[32] the name fail:groups. No key is built from a bare
---          prefix here.
+--          fail:exc:<type> and ARGV[32] the name fail:groups; ARGV[33] the partition's index
+--          segment prefix and ARGV[34] its index sizes hash (segments.lua). No key is built
+--          from a bare prefix here.
 -- Returns { flags, facts... }. flags has one char per event: "1" applied here first, "2" applied
 -- here first but not counted (a final kind the task already had: a reconciler's synthetic final
 -- event followed by the real one), "0" duplicate, "-" skipped. Then one string per applied
@@ -91,6 +92,7 @@ local T_WORKER, T_WDD = ARGV[24], ARGV[25]
 local K_COUNTERS_TOTAL, K_NOSTATE, K_WORKERS = ARGV[26], ARGV[27], ARGV[28]
 local T_FP, T_FAIL_GROUP, T_FAIL_EXC = ARGV[29], ARGV[30], ARGV[31]
 local K_FAIL_GROUPS = ARGV[32]
+local indexes = segmented_indexes(ARGV[33], ARGV[34])
 
 -- KIND (event type -> kind), KIND_CODE (kind -> timeline code) and TL_PROGRESS (task-progress's
 -- timeline code) are events.py's TASK_EVENT_KINDS and TIMELINE_CODES, FAILURE_HOUR_SLOTS is
@@ -167,32 +169,48 @@ local function has_eid(list, eid)
 end
 
 -- A task is in exactly one state index (idx:nostate until a task-state event gives it a
--- state): together they list every task, so there is no idx:all to write (keys.py).
+-- state): together they list every task, so there is no idx:all to write (keys.py). Each key
+-- comes with whether it is segmented (segments.lua) or a plain sorted set. A task without
+-- first_seen (not stored yet) is in none.
 local function index_keys(t)
-  local keys = { t.state and T_STATE .. t.state or K_NOSTATE }
-  if t.name then keys[#keys + 1] = T_NAME .. t.name end
-  if t.queue then keys[#keys + 1] = T_QUEUE .. t.queue end
-  if t.worker then keys[#keys + 1] = T_WORKER_IDX .. t.worker end
-  if t.parent_id then keys[#keys + 1] = T_CHILDREN .. t.parent_id end
-  if t.root_id and t.root_id ~= t.id then keys[#keys + 1] = T_ROOT .. t.root_id end
-  if t.fingerprint then keys[#keys + 1] = T_FP .. t.fingerprint end
+  if not t.first_seen then return {} end
+  local keys = { { t.state and T_STATE .. t.state or K_NOSTATE, true } }
+  if t.name then keys[#keys + 1] = { T_NAME .. t.name, true } end
+  if t.queue then keys[#keys + 1] = { T_QUEUE .. t.queue, true } end
+  if t.worker then keys[#keys + 1] = { T_WORKER_IDX .. t.worker, true } end
+  if t.parent_id then keys[#keys + 1] = { T_CHILDREN .. t.parent_id, false } end
+  if t.root_id and t.root_id ~= t.id then keys[#keys + 1] = { T_ROOT .. t.root_id, false } end
+  if t.fingerprint then keys[#keys + 1] = { T_FP .. t.fingerprint, false } end
   return keys
 end
 
--- Move the task's index entries from its view before this batch to the one after it.
+-- Move the task's index entries from its view before this batch to the one after it. A
+-- segmented entry lives where its score says: a new score is a remove and an add.
 local INDEXED = { 'state', 'name', 'queue', 'worker', 'parent_id', 'root_id', 'fingerprint',
   'first_seen' }
 local function update_indexes(old, now, member)
   local before, after = index_keys(old), index_keys(now)
-  local score, rescored = now.first_seen, now.first_seen ~= old.first_seen
+  local rescored = now.first_seen ~= old.first_seen
   local keep, was = {}, {}
-  for _, k in ipairs(after) do keep[k] = true end
-  for _, k in ipairs(before) do
-    was[k] = true
-    if not keep[k] then redis.call('ZREM', k, member) end
+  for _, e in ipairs(after) do keep[e[1]] = true end
+  for _, e in ipairs(before) do
+    local key, segmented = e[1], e[2]
+    was[key] = true
+    if segmented and (rescored or not keep[key]) then
+      indexes.remove(key, member, old.first_seen)
+    elseif not keep[key] then
+      redis.call('ZREM', key, member)
+    end
   end
-  for _, k in ipairs(after) do
-    if rescored or not was[k] then redis.call('ZADD', k, score, member) end
+  for _, e in ipairs(after) do
+    local key, segmented = e[1], e[2]
+    if rescored or not was[key] then
+      if segmented then
+        indexes.add(key, member, now.first_seen)
+      else
+        redis.call('ZADD', key, now.first_seen, member)
+      end
+    end
   end
 end
 
@@ -671,6 +689,7 @@ for _, ev in ipairs(cmsgpack.unpack(ARGV[12])) do
   end
 end
 flush_tasks()
+indexes.flush()
 flush_counters()
 if #failures > 0 then flush_failures() end
 for _, late in ipairs(late_names) do

@@ -34,6 +34,7 @@ from event_collector.failures import failure_of
 from event_collector.keys import FAILURE_HOUR_SLOTS, Keys
 from event_collector.lifecycle import TaskLifecycle, is_forget_event
 from event_collector.scripts import run_many
+from event_collector.segments import with_library
 from event_collector.stored import decode_stored
 from event_collector.stream import ENTRY_FIELD, EventStream
 from event_collector.task_ids import compact_id, member_of
@@ -51,7 +52,7 @@ def _lua_event_tables() -> str:
     )
 
 
-LUA_SOURCE: Final = (
+LUA_SOURCE: Final = with_library(
     _lua_event_tables()
     + resources.files("event_collector").joinpath("store.lua").read_text()
 )

@@ -3,10 +3,11 @@
 What expires by itself (TTLs set by ``store.lua`` as it writes): task hashes and timelines
 (per-state TTL once finished, another while unfinished) and counter buckets (minute / hour / day
 TTLs). What does not, and is trimmed here:
-- index entries (``P idx:*``) older than the horizon — ZREMRANGEBYSCORE, scores are first_seen;
+- index entries (``P idx:*``) older than the horizon — scores are first_seen, so whole segments
+  of the segmented indexes go at once (segments.py), ZREMRANGEBYSCORE on the plain ones;
 - index entries of tasks whose hash already expired (a success kept 1 day must not stay listed
   for 30) — the state indexes (every task is in exactly one) are walked one after the other,
-  oldest first, a bounded page per run, with a cursor that wraps;
+  oldest first, a few segments at a time up to a budget per run, with a cursor that wraps;
   the task's ``idx:children:<id>`` / ``idx:root:<id>`` go with it;
 - failure groups (``P fail:g:<fp>``, keys.py) last seen before the horizon, with their entries
   in ``P fail:groups`` and ``P fail:exc:<type>``; their ``idx:fp:<fp>`` indexes are index keys
@@ -29,6 +30,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from event_collector.keys import COUNTER_FIELD_SEPARATOR, Keys
+from event_collector.segments import Indexes
 from event_collector.stream import EventStream
 from event_collector.task_ids import task_id_of
 
@@ -64,6 +66,7 @@ class RetentionSweeper:
     ) -> None:
         self._redis = redis
         self._keys = keys
+        self._indexes = Indexes(redis, keys)
         self._index_retention = index_retention_seconds
         self._stream = EventStream(keys, stream_maxlen, stream_max_age_seconds)
         self._queues = list(queues)
@@ -73,8 +76,9 @@ class RetentionSweeper:
         self._clock = clock
         self._discovered: set[str] = set()
         self._discovered_at: float | None = None
-        # where the expired-task walk resumes: which of Keys.state_indexes, and the rank in it
-        self._cursor = (0, 0)
+        # where the expired-task walk resumes: which of Keys.state_indexes, and the start of the
+        # last segment walked in it ("" = from its start)
+        self._cursor = (0, "")
 
     async def run_once(self) -> SweepReport:
         now = self._clock()
@@ -136,43 +140,50 @@ class RetentionSweeper:
         index. A run ends at its budget or after the last state index (the next starts over)."""
         walk = self._keys.state_indexes
         checked = removed = 0
-        position, rank = self._cursor
+        position, after = self._cursor
         while checked < self._budget:
-            members = await self._redis.zrange(walk[position], rank, rank + self._page - 1)
-            if not members:
-                position, rank = (position + 1) % len(walk), 0
+            entries, after = await self._indexes.page(walk[position], after, self._page)
+            if not entries:
+                position, after = (position + 1) % len(walk), ""
                 if position == 0:
                     break
                 continue
             async with self._redis.pipeline(transaction=False) as pipe:
-                for member in members:
+                for member, _ in entries:
                     pipe.exists(self._keys.task(task_id_of(member)))
                 alive = await pipe.execute()
-            gone = [member.decode() for member, a in zip(members, alive, strict=True) if not a]
+            gone = [(member, score) for (member, score), a in zip(entries, alive, strict=True)
+                    if not a]
             await self._unindex(index_keys, gone)
-            checked += len(members)
+            checked += len(entries)
             removed += len(gone)
-            rank += len(members) - len(gone)
-        self._cursor = (position, rank)
+        self._cursor = (position, after)
         return removed
 
-    async def _unindex(self, index_keys: Sequence[str], members: Sequence[str]) -> None:
-        if not members:
+    async def _unindex(self, index_keys: Sequence[str], gone: Sequence[tuple[str, float]]) -> None:
+        if not gone:
             return
         k = self._keys
+        members = [member for member, _ in gone]
+        await self._indexes.remove([key for key in index_keys if k.is_segmented(key)], gone)
         async with self._redis.pipeline(transaction=False) as pipe:
             for key in index_keys:
-                pipe.zrem(key, *members)
+                if not k.is_segmented(key):
+                    pipe.zrem(key, *members)
             pipe.delete(*_per_task_keys(k, (task_id_of(m) for m in members)))
             await pipe.execute()
 
     async def _trim_indexes(self, index_keys: Sequence[str], cutoff: float) -> int:
         if self._index_retention <= 0:
             return 0  # tasks are kept forever, so are their index entries
+        k = self._keys
+        trimmed = await self._indexes.trim([key for key in index_keys if k.is_segmented(key)],
+                                           cutoff)
         async with self._redis.pipeline(transaction=False) as pipe:
             for key in index_keys:
-                pipe.zremrangebyscore(key, "-inf", f"({cutoff!r}")
-            return sum(await pipe.execute())
+                if not k.is_segmented(key):
+                    pipe.zremrangebyscore(key, "-inf", f"({cutoff!r}")
+            return trimmed + sum(await pipe.execute())
 
     async def _trim_failure_groups(self, cutoff: float) -> int:
         """Forget groups with no failure since the horizon (their counts included)."""

@@ -14,8 +14,10 @@ from event_collector.events import Event
 from event_collector.keys import Keys
 from event_collector.store import EventStore
 from event_collector.stored import decode_stored
+from event_collector.task_ids import index_member
 from tests.api.conftest import STORE_DB, ApiClient, make_tokens, start_api
 from tests.api.test_sse import Sse, lifecycle
+from tests.indexes import index_entries_sync
 from tests.services import RedisServer
 
 KEYS = Keys.layout("tp:", partitions=8)
@@ -93,7 +95,9 @@ def test_operator_actions_write_to_the_tasks_partition(
     assert ("annotate", task_id) in [(e.action, e.uuid) for e in audits]
     forgotten = KEYS.of_task(seeded[4])
     assert not store.exists(KEYS.task(seeded[4]))
-    assert all(store.zscore(key, seeded[4]) is None for key in forgotten.state_indexes)
+    url = api_redis.url(STORE_DB)
+    assert all(index_member(seeded[4]) not in index_entries_sync(url, KEYS, key)
+               for key in forgotten.state_indexes)
 
 
 def test_the_live_feed_follows_every_partitions_stream_and_resumes(

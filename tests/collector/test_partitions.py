@@ -19,6 +19,7 @@ from event_collector.events import Event
 from event_collector.keys import Keys, partition_of
 from event_collector.read import EventReader, TaskQuery
 from event_collector.repartition import Repartitioner, RepartitionReport
+from event_collector.segments import Indexes
 from event_collector.store import EventStore
 from event_collector.sweep import RetentionSweeper
 from event_collector.task_ids import task_id_of
@@ -297,7 +298,7 @@ def test_each_partitions_sweep_unindexes_its_expired_tasks_and_trims_its_stream(
             listed = {
                 task_id_of(m) for k in keys.each_partition()
                 for index in (*k.state_indexes, k.index_name("demo.test_task"))
-                for m in await redis.zrange(index, 0, -1)
+                for m in await Indexes(redis, keys).snapshot(index)
             }
             return listed, sum([await redis.xlen(s) for s in keys.streams])
         finally:

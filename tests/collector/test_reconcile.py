@@ -15,6 +15,7 @@ from event_collector.keys import Keys, counter_field
 from event_collector.reconcile import Reconciler
 from event_collector.store import EventStore
 from tests.events import task_event
+from tests.indexes import index_entries
 from tests.services import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -68,8 +69,8 @@ async def test_stuck_task_is_completed_from_its_backend_result(
     assert task["result"] == "{'rows': 12}"
     assert float(task["runtime"]) == pytest.approx(time.time() - started, abs=5)
     assert [e.type for e in report.completed] == ["task-succeeded"]
-    assert await store_redis.zscore(keys.index_state("SUCCESS"), "t-ok") is not None
-    assert await store_redis.zscore(keys.index_state("STARTED"), "t-ok") is None
+    assert "t-ok" in await index_entries(store_redis, keys, keys.index_state("SUCCESS"))
+    assert "t-ok" not in await index_entries(store_redis, keys, keys.index_state("STARTED"))
 
 
 async def test_failed_task_gets_exception_and_traceback_from_the_backend(

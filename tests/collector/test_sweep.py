@@ -9,10 +9,11 @@ import pytest
 from redis.asyncio import Redis
 
 from event_collector.config import Retention
-from event_collector.keys import Keys
+from event_collector.keys import INDEX_SEGMENT_MAX, Keys
 from event_collector.store import EventStore
 from event_collector.sweep import RetentionSweeper
 from tests.events import sent_and_succeeded, task_event
+from tests.indexes import index_entries
 
 pytestmark = pytest.mark.anyio
 
@@ -25,13 +26,13 @@ def sweeper(redis: Redis, keys: Keys, **overrides) -> RetentionSweeper:
     return RetentionSweeper(redis, keys, **options)
 
 
-async def members(redis: Redis, key: str) -> set[str]:
-    return {m.decode() for m in await redis.zrange(key, 0, -1)}
+async def members(redis: Redis, keys: Keys, key: str) -> set[str]:
+    return set(await index_entries(redis, keys, key))
 
 
 async def indexed(redis: Redis, keys: Keys) -> set[str]:
     """Every listed task: the union of the state indexes (each task is in exactly one)."""
-    return {m for key in keys.state_indexes for m in await members(redis, key)}
+    return {m for key in keys.state_indexes for m in await members(redis, keys, key)}
 
 
 async def test_index_entries_older_than_the_horizon_are_trimmed_recent_ones_kept(
@@ -45,7 +46,7 @@ async def test_index_entries_older_than_the_horizon_are_trimmed_recent_ones_kept
 
     for key in (keys.index_state("SUCCESS"), keys.index_name("demo.test_task"),
                 keys.index_worker("w1@box"), keys.index_queue("archive")):
-        assert await members(store_redis, key) == {"new"}, key
+        assert await members(store_redis, keys, key) == {"new"}, key
     assert await indexed(store_redis, keys) == {"new"}
     assert report.index_entries_trimmed == 4
 
@@ -67,27 +68,30 @@ async def test_index_entries_of_tasks_whose_hash_expired_are_removed(
 
     assert report.expired_tasks_unindexed == 1
     assert await indexed(store_redis, keys) == {"waiting"}
-    assert await members(store_redis, keys.index_name("demo.test_task")) == {"waiting"}
-    assert await members(store_redis, keys.index_state("SUCCESS")) == set()
-    assert await members(store_redis, keys.index_worker("w1@box")) == set()
+    assert await members(store_redis, keys, keys.index_name("demo.test_task")) == {"waiting"}
+    assert await members(store_redis, keys, keys.index_state("SUCCESS")) == set()
+    assert await members(store_redis, keys, keys.index_worker("w1@box")) == set()
 
 
 async def test_expired_task_walk_resumes_where_it_stopped_within_its_budget(
     store_redis: Redis, keys: Keys, event_store: EventStore
 ):
+    # in time order the index fills whole segments of n: t0.., tn.., t2n..
+    n = INDEX_SEGMENT_MAX
     now = time.time()
-    for i in range(10):
-        await event_store.apply([task_event("sent", f"t{i}", now - 100 + i, name="x.y")])
-    await store_redis.delete(keys.task("t1"), keys.task("t8"))
-    sweep = sweeper(store_redis, keys, expired_check_budget=4, page_size=4)
+    await event_store.apply([task_event("sent", f"t{i}", now - 1000 + i, name="x.y")
+                             for i in range(3 * n)])
+    late = f"t{2 * n + n // 2}"
+    await store_redis.delete(keys.task("t1"), keys.task(late))
+    sweep = sweeper(store_redis, keys, expired_check_budget=n, page_size=n)
 
     first = await sweep.run_once()
-    assert first.expired_tasks_unindexed == 1  # checked t0..t3 only: t8 waits for a later run
-    assert await store_redis.zscore(keys.index_state("PENDING"), "t8") is not None
+    assert first.expired_tasks_unindexed == 1  # one segment checked: the late one waits
+    assert late in await members(store_redis, keys, keys.index_state("PENDING"))
     later = [(await sweep.run_once()).expired_tasks_unindexed for _ in range(2)]
 
-    assert later == [0, 1]  # t4..t7, then t8..t9
-    assert await store_redis.zcard(keys.index_state("PENDING")) == 8
+    assert later == [0, 1]  # the second segment, then the third
+    assert len(await members(store_redis, keys, keys.index_state("PENDING"))) == 3 * n - 2
 
 
 async def test_children_index_of_an_expired_parent_is_dropped(
@@ -99,7 +103,7 @@ async def test_children_index_of_an_expired_parent_is_dropped(
         task_event("sent", "child", now - 9, name="demo.test_task", parent_id="parent",
                    root_id="parent"),
     ])
-    assert await members(store_redis, keys.index_children("parent")) == {"child"}
+    assert await members(store_redis, keys, keys.index_children("parent")) == {"child"}
     await store_redis.delete(keys.task("parent"))
 
     await sweeper(store_redis, keys).run_once()

@@ -17,6 +17,7 @@ from event_collector.store import EventStore
 from event_collector.sweep import RetentionSweeper
 from event_collector.workflows import WorkflowReader
 from tests.events import sent_and_succeeded, task_event
+from tests.indexes import index_entries
 
 pytestmark = pytest.mark.anyio
 
@@ -26,7 +27,7 @@ def task_ids(n: int) -> list[str]:
 
 
 async def indexed_members(redis: Redis, keys: Keys) -> list[bytes]:
-    return [m for key in keys.state_indexes for m in await redis.zrange(key, 0, -1)]
+    return [m for key in keys.state_indexes for m in await index_entries(redis, keys, key)]
 
 
 async def test_a_listing_pages_through_uuid_tasks_with_its_cursor(
@@ -69,7 +70,7 @@ async def test_forgetting_a_uuid_task_removes_its_index_entries(
     result = await TaskLifecycle(store_redis, keys).forget(task_id, audit=None)
     assert result.outcome is ForgetOutcome.FORGOTTEN
     assert await indexed_members(store_redis, keys) == []
-    assert await store_redis.zcard(keys.index_name("demo.test_task")) == 0
+    assert await index_entries(store_redis, keys, keys.index_name("demo.test_task")) == {}
 
 
 async def test_the_sweep_unindexes_an_expired_uuid_task(store_redis: Redis, keys: Keys):

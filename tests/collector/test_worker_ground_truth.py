@@ -30,6 +30,7 @@ from tests.collector.conftest import (
     snapshot,
     start_collector,
 )
+from tests.indexes import index_entries_sync
 from tests.services import RedisServer, ServiceProcess, celery_worker, taskpulse_env, wait_until
 
 pytestmark = pytest.mark.slow
@@ -153,7 +154,8 @@ def assert_ground_truth(world: World) -> None:
         assert task[b"state"].decode() == FINAL_STATE[outcome], (task_id, outcome, task)
         assert task[b"name"] == NAME.encode()
         state_index = KEYS.index_state(FINAL_STATE[outcome])
-        assert client.zscore(state_index, index_member(task_id)) is not None
+        assert index_member(task_id) in index_entries_sync(world.server.url(STORE_DB), KEYS,
+                                                           state_index)
         kinds = timeline_kinds(world.server.url(STORE_DB), task_id)
         assert kinds == EXPECTED_KINDS[outcome], (task_id, outcome)
     expected = world.expected_counts()
@@ -218,11 +220,11 @@ def test_rebuild_reproduces_the_projections(world: World) -> None:
     assert world.collector is not None
     world.collector.stop()
     client = world.server.client(STORE_DB)
-    before = _without_workers(snapshot(client, KEYS))
+    before = _without_workers(snapshot(client, KEYS, world.server.url(STORE_DB)))
     rebuild = start_collector(world.env, world.logs / "rebuild.log", "rebuild", ready="")
     assert rebuild.process.wait(timeout=60) == 0, rebuild.log()
     assert "rebuild done" in rebuild.log()
-    assert _without_workers(snapshot(client, KEYS)) == before
+    assert _without_workers(snapshot(client, KEYS, world.server.url(STORE_DB))) == before
     assert_ground_truth(world)
 
 

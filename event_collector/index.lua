@@ -1,0 +1,165 @@
+-- Reads and upkeep of segmented indexes (segments.lua, segments.py), for one partition a call.
+--
+-- KEYS     index directories (all of one partition: one hash slot)
+-- ARGV[1]  the operation, ARGV[2] the partition's segment prefix, ARGV[3] its sizes hash
+--
+-- "range" max min limit order   per index up to `limit` entries with min <= score <= max
+--          (ZRANGE BYSCORE bounds: "(x", "+inf", ...), order "desc" (newest first) or "asc";
+--          returns one flat { member, score, ... } list per index
+-- "count" min max                per index the number of entries in the range
+-- "trim" cutoff                  drop every entry scored below cutoff; returns how many
+-- "remove" member score ...      remove each member (scored as given) from every index
+-- "add" member score ...         add each member to every index (repartition, migration)
+-- "page" after max               the first index's segments after the one starting at
+--          `after` ("" = from the start), whole, until `max` entries: { last segment's start
+--          or "", member, score, ... } (the retention sweep's walk)
+-- "drop"                         delete the indexes with their segments; returns the entries
+-- "plain"                        per index 1 when it is a plain sorted set of tasks (written
+--          before indexes were segmented: its first member names no segment), else 0
+
+local op, indexes = ARGV[1], segmented_indexes(ARGV[2], ARGV[3])
+
+local function number(bound)
+  if bound == '+inf' then return math.huge end
+  if bound == '-inf' then return -math.huge end
+  return tonumber((string.gsub(bound, '^%(', '')))
+end
+
+local function finite(n)
+  if n == math.huge or n == -math.huge then return nil end
+  return n
+end
+
+local function range(dir, max_s, min_s, limit, desc)
+  local out, need = {}, limit
+  local max_n, min_n = number(max_s), number(min_s)
+  indexes.each_segment(dir, finite(desc and max_n or min_n), desc, 16, function(seg)
+    local r
+    if desc then
+      r = redis.call('ZRANGE', seg.key, max_s, min_s, 'BYSCORE', 'REV', 'LIMIT', 0, need,
+                     'WITHSCORES')
+    else
+      if seg.lo > max_n then return true end
+      r = redis.call('ZRANGE', seg.key, min_s, max_s, 'BYSCORE', 'LIMIT', 0, need, 'WITHSCORES')
+    end
+    for _, v in ipairs(r) do out[#out + 1] = v end
+    need = need - #r / 2
+    return need <= 0 or (desc and seg.lo <= min_n)
+  end)
+  return out
+end
+
+-- A segment whose whole range is inside [min, max] is counted by ZCARD, the (at most two)
+-- others by ZCOUNT: a segment's range ends where the next one starts.
+local function count_walking(dir, min_s, max_s)
+  local min_n, max_n = number(min_s), number(max_s)
+  local total, prev = 0, nil
+  local function add_up(seg, next_lo)
+    if seg.lo > min_n and next_lo and next_lo <= max_n then
+      total = total + redis.call('ZCARD', seg.key)
+    else
+      total = total + redis.call('ZCOUNT', seg.key, min_s, max_s)
+    end
+  end
+  indexes.each_segment(dir, finite(min_n), false, 64, function(seg)
+    if prev then add_up(prev, seg.lo) end
+    prev = nil
+    if seg.lo > max_n then return true end
+    prev = seg
+  end)
+  if prev then add_up(prev, nil) end
+  return total
+end
+
+-- The bound that takes in exactly what `bound` leaves out ("x" <-> "(x").
+local function other_side(bound)
+  if string.sub(bound, 1, 1) == '(' then return string.sub(bound, 2) end
+  return '(' .. bound
+end
+
+-- A window over most of an index is counted as the whole index (its kept size) less what lies
+-- outside it: a count walks at most half of the segments.
+local function count(dir, min_s, max_s)
+  local size = tonumber(redis.call('HGET', ARGV[3], dir)) or 0
+  if min_s == '-inf' and max_s == '+inf' then return size end
+  if redis.call('ZCOUNT', dir, min_s, max_s) * 2 <= redis.call('ZCARD', dir) then
+    return count_walking(dir, min_s, max_s)
+  end
+  local below = min_s == '-inf' and 0 or count_walking(dir, '-inf', other_side(min_s))
+  local above = max_s == '+inf' and 0 or count_walking(dir, other_side(max_s), '+inf')
+  return size - below - above
+end
+
+local function trim(dir, cutoff_s)
+  local cutoff, removed, prev = tonumber(cutoff_s), 0, nil
+  local function cut(seg, whole)
+    local n
+    if whole then
+      n = redis.call('ZCARD', seg.key)
+      redis.call('DEL', seg.key)
+    else
+      n = redis.call('ZREMRANGEBYSCORE', seg.key, '-inf', '(' .. cutoff_s)
+    end
+    if whole or redis.call('EXISTS', seg.key) == 0 then redis.call('ZREM', dir, seg.id) end
+    removed = removed + n
+  end
+  indexes.each_segment(dir, nil, false, 64, function(seg)
+    if prev then
+      if seg.lo > cutoff then cut(prev, false); prev = nil; return true end
+      cut(prev, true)  -- its entries are below the next start, itself <= cutoff
+    end
+    prev = nil
+    if seg.lo >= cutoff then return true end
+    prev = seg
+  end)
+  if prev then cut(prev, false) end
+  indexes.resize(dir, -removed)
+  return removed
+end
+
+local out = {}
+if op == 'range' then
+  local limit, desc = tonumber(ARGV[6]), ARGV[7] == 'desc'
+  for i, dir in ipairs(KEYS) do out[i] = range(dir, ARGV[4], ARGV[5], limit, desc) end
+elseif op == 'count' then
+  for i, dir in ipairs(KEYS) do out[i] = count(dir, ARGV[4], ARGV[5]) end
+elseif op == 'trim' then
+  out = 0
+  for _, dir in ipairs(KEYS) do out = out + trim(dir, ARGV[4]) end
+elseif op == 'remove' or op == 'add' then
+  local apply = op == 'add' and indexes.add or indexes.remove
+  for j = 4, #ARGV, 2 do
+    for _, dir in ipairs(KEYS) do apply(dir, ARGV[j], ARGV[j + 1]) end
+  end
+elseif op == 'page' then
+  local after, max = ARGV[4], tonumber(ARGV[5])
+  out[1] = ''
+  indexes.each_segment(KEYS[1], after ~= '' and tonumber(after) or nil, false, 16,
+    function(seg)
+      if after ~= '' and seg.lo <= tonumber(after) then return false end
+      for _, v in ipairs(redis.call('ZRANGE', seg.key, 0, -1, 'WITHSCORES')) do
+        out[#out + 1] = v
+      end
+      out[1] = string.format('%.17g', seg.lo)
+      return #out - 1 >= max * 2
+    end)
+elseif op == 'drop' then
+  out = 0
+  for _, dir in ipairs(KEYS) do
+    indexes.each_segment(dir, nil, false, 64, function(seg)
+      out = out + redis.call('ZCARD', seg.key)
+      redis.call('DEL', seg.key)
+    end)
+    redis.call('DEL', dir)
+    redis.call('HDEL', ARGV[3], dir)
+  end
+elseif op == 'plain' then
+  for i, dir in ipairs(KEYS) do
+    local first = redis.call('ZRANGE', dir, 0, 0)[1]
+    out[i] = first and redis.call('EXISTS', indexes.segment_key(dir, first)) == 0 and 1 or 0
+  end
+else
+  return redis.error_reply('index.lua: unknown operation ' .. tostring(op))
+end
+indexes.flush()
+return out

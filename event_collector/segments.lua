@@ -1,0 +1,165 @@
+-- Segmented indexes (keys.py "Indexes"): the library store.lua, lifecycle.lua and index.lua
+-- start with (segments.py puts it in front of them, with SEGMENT_MAX).
+--
+-- An index (idx:state:<S>, idx:nostate, idx:name:<n>, idx:queue:<q>, idx:worker:<h>) is a
+-- directory ZSET, segment id -> the lowest score the segment covers, and its segments, ZSETs
+-- member -> score (the task's first_seen) of at most SEGMENT_MAX entries each, so Redis keeps
+-- each in its compact listpack encoding (~50 B an entry instead of ~130 B in a skiplist: the
+-- four index entries of a task are a third of its memory). Segment i holds exactly the entries
+-- whose score is in [its directory score, the next segment's directory score): one directory
+-- lookup finds where a score lives, so adding, moving and removing an entry stay O(log n).
+-- A segment is named by the script that creates it (seg_prefix .. id .. ':' .. directory); the
+-- number of entries of every index is kept in one hash per partition (sizes_key), so a count of
+-- a whole index costs no walk. Scores go to Redis as the strings they came as (a Lua number
+-- would be cut to 14 digits).
+
+local function segmented_indexes(seg_prefix, sizes_key)
+  local cache = {}  -- directory -> the segment last used (valid until a split or removal)
+  local sizes = {}  -- directory -> entries added minus removed by this call
+
+  local function segment_key(dir, id) return seg_prefix .. id .. ':' .. dir end
+
+  local function resize(dir, n)
+    if n ~= 0 then sizes[dir] = (sizes[dir] or 0) + n end
+  end
+
+  -- The segment whose range holds score s (the first segment when s is below them all), or nil
+  -- when the index is empty. { id, key, lo, hi (next segment's score or nil), card }
+  local function segment_for(dir, s, s_str)
+    local c = cache[dir]
+    if c and s >= c.lo and (not c.hi or s < c.hi) then return c end
+    local r = redis.call('ZRANGE', dir, s_str, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1,
+                         'WITHSCORES')
+    if #r == 0 then
+      r = redis.call('ZRANGE', dir, 0, 0, 'WITHSCORES')
+      if #r == 0 then return nil end
+    end
+    local nxt = redis.call('ZRANGE', dir, '(' .. r[2], '+inf', 'BYSCORE', 'LIMIT', 0, 1,
+                           'WITHSCORES')
+    local key = segment_key(dir, r[1])
+    c = { id = r[1], key = key, lo = tonumber(r[2]), hi = nxt[2] and tonumber(nxt[2]),
+          card = redis.call('ZCARD', key) }
+    cache[dir] = c
+    return c
+  end
+
+  local function new_segment(dir, lo_str)
+    local id = lo_str
+    while redis.call('EXISTS', segment_key(dir, id)) == 1 do id = id .. "'" end
+    redis.call('ZADD', dir, lo_str, id)
+    cache[dir] = nil
+    return segment_key(dir, id)
+  end
+
+  -- Move the upper half of a full segment to a new one, at a score boundary (equal scores stay
+  -- together, so a score still has one place). A segment of one score cannot split: it grows.
+  local function split(dir, c)
+    local mid = redis.call('ZRANGE', c.key, math.floor(c.card / 2), math.floor(c.card / 2),
+                           'WITHSCORES')[2]
+    local lowest = redis.call('ZRANGE', c.key, 0, 0, 'WITHSCORES')[2]
+    if tonumber(mid) == tonumber(lowest) then
+      mid = redis.call('ZRANGE', c.key, '(' .. mid, '+inf', 'BYSCORE', 'LIMIT', 0, 1,
+                       'WITHSCORES')[2]
+      if not mid then return end
+    end
+    local moved = redis.call('ZRANGE', c.key, mid, '+inf', 'BYSCORE', 'WITHSCORES')
+    local pairs_ = {}
+    for i = 1, #moved, 2 do
+      pairs_[#pairs_ + 1] = moved[i + 1]
+      pairs_[#pairs_ + 1] = moved[i]
+    end
+    redis.call('ZADD', new_segment(dir, mid), unpack(pairs_))
+    redis.call('ZREMRANGEBYSCORE', c.key, mid, '+inf')
+  end
+
+  local function add(dir, member, s_str)
+    local s = tonumber(s_str)
+    local c = segment_for(dir, s, s_str)
+    if not c then
+      redis.call('ZADD', new_segment(dir, s_str), s_str, member)
+      resize(dir, 1)
+      return
+    end
+    if c.card >= SEGMENT_MAX and s > c.lo then
+      -- past the newest entry of a full segment (the usual case: tasks arrive in time order):
+      -- a new segment, so segments fill up instead of splitting in halves
+      local top = redis.call('ZRANGE', c.key, -1, -1, 'WITHSCORES')[2]
+      if s > tonumber(top) then
+        redis.call('ZADD', new_segment(dir, s_str), s_str, member)
+        resize(dir, 1)
+        return
+      end
+    end
+    local added = redis.call('ZADD', c.key, s_str, member)
+    if s < c.lo then  -- below every segment: the first one now starts at s
+      redis.call('ZADD', dir, s_str, c.id)
+      c.lo = s
+    end
+    c.card = c.card + added
+    resize(dir, added)
+    if c.card > SEGMENT_MAX then
+      split(dir, c)
+      cache[dir] = nil
+    end
+  end
+
+  local function remove(dir, member, s_str)
+    local c = segment_for(dir, tonumber(s_str), s_str)
+    if not c then return end
+    local removed = redis.call('ZREM', c.key, member)
+    c.card = c.card - removed
+    resize(dir, -removed)
+    if c.card <= 0 then  -- Redis deleted the empty segment: forget it
+      redis.call('ZREM', dir, c.id)
+      cache[dir] = nil
+    end
+  end
+
+  -- Write the size changes of this call (once per call, not per entry).
+  local function flush()
+    for dir, n in pairs(sizes) do
+      if n ~= 0 then
+        if redis.call('HINCRBY', sizes_key, dir, n) <= 0 then redis.call('HDEL', sizes_key, dir) end
+      end
+    end
+    sizes = {}
+  end
+
+  -- Segments of an index in score order (desc = newest first), from the one holding `from`
+  -- (a number; nil = the end), as { id, key, lo } tables, in pages of `page`.
+  local function each_segment(dir, from, desc, page, visit)
+    local r
+    if desc then
+      local bound = from and string.format('%.17g', from) or '+inf'
+      r = redis.call('ZRANGE', dir, bound, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, page,
+                     'WITHSCORES')
+      if #r == 0 and from then return end
+    else
+      r = {}
+      if from then
+        r = redis.call('ZRANGE', dir, string.format('%.17g', from), '-inf', 'BYSCORE', 'REV',
+                       'LIMIT', 0, 1, 'WITHSCORES')
+      end
+      if #r == 0 then r = redis.call('ZRANGE', dir, 0, page - 1, 'WITHSCORES') end
+    end
+    while #r > 0 do
+      local last
+      for i = 1, #r, 2 do
+        last = r[i + 1]
+        if visit({ id = r[i], key = segment_key(dir, r[i]), lo = tonumber(r[i + 1]) }) then
+          return
+        end
+      end
+      if desc then
+        r = redis.call('ZRANGE', dir, '(' .. last, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, page,
+                       'WITHSCORES')
+      else
+        r = redis.call('ZRANGE', dir, '(' .. last, '+inf', 'BYSCORE', 'LIMIT', 0, page,
+                       'WITHSCORES')
+      end
+    end
+  end
+
+  return { add = add, remove = remove, resize = resize, flush = flush,
+           each_segment = each_segment, segment_key = segment_key }
+end
