@@ -42,6 +42,9 @@ _IN_WORD: Final = re.compile(
     r"|(?P<num>[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
 )
 _MASKED: Final = {"uuid": "<uuid>", "hex": "<hex>", "num": "<num>"}
+_CANONICAL_UUID: Final = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+).fullmatch
 # The common repr: one string argument. Its text is taken as it is (escapes included): the
 # fingerprint needs a stable text, not the exact string.
 _ONE_STRING: Final = re.compile(r"'([^'\\]*(?:\\.[^'\\]*)*)'" r'|"([^"\\]*(?:\\.[^"\\]*)*)"')
@@ -92,9 +95,21 @@ def normalise_message(message: str) -> str:
         message = _QUOTED.sub("<str>", message)
     # isalpha (C, no regex call) settles most words: a letter-only word has no digit
     return " ".join([
-        w if w.isalpha() or not _HAS_DIGIT(w) else _IN_WORD.sub(_mask, w)
+        w if w.isalpha() or not _HAS_DIGIT(w) else _masked_word(w)
         for w in message.split()
     ])
+
+
+def _masked_word(word: str) -> str:
+    """``_IN_WORD`` masked in one word that has a digit. The two words ids are made of go
+    without the regex and its per-match callback: all ASCII digits (32 of them read as a UUID,
+    8 or more as hex, as ``_IN_WORD`` reads them) and a canonical UUID."""
+    if word.isdigit() and word.isascii():
+        size = len(word)
+        return "<uuid>" if size == 32 else "<hex>" if size >= 8 else "<num>"
+    if len(word) == 36 and _CANONICAL_UUID(word):
+        return "<uuid>"
+    return _IN_WORD.sub(_mask, word)
 
 
 def _mask(match: re.Match[str]) -> str:
