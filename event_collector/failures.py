@@ -94,10 +94,9 @@ def normalise_message(message: str) -> str:
     if "'" in message or '"' in message:
         message = _QUOTED.sub("<str>", message)
     # isalpha (C, no regex call) settles most words: a letter-only word has no digit
-    return " ".join([
-        w if w.isalpha() or not _HAS_DIGIT(w) else _masked_word(w)
-        for w in message.split()
-    ])
+    return " ".join(
+        [w if w.isalpha() or not _HAS_DIGIT(w) else _masked_word(w) for w in message.split()]
+    )
 
 
 def _masked_word(word: str) -> str:
