@@ -25,6 +25,8 @@ Sections (all in one run):
             ``in`` (the floor a client-side scan would reach)
 
     .venv/bin/python bench/failures.py                    # 100k failures in 1,000 groups
+    .venv/bin/python bench/failures.py --ingest-only --rounds 4   # ingest + memory only, with
+        # the per-round ratios and each side's CPU (this process vs redis-server)
     .venv/bin/python bench/failures.py --tasks 2000 --groups 20 --queries 20   # smoke
 """
 
