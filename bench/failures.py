@@ -25,6 +25,8 @@ Sections (all in one run):
             ``in`` (the floor a client-side scan would reach)
 
     .venv/bin/python bench/failures.py                    # 100k failures in 1,000 groups
+    .venv/bin/python bench/failures.py --ingest-only --rounds 4   # ingest + memory only, with
+        # the per-round ratios and each side's CPU (this process vs redis-server)
     .venv/bin/python bench/failures.py --tasks 2000 --groups 20 --queries 20   # smoke
 """
 
@@ -114,10 +116,11 @@ class FailingTasks:
 
 async def _apply(
     store: EventStore, server_pid: int, batches: list[list[Event]], grouping: bool
-) -> tuple[float, float]:
-    """(wall seconds, CPU seconds) to flatten and apply the batches: this process's CPU (rows,
-    encoding) plus the store redis-server's (the Lua call). CPU is what the comparison uses:
-    the machine is shared, and wall time moves with whatever else runs."""
+) -> tuple[float, float, float]:
+    """(wall seconds, client CPU seconds, server CPU seconds) to flatten and apply the
+    batches: this process's CPU (rows, encoding) and the store redis-server's (the Lua call).
+    CPU is what the comparison uses: the machine is shared, and wall time moves with whatever
+    else runs; the two shares say which side a difference is on."""
     # without: store.event_row sees no task-failed, so it neither fingerprints the failure
     # nor adds the fingerprint to the row, and the Lua writes no group and no idx:fp entry
     store_module.TASK_FAILED = TASK_FAILED if grouping else "(grouping off)"  # type: ignore[misc]
@@ -127,7 +130,7 @@ async def _apply(
         for batch in batches:
             await store.apply(batch)
         server_cpu = harness.cpu_seconds(server_pid) - server_cpu
-        return time.perf_counter() - wall, time.process_time() - cpu + server_cpu
+        return time.perf_counter() - wall, time.process_time() - cpu, server_cpu
     finally:
         store_module.TASK_FAILED = TASK_FAILED  # type: ignore[misc]
 
@@ -147,6 +150,7 @@ async def ingest(servers: dict[str, RedisServer], tasks: int, groups: int,
         source = FailingTasks(tasks, groups, fail_share=fail_share)
         seconds = {"with": 0.0, "without": 0.0}
         cpu = {"with": 0.0, "without": 0.0}
+        split = {label: {"client": 0.0, "server": 0.0} for label in cpu}
         round_ratios = []
         per_round = tasks // rounds
         for index in range(rounds):
@@ -156,12 +160,17 @@ async def ingest(servers: dict[str, RedisServer], tasks: int, groups: int,
             order = ("with", "without") if index % 2 == 0 else ("without", "with")
             used_now = {}
             for label in order:
-                wall, used = await _apply(stores[label], pids[label], batches, label == "with")
+                wall, client_cpu, server_cpu = await _apply(
+                    stores[label], pids[label], batches, label == "with")
+                used = client_cpu + server_cpu
                 seconds[label] += wall
                 cpu[label] += used
+                split[label]["client"] += client_cpu
+                split[label]["server"] += server_cpu
                 used_now[label] = used
             round_ratios.append(used_now["without"] / used_now["with"])
-            progress(f"ingest round {index + 1}/{rounds}: {source.made:,} tasks each")
+            progress(f"ingest round {index + 1}/{rounds}: {source.made:,} tasks each, "
+                     f"with/without {round_ratios[-1]:.3f}")
         after = {label: int((await c.info("memory"))["used_memory"])
                  for label, c in clients.items()}
         accounted = await _accounted_bytes(clients["with"], clients["without"])
@@ -176,6 +185,9 @@ async def ingest(servers: dict[str, RedisServer], tasks: int, groups: int,
         # with/without throughput per round; the median shrugs off a round another process
         # disturbed
         "median_round_ratio": statistics.median(round_ratios),
+        "round_ratios": round_ratios,
+        # CPU seconds per side: which one grouping's cost is on
+        "cpu_split": split,
         "failed_tasks": source.failures,
         "used_memory_growth": {label: after[label] - before[label] for label in clients},
         # MEMORY USAGE of what grouping adds: its keys, and the failed tasks' hashes with vs
@@ -289,11 +301,11 @@ async def reads(api: Api, store_url: str, tasks: int, queries: int) -> dict:
 
 
 def rows_for(results: dict, args: argparse.Namespace) -> list[Row]:
-    ing, rd = results["ingest"], results["reads"]
+    ing = results["ingest"]
     rate, wall = ing["events_per_cpu_s"], ing["events_per_s"]
     median = ing["median_round_ratio"]
     share = f"{args.fail_share:.0%} failing"
-    return [
+    rows = [
         Row(f"ingest events per CPU-s (client + redis), {share}, with vs without",
             rate["with"], rate["without"], "report", None),
         Row(f"  median of {args.rounds} alternating rounds: with/without", median, 1.0,
@@ -305,6 +317,11 @@ def rows_for(results: dict, args: argparse.Namespace) -> list[Row]:
             ing["accounted_bytes_per_failed_task"] <= 100, " B", "lower"),
         Row("  used_memory growth per failed task, with minus without",
             ing["bytes_per_failed_task"], None, "report", None, " B", "lower"),
+    ]
+    if "reads" not in results:
+        return rows
+    rd = results["reads"]
+    rows += [
         Row(f"GET /failures p99 ms ({args.tasks:,} in {args.groups:,} groups) vs GET /tasks",
             percentile(rd["failures_ms"], 99), percentile(rd["tasks_ms"], 99), "< 5 ms",
             percentile(rd["failures_ms"], 99) < 5, " ms", "lower"),
@@ -314,6 +331,7 @@ def rows_for(results: dict, args: argparse.Namespace) -> list[Row]:
         Row("search records/s (GET /tasks?q=) vs redis-py HMGET pipeline",
             rd["search"]["records_per_s"], rd["floor_scan"]["records_per_s"], "report", None),
     ]
+    return rows
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -326,6 +344,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--queries", type=int, default=500, help="timed GETs per route (500)")
     parser.add_argument("--fail-share", type=float, default=1.0,
                         help="share of the tasks that fail (1.0: every one, the worst case)")
+    parser.add_argument("--ingest-only", action="store_true",
+                        help="the ingest and memory sections only (no API, no HTTP reads)")
     return parser.parse_args(argv)
 
 
@@ -346,22 +366,35 @@ def main(argv: list[str] | None = None) -> int:
                 {"with": with_store, "without": without_store}, args.tasks, args.groups,
                 args.batch_tasks, args.rounds, args.fail_share,
             ))  # fmt: skip
-            api = Api(broker, with_store, workdir, TASKPULSE_API_SEARCH_SCAN_MAX=str(
-                max(args.tasks, SEARCH_SCAN_MAX)))
-            progress(f"reads over HTTP ({harness.load_note()})")
-            results["reads"] = asyncio.run(reads(api, with_store.url(0), args.tasks,
-                                                 args.queries))
+            if not args.ingest_only:
+                api = Api(broker, with_store, workdir, TASKPULSE_API_SEARCH_SCAN_MAX=str(
+                    max(args.tasks, SEARCH_SCAN_MAX)))
+                progress(f"reads over HTTP ({harness.load_note()})")
+                results["reads"] = asyncio.run(reads(api, with_store.url(0), args.tasks,
+                                                     args.queries))
         finally:
             if api is not None:
                 api.stop()
             for server in servers:
                 server.stop()
+    return _report(results, args)
+
+
+def _report(results: dict, args: argparse.Namespace) -> int:
     results["load_end"] = harness.load_note()
     rows = rows_for(results, args)
     results["rows"] = harness.rows_json(rows)
     harness.print_table("failures: grouping, search and bulk dry runs", rows,
                         ours="taskpulse", peer="floor")
-    rd = results["reads"]
+    ing = results["ingest"]
+    print("\nper-round with/without: " + " ".join(f"{r:.3f}" for r in ing["round_ratios"]))
+    for label, split in ing["cpu_split"].items():
+        print(f"CPU {label}: client {split['client']:.2f} s, redis {split['server']:.2f} s")
+    rd = results.get("reads")
+    if rd is None:
+        print(f"\n{results['load_start']} at start, {results['load_end']} at end")
+        print(f"results: {harness.write_results('failures', results)}")
+        return 0
     print(f"\nGET /failures p50 {statistics.median(rd['failures_ms']):.2f} ms, first page "
           f"{rd['failure_page']['groups']} groups; dry run matched {rd['dry_run']['matched']:,} "
           f"(exact {rd['dry_run']['exact']}), redis-py count {rd['floor_count']:,}; "

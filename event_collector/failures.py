@@ -42,6 +42,9 @@ _IN_WORD: Final = re.compile(
     r"|(?P<num>[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
 )
 _MASKED: Final = {"uuid": "<uuid>", "hex": "<hex>", "num": "<num>"}
+_CANONICAL_UUID: Final = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+).fullmatch
 # The common repr: one string argument. Its text is taken as it is (escapes included): the
 # fingerprint needs a stable text, not the exact string.
 _ONE_STRING: Final = re.compile(r"'([^'\\]*(?:\\.[^'\\]*)*)'" r'|"([^"\\]*(?:\\.[^"\\]*)*)"')
@@ -57,17 +60,26 @@ class Failure(msgspec.Struct, frozen=True):
 
 def exception_type(exception: str) -> str:
     """``ValueError`` of ``ValueError('boom')``; the dotted name when Celery sent one."""
-    match = _REPR.match(exception) or _TYPE_COLON.match(exception)
-    return match.group(1) if match else UNKNOWN_TYPE
+    return _parts(exception)[0]
+
+
+def _parts(exception: str) -> tuple[str, str]:
+    """(exception type, message) of an exception repr, from one match (this runs for every
+    failure the collector sees)."""
+    match = _REPR.match(exception)
+    if match is not None:
+        return match.group(1), _arguments(match.group(2))
+    colon = _TYPE_COLON.match(exception)
+    return (colon.group(1), colon.group(2)) if colon else (UNKNOWN_TYPE, exception)
 
 
 def _message(exception: str) -> str:
     """The exception's message: the repr's arguments unquoted (``'a', 1`` -> ``a, 1``)."""
-    match = _REPR.match(exception)
-    if match is None:
-        colon = _TYPE_COLON.match(exception)
-        return colon.group(2) if colon else exception
-    inner = match.group(2)
+    return _parts(exception)[1]
+
+
+def _arguments(inner: str) -> str:
+    """A repr's arguments as message text."""
     if one := _ONE_STRING.fullmatch(inner):
         return one.group(1) if one.group(1) is not None else one.group(2)
     try:
@@ -79,8 +91,24 @@ def _message(exception: str) -> str:
 
 def normalise_message(message: str) -> str:
     """Mask what varies between occurrences of one error: quoted strings, UUIDs, hex, numbers."""
-    words = _QUOTED.sub("<str>", message).split()
-    return " ".join(_IN_WORD.sub(_mask, w) if _HAS_DIGIT(w) else w for w in words)
+    if "'" in message or '"' in message:
+        message = _QUOTED.sub("<str>", message)
+    # isalpha (C, no regex call) settles most words: a letter-only word has no digit
+    return " ".join(
+        [w if w.isalpha() or not _HAS_DIGIT(w) else _masked_word(w) for w in message.split()]
+    )
+
+
+def _masked_word(word: str) -> str:
+    """``_IN_WORD`` masked in one word that has a digit. The two words ids are made of go
+    without the regex and its per-match callback: all ASCII digits (32 of them read as a UUID,
+    8 or more as hex, as ``_IN_WORD`` reads them) and a canonical UUID."""
+    if word.isdigit() and word.isascii():
+        size = len(word)
+        return "<uuid>" if size == 32 else "<hex>" if size >= 8 else "<num>"
+    if len(word) == 36 and _CANONICAL_UUID(word):
+        return "<uuid>"
+    return _IN_WORD.sub(_mask, word)
 
 
 def _mask(match: re.Match[str]) -> str:
@@ -94,7 +122,6 @@ def fingerprint(type_name: str, normalised: str) -> str:
 
 def failure_of(exception: str) -> Failure:
     """The group a failure with this exception repr belongs to."""
-    exception = exception[:PARSE_MAX]
-    type_name = exception_type(exception)
-    normalised = normalise_message(_message(exception))
+    type_name, message = _parts(exception[:PARSE_MAX])
+    normalised = normalise_message(message)
     return Failure(fingerprint(type_name, normalised), type_name, normalised)

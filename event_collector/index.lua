@@ -49,26 +49,38 @@ local function range(dir, max_s, min_s, limit, desc)
   return out
 end
 
--- A segment whose whole range is inside [min, max] is counted by ZCARD, the (at most two)
--- others by ZCOUNT: a segment's range ends where the next one starts.
-local function count_walking(dir, min_s, max_s)
-  local min_n, max_n = number(min_s), number(max_s)
-  local total, prev = 0, nil
-  local function add_up(seg, next_lo)
-    if seg.lo > min_n and next_lo and next_lo <= max_n then
-      total = total + redis.call('ZCARD', seg.key)
-    else
-      total = total + redis.call('ZCOUNT', seg.key, min_s, max_s)
+-- The entries of segments `ids` of an index, from their kept cards (HMGET in chunks: Lua's
+-- unpack takes at most a few thousand values).
+local function sum_cards(dir, ids)
+  local total = 0
+  for at = 1, #ids, 4000 do
+    local chunk = { unpack(ids, at, math.min(at + 3999, #ids)) }
+    for _, n in ipairs(redis.call('HMGET', indexes.cards_key(dir), unpack(chunk))) do
+      total = total + (tonumber(n) or 0)
     end
   end
-  indexes.each_segment(dir, finite(min_n), false, 64, function(seg)
-    if prev then add_up(prev, seg.lo) end
-    prev = nil
-    if seg.lo > max_n then return true end
-    prev = seg
-  end)
-  if prev then add_up(prev, nil) end
   return total
+end
+
+-- The segment holding min and the last one starting at or before max may reach outside the
+-- window: ZCOUNT. Every segment starting after min and before the last ends where the next
+-- one starts, inside the window: its kept card. Three calls and one HMGET whatever the window.
+local function count_walking(dir, min_s, max_s)
+  local min_n, total = number(min_s), 0
+  local lower = '-inf'
+  if min_n ~= -math.huge then
+    local at = string.format('%.17g', min_n)
+    local first = redis.call('ZRANGE', dir, at, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1)[1]
+    if first then
+      total = redis.call('ZCOUNT', indexes.segment_key(dir, first), min_s, max_s)
+    end
+    lower = '(' .. at
+  end
+  local inner = redis.call('ZRANGE', dir, lower, max_s, 'BYSCORE')
+  if #inner == 0 then return total end
+  local last = table.remove(inner)
+  total = total + redis.call('ZCOUNT', indexes.segment_key(dir, last), min_s, max_s)
+  return total + sum_cards(dir, inner)
 end
 
 -- The bound that takes in exactly what `bound` leaves out ("x" <-> "(x").
@@ -100,7 +112,9 @@ local function trim(dir, cutoff_s)
     else
       n = redis.call('ZREMRANGEBYSCORE', seg.key, '-inf', '(' .. cutoff_s)
     end
-    if whole or redis.call('EXISTS', seg.key) == 0 then redis.call('ZREM', dir, seg.id) end
+    local left = whole and 0 or redis.call('ZCARD', seg.key)
+    if left == 0 then redis.call('ZREM', dir, seg.id) end
+    indexes.set_card(dir, seg.id, left)
     removed = removed + n
   end
   indexes.each_segment(dir, nil, false, 64, function(seg)
@@ -150,7 +164,7 @@ elseif op == 'drop' then
       out = out + redis.call('ZCARD', seg.key)
       redis.call('DEL', seg.key)
     end)
-    redis.call('DEL', dir)
+    redis.call('DEL', dir, indexes.cards_key(dir))
     redis.call('HDEL', ARGV[3], dir)
   end
 elseif op == 'plain' then

@@ -58,6 +58,8 @@ less per entry, any other id as it is; ``task_ids.task_id_of`` reads it back)
   entry instead of ~130 B): a task's four entries were a third of its memory.
   P seg:sizes            HASH     index key -> its number of entries (a whole-index count
                                   without a walk)
+  P seg:cards:<index>    HASH     segment id -> its number of entries (a count over a time
+                                  window reads the segments inside it in one HMGET)
   P idx:state:<STATE>    ZSET     tasks currently in STATE (moved on every state change)
   P idx:nostate          ZSET     tasks with no state yet (only a task-progress event seen)
                                   Every task is in exactly one of these (``Keys.state_indexes``):

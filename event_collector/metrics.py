@@ -209,10 +209,11 @@ class BufferGauges:
 
 
 class PartitionGauges:
-    """Custom collector: the partitions this collector leases and its replay window (leases.py),
-    read at scrape time."""
+    """Custom collector: the store's partitions, those this collector leases and its replay
+    window (leases.py), read at scrape time."""
 
-    def __init__(self, snapshot: Callable[[], tuple[int, int]]) -> None:
+    def __init__(self, partitions: int, snapshot: Callable[[], tuple[int, int]]) -> None:
+        self._partitions = partitions
         self._snapshot = snapshot
 
     def describe(self) -> Iterator[Metric]:
@@ -222,6 +223,11 @@ class PartitionGauges:
         return self._families(*self._snapshot())
 
     def _families(self, held: int, waiting: int) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "taskpulse_partitions",
+            "The store's partitions (TASKPULSE_PARTITIONS): every one needs a collector holding"
+            " it.", value=self._partitions,
+        )
         yield GaugeMetricFamily(
             "taskpulse_partitions_held",
             "Store partitions whose events this collector applies (summed over the collectors:"
@@ -446,9 +452,10 @@ class CollectorMetrics:
         """Export what waits between reader and writer, read at scrape time."""
         self._registry.register(BufferGauges(snapshot))
 
-    def watch_partitions(self, snapshot: Callable[[], tuple[int, int]]) -> None:
-        """Export (partitions held, replay window size), read at scrape time."""
-        self._registry.register(PartitionGauges(snapshot))
+    def watch_partitions(self, partitions: int, snapshot: Callable[[], tuple[int, int]]) -> None:
+        """Export the store's partitions and (partitions held, replay window size), read at
+        scrape time."""
+        self._registry.register(PartitionGauges(partitions, snapshot))
 
     def observe_stuck(self, counts: Mapping[tuple[str, str], int]) -> None:
         """Tasks still stuck after reconciliation, by (name, queue) — from ``Reconciler``."""

@@ -10,14 +10,25 @@
 -- lookup finds where a score lives, so adding, moving and removing an entry stay O(log n).
 -- A segment is named by the script that creates it (seg_prefix .. id .. ':' .. directory); the
 -- number of entries of every index is kept in one hash per partition (sizes_key), so a count of
--- a whole index costs no walk. Scores go to Redis as the strings they came as (a Lua number
+-- a whole index costs no walk, and each segment's in a hash per index (cards_key: segment id ->
+-- entries), so a count over a window reads the cards of the segments inside it in one HMGET
+-- instead of a call per segment. Scores go to Redis as the strings they came as (a Lua number
 -- would be cut to 14 digits).
 
 local function segmented_indexes(seg_prefix, sizes_key)
   local cache = {}  -- directory -> the segment last used (valid until a split or removal)
   local sizes = {}  -- directory -> entries added minus removed by this call
+  local cards = {}  -- directory -> segment id -> its entries now (0: gone), written at flush
 
   local function segment_key(dir, id) return seg_prefix .. id .. ':' .. dir end
+  -- ids start with a digit or a sign, so no segment is named "cards"
+  local function cards_key(dir) return seg_prefix .. 'cards:' .. dir end
+
+  local function set_card(dir, id, n)
+    local of = cards[dir]
+    if not of then of = {}; cards[dir] = of end
+    of[id] = n
+  end
 
   local function resize(dir, n)
     if n ~= 0 then sizes[dir] = (sizes[dir] or 0) + n end
@@ -48,7 +59,7 @@ local function segmented_indexes(seg_prefix, sizes_key)
     while redis.call('EXISTS', segment_key(dir, id)) == 1 do id = id .. "'" end
     redis.call('ZADD', dir, lo_str, id)
     cache[dir] = nil
-    return segment_key(dir, id)
+    return id, segment_key(dir, id)
   end
 
   -- Move the upper half of a full segment to a new one, at a score boundary (equal scores stay
@@ -68,27 +79,29 @@ local function segmented_indexes(seg_prefix, sizes_key)
       pairs_[#pairs_ + 1] = moved[i + 1]
       pairs_[#pairs_ + 1] = moved[i]
     end
-    redis.call('ZADD', new_segment(dir, mid), unpack(pairs_))
+    local id, key = new_segment(dir, mid)
+    redis.call('ZADD', key, unpack(pairs_))
     redis.call('ZREMRANGEBYSCORE', c.key, mid, '+inf')
+    set_card(dir, id, #moved / 2)
+    set_card(dir, c.id, c.card - #moved / 2)
+  end
+
+  local function add_to_new(dir, member, s_str)
+    local id, key = new_segment(dir, s_str)
+    redis.call('ZADD', key, s_str, member)
+    set_card(dir, id, 1)
+    resize(dir, 1)
   end
 
   local function add(dir, member, s_str)
     local s = tonumber(s_str)
     local c = segment_for(dir, s, s_str)
-    if not c then
-      redis.call('ZADD', new_segment(dir, s_str), s_str, member)
-      resize(dir, 1)
-      return
-    end
+    if not c then return add_to_new(dir, member, s_str) end
     if c.card >= SEGMENT_MAX and s > c.lo then
       -- past the newest entry of a full segment (the usual case: tasks arrive in time order):
       -- a new segment, so segments fill up instead of splitting in halves
       local top = redis.call('ZRANGE', c.key, -1, -1, 'WITHSCORES')[2]
-      if s > tonumber(top) then
-        redis.call('ZADD', new_segment(dir, s_str), s_str, member)
-        resize(dir, 1)
-        return
-      end
+      if s > tonumber(top) then return add_to_new(dir, member, s_str) end
     end
     local added = redis.call('ZADD', c.key, s_str, member)
     if s < c.lo then  -- below every segment: the first one now starts at s
@@ -97,6 +110,7 @@ local function segmented_indexes(seg_prefix, sizes_key)
     end
     c.card = c.card + added
     resize(dir, added)
+    set_card(dir, c.id, c.card)
     if c.card > SEGMENT_MAX then
       split(dir, c)
       cache[dir] = nil
@@ -109,6 +123,7 @@ local function segmented_indexes(seg_prefix, sizes_key)
     local removed = redis.call('ZREM', c.key, member)
     c.card = c.card - removed
     resize(dir, -removed)
+    set_card(dir, c.id, c.card)
     if c.card <= 0 then  -- Redis deleted the empty segment: forget it
       redis.call('ZREM', dir, c.id)
       cache[dir] = nil
@@ -122,7 +137,15 @@ local function segmented_indexes(seg_prefix, sizes_key)
         if redis.call('HINCRBY', sizes_key, dir, n) <= 0 then redis.call('HDEL', sizes_key, dir) end
       end
     end
-    sizes = {}
+    for dir, of in pairs(cards) do
+      local set, gone = {}, {}
+      for id, n in pairs(of) do
+        if n > 0 then set[#set + 1] = id; set[#set + 1] = n else gone[#gone + 1] = id end
+      end
+      if #set > 0 then redis.call('HSET', cards_key(dir), unpack(set)) end
+      if #gone > 0 then redis.call('HDEL', cards_key(dir), unpack(gone)) end
+    end
+    sizes, cards = {}, {}
   end
 
   -- Segments of an index in score order (desc = newest first), from the one holding `from`
@@ -160,6 +183,6 @@ local function segmented_indexes(seg_prefix, sizes_key)
     end
   end
 
-  return { add = add, remove = remove, resize = resize, flush = flush,
-           each_segment = each_segment, segment_key = segment_key }
+  return { add = add, remove = remove, resize = resize, set_card = set_card, flush = flush,
+           each_segment = each_segment, segment_key = segment_key, cards_key = cards_key }
 end

@@ -101,7 +101,8 @@ class Collector:
         )
         if self.leases is not None:
             leases = self.leases
-            self.metrics.watch_partitions(lambda: (len(leases.held), leases.waiting))
+            self.metrics.watch_partitions(self.keys.partitions,
+                                          lambda: (len(leases.held), leases.waiting))
         self.pipeline = Pipeline(
             self.store, self.reader, self.buffer, self.metrics,
             batch_size=settings.batch_size, batch_interval=settings.batch_interval_ms / 1000,

@@ -514,74 +514,146 @@ end
 -- One group per fingerprint (keys.py): count, first/last seen, exception type, a sample
 -- message, the latest example task, the task names seen, and failures per hour in
 -- FAILURE_HOUR_SLOTS slots (field h<hour mod slots> = "<hour start>:<count>", reused a day
--- later). Two calls per group and one ZADD: this runs for every failure. Atomic, so
+-- later). Two calls per group (HMGET, HSET), then one ZADD for all the batch's groups and one
+-- SADD per exception type of the new ones. This runs for every failure, and when each
+-- failure of a batch is in another group (the worst case) the per-group work is most of what
+-- grouping costs: so a group of one name and one hour (the common case) allocates no set of
+-- either, and a name the group already has is found without splitting its names. Atomic, so
 -- reading the count and writing it back is exact.
+
+-- Whether ``s`` is one of the lines of ``list``.
+local function has_line(list, s)
+  if list == s then return true end
+  local from, last = 1, #list
+  while true do
+    local at = string.find(list, s, from, true)
+    if not at then return false end
+    local after = at + #s
+    if (at == 1 or string.byte(list, at - 1) == 10)
+        and (after > last or string.byte(list, after) == 10) then
+      return true
+    end
+    from = at + 1
+  end
+end
+
 -- A group's names field with ``adding`` (a set) merged in, or nil when nothing is new; sorted,
 -- so the value does not depend on which name failed first.
 local function names_with(current, adding)
-  local known, names, added = {}, {}, false
-  for name in string.gmatch(current or '', '[^\n]+') do known[name] = true end
+  local new = false
   for name in pairs(adding) do
-    if not known[name] then known[name], added = true, true end
+    if not current or not has_line(current, name) then new = true; break end
   end
-  if not added then return nil end
+  if not new then return nil end
+  local known, names = {}, {}
+  for name in string.gmatch(current or '', '[^\n]+') do known[name] = true end
+  for name in pairs(adding) do known[name] = true end
   for name in pairs(known) do names[#names + 1] = name end
   table.sort(names)
   return table.concat(names, '\n')
 end
 
-local function flush_failures()
+-- ``cmd key [flag] args...`` in calls of at most UNPACK_MAX arguments: unpack's limit is
+-- Lua's C stack (8,000), and a rebuild's batch may hold thousands of groups.
+local UNPACK_MAX = 2000
+local function call_chunked(cmd, key, flag, args)
+  for from = 1, #args, UNPACK_MAX do
+    local to = math.min(from + UNPACK_MAX - 1, #args)
+    if flag then redis.call(cmd, key, flag, unpack(args, from, to))
+    else redis.call(cmd, key, unpack(args, from, to)) end
+  end
+end
+
+local SLOT_FIELD = {}
+for i = 0, FAILURE_HOUR_SLOTS - 1 do SLOT_FIELD[i] = 'h' .. i end
+
+-- The batch's failures folded per group: g.name / g.hour while there is one of each, the
+-- sets g.names / g.hours (hour -> count) from the second.
+local function batch_groups()
   local groups, order = {}, {}
   for _, f in ipairs(failures) do
     local g = groups[f.fp]
-    if not g then
-      g = { count = 0, first = f.ts, first_s = f.ts_s, last = f.ts, last_s = f.ts_s,
-            example = f.id, exc = f.exc, message = f.message, names = {}, hours = {} }
-      groups[f.fp] = g
-      order[#order + 1] = f.fp
-    end
-    g.count = g.count + 1
-    if f.ts < g.first then g.first, g.first_s = f.ts, f.ts_s end
-    if f.ts > g.last or (f.ts == g.last and f.id > g.example) then
-      g.last, g.last_s, g.example, g.message = f.ts, f.ts_s, f.id, f.message
-    end
     local name = tasks[f.id].t.name
-    if name then g.names[name] = true end
     local hour = math.floor(f.ts / 3600)
-    g.hours[hour] = (g.hours[hour] or 0) + 1
+    if not g then
+      groups[f.fp] = { count = 1, first = f.ts, first_s = f.ts_s, last = f.ts, last_s = f.ts_s,
+        example = f.id, exc = f.exc, message = f.message, name = name, hour = hour,
+        hour_n = 1 }
+      order[#order + 1] = f.fp
+    else
+      g.count = g.count + 1
+      if f.ts < g.first then g.first, g.first_s = f.ts, f.ts_s end
+      if f.ts > g.last or (f.ts == g.last and f.id > g.example) then
+        g.last, g.last_s, g.example, g.message = f.ts, f.ts_s, f.id, f.message
+      end
+      if name and name ~= g.name then
+        if not g.name then g.name = name
+        else
+          g.names = g.names or { [g.name] = true }
+          g.names[name] = true
+        end
+      end
+      if hour == g.hour and not g.hours then g.hour_n = g.hour_n + 1
+      else
+        g.hours = g.hours or { [g.hour] = g.hour_n }
+        g.hours[hour] = (g.hours[hour] or 0) + 1
+      end
+    end
   end
+  return groups, order
+end
+
+local function flush_failures()
+  local groups, order = batch_groups()
+  local last_seen, new_of_type = {}, {}
   for _, fp in ipairs(order) do
     local g, gkey = groups[fp], T_FAIL_GROUP .. fp
-    local read, hours = { 'first', 'last', 'count', 'names' }, {}
-    for hour in pairs(g.hours) do
-      hours[#hours + 1] = hour
-      read[#read + 1] = 'h' .. (hour % FAILURE_HOUR_SLOTS)
+    local hours = g.hours or { [g.hour] = g.hour_n }
+    local read, slot_hours = { 'first', 'last', 'count', 'names', 'example' }, {}
+    for hour in pairs(hours) do
+      slot_hours[#slot_hours + 1] = hour
+      read[#read + 1] = SLOT_FIELD[hour % FAILURE_HOUR_SLOTS]
     end
-    read[#read + 1] = 'example'
     local cur = redis.call('HMGET', gkey, unpack(read))
-    local hset = { 'exception', g.exc, 'count', tostring((tonumber(cur[3]) or 0) + g.count) }
+    local hset = { 'count', tostring((tonumber(cur[3]) or 0) + g.count) }
+    if not cur[1] then
+      -- a new group (or one the sweep forgot): its type never changes, written once
+      hset[3] = 'exception'; hset[4] = g.exc
+      local fps = new_of_type[g.exc]
+      if not fps then fps = {}; new_of_type[g.exc] = fps end
+      fps[#fps + 1] = fp
+    end
     if not cur[1] or g.first < tonumber(cur[1]) then
       hset[#hset + 1] = 'first'; hset[#hset + 1] = g.first_s
     end
     -- the latest failure is the example, ties broken by task id: the same in any order
     local cur_last = cur[2] and tonumber(cur[2])
-    if not cur_last or g.last > cur_last or (g.last == cur_last and g.example > cur[#read]) then
+    if not cur_last or g.last > cur_last or (g.last == cur_last and g.example > cur[5]) then
       hset[#hset + 1] = 'last'; hset[#hset + 1] = g.last_s
       hset[#hset + 1] = 'example'; hset[#hset + 1] = g.example
       hset[#hset + 1] = 'message'; hset[#hset + 1] = string.sub(g.message, 1, 200)
     end
-    for i, hour in ipairs(hours) do
-      local start = string.format('%d', hour * 3600)
-      local slot_start, slot_count = string.match(cur[4 + i] or '', '^(%d+):(%d+)$')
-      local n = g.hours[hour] + (slot_start == start and tonumber(slot_count) or 0)
-      hset[#hset + 1] = read[4 + i]; hset[#hset + 1] = start .. ':' .. n
+    for i, hour in ipairs(slot_hours) do
+      -- the slot counts on when it holds this hour ("<hour start>:<count>"), else restarts
+      local prefix = string.format('%d', hour * 3600) .. ':'
+      local slot, n = cur[5 + i], hours[hour]
+      if slot and string.sub(slot, 1, #prefix) == prefix then
+        n = n + (tonumber(string.sub(slot, #prefix + 1)) or 0)
+      end
+      hset[#hset + 1] = read[5 + i]; hset[#hset + 1] = prefix .. n
     end
-    local names = names_with(cur[4], g.names)
+    local names
+    if g.names then names = names_with(cur[4], g.names)
+    elseif g.name and not (cur[4] and has_line(cur[4], g.name)) then
+      names = names_with(cur[4], { [g.name] = true })
+    end
     if names then hset[#hset + 1] = 'names'; hset[#hset + 1] = names end
     redis.call('HSET', gkey, unpack(hset))
-    redis.call('ZADD', K_FAIL_GROUPS, 'GT', g.last_s, fp)
-    if not cur[1] then redis.call('SADD', T_FAIL_EXC .. g.exc, fp) end
+    last_seen[#last_seen + 1] = g.last_s
+    last_seen[#last_seen + 1] = fp
   end
+  call_chunked('ZADD', K_FAIL_GROUPS, 'GT', last_seen)
+  for exc, fps in pairs(new_of_type) do call_chunked('SADD', T_FAIL_EXC .. exc, nil, fps) end
 end
 
 local out = {}

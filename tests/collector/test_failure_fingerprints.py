@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import re
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from event_collector.failures import (
+    _HAS_DIGIT,
+    _IN_WORD,
     FINGERPRINT_PATTERN,
     UNKNOWN_TYPE,
+    _mask,
+    _masked_word,
     exception_type,
     failure_of,
     normalise_message,
@@ -63,3 +70,19 @@ def test_type_is_read_from_repr_dotted_name_and_colon_form() -> None:
 
 def test_fingerprint_is_sixteen_hex_characters() -> None:
     assert re.match(FINGERPRINT_PATTERN, failure_of("ValueError()").fingerprint)
+
+
+@given(
+    st.one_of(
+        st.integers(0, 10**40).map(str),
+        st.integers(0, 10**12).map(lambda n: str(n).zfill(8)),
+        st.uuids().map(str),
+        st.uuids().map(lambda u: str(u).upper()),
+        st.uuids().map(lambda u: u.hex),
+        st.text("0123456789abcdefxX-+.e:()_", min_size=1, max_size=40),
+    )
+)
+def test_the_fast_paths_for_id_words_mask_as_the_regex_does(word: str) -> None:
+    """_masked_word skips the regex for all-digit words and canonical UUIDs: same result."""
+    if _HAS_DIGIT(word):
+        assert _masked_word(word) == _IN_WORD.sub(_mask, word)

@@ -99,6 +99,9 @@ def test_two_collectors_share_the_partitions_and_their_metrics_sum_exactly(
         held = [metric_sum(http_get(env, "/metrics")[1], "taskpulse_partitions_held")
                 for env in envs]
         assert held == [4, 4]
+        # what TaskpulsePartitionsUnheld compares the held ones with
+        assert [metric_sum(http_get(env, "/metrics")[1], "taskpulse_partitions")
+                for env in envs] == [8, 8]
     finally:
         for proc in procs:
             proc.stop()

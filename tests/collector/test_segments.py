@@ -28,7 +28,8 @@ def model_range(model: dict[str, float], low: float, high: float) -> list[tuple[
 
 
 async def segments_of(redis: Redis, keys: Keys) -> list[bytes]:
-    return [key async for key in redis.scan_iter(match=keys.index_segment_prefix + "*:*")]
+    return [key async for key in redis.scan_iter(match=keys.index_segment_prefix + "*:*",
+                                                  _type="zset")]
 
 
 async def churn(indexes: Indexes, rng: random.Random, n: int) -> dict[str, float]:

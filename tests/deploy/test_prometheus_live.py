@@ -68,9 +68,12 @@ GRAFANA_VALUES = {
 REDIS_EXPORTER = shutil.which("prometheus-redis-exporter") or shutil.which("redis_exporter")
 REDIS_JOB = "redis"
 # Metrics nothing in this run can produce, and why. Everything else must return data.
-NOT_SERVED_HERE = (
-    {} if REDIS_EXPORTER else {"redis_memory_used_bytes": "redis_exporter is not installed"}
-)
+NOT_SERVED_HERE = {
+    **({} if REDIS_EXPORTER else {"redis_memory_used_bytes": "redis_exporter is not installed"}),
+    # the stack's collectors are a hot-standby pair on one partition: no leases to export
+    # (tests/collector/test_partition_leases.py scrapes them on 8 partitions)
+    "taskpulse_partitions_held": "one partition here",
+}
 # Queries known to be empty on real data because of a defect elsewhere. The test fails once they
 # return data, so the entry cannot outlive the fix.
 KNOWN_EMPTY: dict[str, str] = {}
@@ -278,6 +281,8 @@ def test_every_dashboard_query_returns_data(stack: Stack) -> None:
 def test_every_alert_signal_returns_data_with_the_labels_its_text_uses(stack: Stack) -> None:
     problems = []
     for rule in alert_rules():
+        if any(metric in rule["expr"] for metric in NOT_SERVED_HERE):
+            continue
         labels = set(re.findall(r"\$labels\.(\w+)", json.dumps(rule["annotations"])))
         for part in signals(rule["expr"]):
             result = query(stack, part)
