@@ -14,6 +14,22 @@
 -- entries), so a count over a window reads the cards of the segments inside it in one HMGET
 -- instead of a call per segment. Scores go to Redis as the strings they came as (a Lua number
 -- would be cut to 14 digits).
+--
+-- A segment stores each score negated (`negated`): a listpack is kept in ascending order and a
+-- ZADD walks it from the head, parsing every score it passes, so with tasks arriving in time
+-- order the newest entry would walk the whole segment; negated, it goes in at the head (half
+-- the Redis CPU of an index write). Directories keep the real scores; readers (index.lua) see
+-- real scores and bounds.
+
+-- The score (or ZRANGE BYSCORE bound) of the other sign, as a string: exact, no parsing.
+local function negated(score)
+  if score == '+inf' then return '-inf' end
+  if score == '-inf' then return '+inf' end
+  local open = ''
+  if string.sub(score, 1, 1) == '(' then open, score = '(', string.sub(score, 2) end
+  if string.sub(score, 1, 1) == '-' then return open .. string.sub(score, 2) end
+  return open .. '-' .. score
+end
 
 local function segmented_indexes(seg_prefix, sizes_key)
   local cache = {}  -- directory -> the segment last used (valid until a split or removal)
@@ -64,31 +80,33 @@ local function segmented_indexes(seg_prefix, sizes_key)
 
   -- Move the upper half of a full segment to a new one, at a score boundary (equal scores stay
   -- together, so a score still has one place). A segment of one score cannot split: it grows.
+  -- (Stored scores are negated: the newest entries come first, the lowest real score last.)
   local function split(dir, c)
     local mid = redis.call('ZRANGE', c.key, math.floor(c.card / 2), math.floor(c.card / 2),
                            'WITHSCORES')[2]
-    local lowest = redis.call('ZRANGE', c.key, 0, 0, 'WITHSCORES')[2]
+    local lowest = redis.call('ZRANGE', c.key, -1, -1, 'WITHSCORES')[2]
     if tonumber(mid) == tonumber(lowest) then
-      mid = redis.call('ZRANGE', c.key, '(' .. mid, '+inf', 'BYSCORE', 'LIMIT', 0, 1,
+      mid = redis.call('ZRANGE', c.key, '(' .. mid, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1,
                        'WITHSCORES')[2]
       if not mid then return end
     end
-    local moved = redis.call('ZRANGE', c.key, mid, '+inf', 'BYSCORE', 'WITHSCORES')
+    -- the entries scored mid and above (real), stored as -mid and below
+    local moved = redis.call('ZRANGE', c.key, '-inf', mid, 'BYSCORE', 'WITHSCORES')
     local pairs_ = {}
     for i = 1, #moved, 2 do
       pairs_[#pairs_ + 1] = moved[i + 1]
       pairs_[#pairs_ + 1] = moved[i]
     end
-    local id, key = new_segment(dir, mid)
+    local id, key = new_segment(dir, negated(mid))
     redis.call('ZADD', key, unpack(pairs_))
-    redis.call('ZREMRANGEBYSCORE', c.key, mid, '+inf')
+    redis.call('ZREMRANGEBYSCORE', c.key, '-inf', mid)
     set_card(dir, id, #moved / 2)
     set_card(dir, c.id, c.card - #moved / 2)
   end
 
   local function add_to_new(dir, member, s_str)
     local id, key = new_segment(dir, s_str)
-    redis.call('ZADD', key, s_str, member)
+    redis.call('ZADD', key, negated(s_str), member)
     set_card(dir, id, 1)
     resize(dir, 1)
   end
@@ -100,10 +118,10 @@ local function segmented_indexes(seg_prefix, sizes_key)
     if c.card >= SEGMENT_MAX and s > c.lo then
       -- past the newest entry of a full segment (the usual case: tasks arrive in time order):
       -- a new segment, so segments fill up instead of splitting in halves
-      local top = redis.call('ZRANGE', c.key, -1, -1, 'WITHSCORES')[2]
-      if s > tonumber(top) then return add_to_new(dir, member, s_str) end
+      local top = -tonumber(redis.call('ZRANGE', c.key, 0, 0, 'WITHSCORES')[2])
+      if s > top then return add_to_new(dir, member, s_str) end
     end
-    local added = redis.call('ZADD', c.key, s_str, member)
+    local added = redis.call('ZADD', c.key, negated(s_str), member)
     if s < c.lo then  -- below every segment: the first one now starts at s
       redis.call('ZADD', dir, s_str, c.id)
       c.lo = s
@@ -184,5 +202,6 @@ local function segmented_indexes(seg_prefix, sizes_key)
   end
 
   return { add = add, remove = remove, resize = resize, set_card = set_card, flush = flush,
-           each_segment = each_segment, segment_key = segment_key, cards_key = cards_key }
+           each_segment = each_segment, segment_key = segment_key, cards_key = cards_key,
+           negated = negated }
 end
