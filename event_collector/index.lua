@@ -1,7 +1,7 @@
 -- Reads and upkeep of segmented indexes (segments.lua, segments.py), for one partition a call.
 --
 -- KEYS     index directories (all of one partition: one hash slot)
--- ARGV[1]  the operation, ARGV[2] the partition's segment prefix, ARGV[3] its sizes hash
+-- ARGV[1]  the operation, ARGV[2] the partition's segment prefix, ARGV[3] its index summaries
 --
 -- "range" max min limit order   per index up to `limit` entries with min <= score <= max
 --          (ZRANGE BYSCORE bounds: "(x", "+inf", ...), order "desc" (newest first) or "asc";
@@ -141,7 +141,7 @@ end
 -- A window over most of an index is counted as the whole index (its kept size) less what lies
 -- outside it: a count walks at most half of the segments.
 local function count(dir, min_s, max_s)
-  local size = tonumber(redis.call('HGET', ARGV[3], dir)) or 0
+  local size = indexes.size_of(dir)
   if min_s == '-inf' and max_s == '+inf' then return size end
   if redis.call('ZCOUNT', dir, min_s, max_s) * 2 <= redis.call('ZCARD', dir) then
     return count_walking(dir, min_s, max_s)
@@ -162,8 +162,7 @@ local function trim(dir, cutoff_s)
       n = redis.call('ZREMRANGEBYSCORE', seg.key, negated('(' .. cutoff_s), '+inf')
     end
     local left = whole and 0 or redis.call('ZCARD', seg.key)
-    if left == 0 then redis.call('ZREM', dir, seg.id) end
-    indexes.set_card(dir, seg.id, left)
+    if left == 0 then indexes.segment_gone(dir, seg.id) else indexes.set_card(dir, seg.id, left) end
     removed = removed + n
   end
   indexes.each_segment(dir, nil, false, 64, function(seg)
