@@ -1,7 +1,7 @@
 -- Reads and upkeep of segmented indexes (segments.lua, segments.py), for one partition a call.
 --
 -- KEYS     index directories (all of one partition: one hash slot)
--- ARGV[1]  the operation, ARGV[2] the partition's segment prefix, ARGV[3] its sizes hash
+-- ARGV[1]  the operation, ARGV[2] the partition's segment prefix, ARGV[3] its index summaries
 --
 -- "range" max min limit order   per index up to `limit` entries with min <= score <= max
 --          (ZRANGE BYSCORE bounds: "(x", "+inf", ...), order "desc" (newest first) or "asc";
@@ -18,6 +18,18 @@
 --          before indexes were segmented: its first member names no segment), else 0
 
 local op, indexes = ARGV[1], segmented_indexes(ARGV[2], ARGV[3])
+local negated = indexes.negated  -- segments store scores negated (segments.lua)
+
+-- A segment's ZRANGE ... WITHSCORES reply appended to `out` with real scores, in the order
+-- given (or reversed).
+local function append_real(out, r, reverse)
+  local from, to, step = 1, #r - 1, 2
+  if reverse then from, to, step = #r - 1, 1, -2 end
+  for i = from, to, step do
+    out[#out + 1] = r[i]
+    out[#out + 1] = negated(r[i + 1])
+  end
+end
 
 local function number(bound)
   if bound == '+inf' then return math.huge end
@@ -30,19 +42,54 @@ local function finite(n)
   return n
 end
 
+-- Up to `need` entries of one segment between two stored (negated) bounds, `rev` = walking the
+-- stored order backwards, with equal scores in the member order one sorted set of real scores
+-- gives (read.py's cursor counts on it): descending members when newest first. The stored order
+-- has them the other way round, so each run of equal scores is flipped, and a run the limit
+-- cuts is read whole first (a score lives in one segment).
+local function segment_slice(key, from_b, to_b, rev, need)
+  local r
+  if rev then
+    r = redis.call('ZRANGE', key, from_b, to_b, 'BYSCORE', 'REV', 'LIMIT', 0, need + 1,
+                   'WITHSCORES')
+  else
+    r = redis.call('ZRANGE', key, from_b, to_b, 'BYSCORE', 'LIMIT', 0, need + 1, 'WITHSCORES')
+  end
+  if #r > 2 * need and r[2 * need + 2] == r[2 * need] then
+    local cut = r[2 * need]
+    local run = redis.call('ZRANGE', key, cut, cut, 'BYSCORE', 'WITHSCORES')
+    local whole = {}
+    for i = 1, #r, 2 do
+      if r[i + 1] ~= cut then whole[#whole + 1] = r[i]; whole[#whole + 1] = r[i + 1] end
+    end
+    local from, to, step = 1, #run - 1, 2
+    if rev then from, to, step = #run - 1, 1, -2 end
+    for i = from, to, step do whole[#whole + 1] = run[i]; whole[#whole + 1] = run[i + 1] end
+    r = whole
+  end
+  local flipped, at = {}, 1
+  while at <= #r do
+    local last = at
+    while last + 2 <= #r and r[last + 3] == r[at + 1] do last = last + 2 end
+    for i = last, at, -2 do flipped[#flipped + 1] = r[i]; flipped[#flipped + 1] = r[i + 1] end
+    at = last + 2
+  end
+  for i = #flipped, 2 * need + 1, -1 do flipped[i] = nil end
+  return flipped
+end
+
 local function range(dir, max_s, min_s, limit, desc)
   local out, need = {}, limit
   local max_n, min_n = number(max_s), number(min_s)
   indexes.each_segment(dir, finite(desc and max_n or min_n), desc, 16, function(seg)
     local r
-    if desc then
-      r = redis.call('ZRANGE', seg.key, max_s, min_s, 'BYSCORE', 'REV', 'LIMIT', 0, need,
-                     'WITHSCORES')
+    if desc then  -- newest first: the stored (negated) order
+      r = segment_slice(seg.key, negated(max_s), negated(min_s), false, need)
     else
       if seg.lo > max_n then return true end
-      r = redis.call('ZRANGE', seg.key, min_s, max_s, 'BYSCORE', 'LIMIT', 0, need, 'WITHSCORES')
+      r = segment_slice(seg.key, negated(min_s), negated(max_s), true, need)
     end
-    for _, v in ipairs(r) do out[#out + 1] = v end
+    append_real(out, r)
     need = need - #r / 2
     return need <= 0 or (desc and seg.lo <= min_n)
   end)
@@ -72,14 +119,16 @@ local function count_walking(dir, min_s, max_s)
     local at = string.format('%.17g', min_n)
     local first = redis.call('ZRANGE', dir, at, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1)[1]
     if first then
-      total = redis.call('ZCOUNT', indexes.segment_key(dir, first), min_s, max_s)
+      total = redis.call('ZCOUNT', indexes.segment_key(dir, first), negated(max_s),
+                         negated(min_s))
     end
     lower = '(' .. at
   end
   local inner = redis.call('ZRANGE', dir, lower, max_s, 'BYSCORE')
   if #inner == 0 then return total end
   local last = table.remove(inner)
-  total = total + redis.call('ZCOUNT', indexes.segment_key(dir, last), min_s, max_s)
+  total = total + redis.call('ZCOUNT', indexes.segment_key(dir, last), negated(max_s),
+                             negated(min_s))
   return total + sum_cards(dir, inner)
 end
 
@@ -92,7 +141,7 @@ end
 -- A window over most of an index is counted as the whole index (its kept size) less what lies
 -- outside it: a count walks at most half of the segments.
 local function count(dir, min_s, max_s)
-  local size = tonumber(redis.call('HGET', ARGV[3], dir)) or 0
+  local size = indexes.size_of(dir)
   if min_s == '-inf' and max_s == '+inf' then return size end
   if redis.call('ZCOUNT', dir, min_s, max_s) * 2 <= redis.call('ZCARD', dir) then
     return count_walking(dir, min_s, max_s)
@@ -110,11 +159,10 @@ local function trim(dir, cutoff_s)
       n = redis.call('ZCARD', seg.key)
       redis.call('DEL', seg.key)
     else
-      n = redis.call('ZREMRANGEBYSCORE', seg.key, '-inf', '(' .. cutoff_s)
+      n = redis.call('ZREMRANGEBYSCORE', seg.key, negated('(' .. cutoff_s), '+inf')
     end
     local left = whole and 0 or redis.call('ZCARD', seg.key)
-    if left == 0 then redis.call('ZREM', dir, seg.id) end
-    indexes.set_card(dir, seg.id, left)
+    if left == 0 then indexes.segment_gone(dir, seg.id) else indexes.set_card(dir, seg.id, left) end
     removed = removed + n
   end
   indexes.each_segment(dir, nil, false, 64, function(seg)
@@ -151,9 +199,7 @@ elseif op == 'page' then
   indexes.each_segment(KEYS[1], after ~= '' and tonumber(after) or nil, false, 16,
     function(seg)
       if after ~= '' and seg.lo <= tonumber(after) then return false end
-      for _, v in ipairs(redis.call('ZRANGE', seg.key, 0, -1, 'WITHSCORES')) do
-        out[#out + 1] = v
-      end
+      append_real(out, redis.call('ZRANGE', seg.key, 0, -1, 'WITHSCORES'), true)
       out[1] = string.format('%.17g', seg.lo)
       return #out - 1 >= max * 2
     end)

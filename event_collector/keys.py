@@ -56,8 +56,8 @@ less per entry, any other id as it is; ``task_ids.task_id_of`` reads it back)
   ``P seg:<id>:<the index key>`` of at most INDEX_SEGMENT_MAX entries, each holding the scores
   from its directory score up to the next one's. Small sorted sets stay listpacks (~50 B an
   entry instead of ~130 B): a task's four entries were a third of its memory.
-  P seg:sizes            HASH     index key -> its number of entries (a whole-index count
-                                  without a walk)
+  P seg:summary          HASH     index key -> "<entries> <newest segment id> <its start>
+                                  <its entries>" (segments.size_of reads the count)
   P seg:cards:<index>    HASH     segment id -> its number of entries (a count over a time
                                   window reads the segments inside it in one HMGET)
   P idx:state:<STATE>    ZSET     tasks currently in STATE (moved on every state change)
@@ -341,8 +341,9 @@ class Keys(msgspec.Struct, frozen=True):
         return f"{self._partition_base}seg:"
 
     @property
-    def index_sizes(self) -> str:
-        return f"{self._partition_base}seg:sizes"
+    def index_summaries(self) -> str:
+        """Per index of this partition: its entries and its newest segment (segments.lua)."""
+        return f"{self._partition_base}seg:summary"
 
     def index_migration(self, index: str) -> str:
         """Where a plain index written before segmentation waits while it is converted
@@ -523,7 +524,7 @@ class Keys(msgspec.Struct, frozen=True):
             self.counters_template("hour"), self.counters_template("day"), self.worker(""),
             self.worker_dedup(""), self.counters_total, self.index_stateless, self.workers,
             self.index_fingerprint(""), self.failure_group(""), self.failure_exception(""),
-            self.failure_groups, self.index_segment_prefix, self.index_sizes,
+            self.failure_groups, self.index_segment_prefix, self.index_summaries,
         ]  # fmt: skip
 
 

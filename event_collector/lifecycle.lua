@@ -14,7 +14,7 @@
 --   parent_id root_id as the caller read them
 --   (index keys are built from them, so they must still be current: else "changed", re-read);
 --   OP[8] "1" to refuse unfinished tasks; OP[9] audit event JSON ("" = append none);
---   OP[10] the partition's index segment prefix, OP[11] its index sizes hash (KEYS[3..14]
+--   OP[10] the partition's index segment prefix, OP[11] its index summaries (KEYS[3..14]
 --   are segmented: segments.lua); OP[12..] the finished states (events.py READY_STATES).
 --   Returns {"ok"} | {"missing"} | {"unfinished", state} | {"changed"}.
 --   Counters are history and stay; the task's own idx:children:/idx:root: stay too, because

@@ -106,7 +106,7 @@ class TaskLifecycle:
                     *(ident[f] for f in _IDENTITY_FIELDS),
                     "1" if only_finished else "0",
                     self.stream.encode(audit) if audit is not None else "",
-                    k.index_segment_prefix, k.index_sizes, *_FINISHED,
+                    k.index_segment_prefix, k.index_summaries, *_FINISHED,
                 ],
             )  # fmt: skip
             status = text(reply[0])

@@ -62,7 +62,7 @@ from event_collector.records import (
 )
 from event_collector.replies import hash_text, integer, number, text
 from event_collector.scripts import run_many
-from event_collector.segments import Indexes
+from event_collector.segments import Indexes, size_of
 from event_collector.stored import decode_stored
 from event_collector.task_ids import task_id_of
 from event_collector.workers import worker_info
@@ -482,13 +482,13 @@ class EventReader:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self.keys.queues)
             for k in self._partitions:
-                pipe.hmget(k.index_sizes, [k.index_stateless,
-                                           *(k.index_state(state) for state in STATES)])
+                pipe.hmget(k.index_summaries, [k.index_stateless,
+                                               *(k.index_state(state) for state in STATES)])
                 pipe.hgetall(k.counters_total)
             queues, *replies = await pipe.execute()
         results: list[Any] = []
         for sizes, totals in zip(replies[0::2], replies[1::2], strict=True):
-            results += [*(int(n or 0) for n in sizes), totals]
+            results += [*(size_of(summary) for summary in sizes), totals]
         stored = 0
         by_state_raw = [0] * len(STATES)
         events_total: dict[str, int] = dict.fromkeys(KINDS, 0)

@@ -8,30 +8,67 @@
 -- four index entries of a task are a third of its memory). Segment i holds exactly the entries
 -- whose score is in [its directory score, the next segment's directory score): one directory
 -- lookup finds where a score lives, so adding, moving and removing an entry stay O(log n).
--- A segment is named by the script that creates it (seg_prefix .. id .. ':' .. directory); the
--- number of entries of every index is kept in one hash per partition (sizes_key), so a count of
--- a whole index costs no walk, and each segment's in a hash per index (cards_key: segment id ->
--- entries), so a count over a window reads the cards of the segments inside it in one HMGET
--- instead of a call per segment. Scores go to Redis as the strings they came as (a Lua number
+-- A segment is named by the script that creates it (seg_prefix .. id .. ':' .. directory).
+-- One hash per partition (summary_key) keeps per index "<entries> <newest segment's id> <its
+-- directory score> <its entries>": a count of a whole index costs no walk, and an entry newer
+-- than the newest segment's start (nearly every write: tasks arrive in time order) finds its
+-- segment with that one HGET instead of three directory reads. Each segment's number of
+-- entries is also in a hash per index (cards_key: segment id -> entries), so a count over a
+-- window reads the cards of the segments inside it in one HMGET. Scores go to Redis as the strings they came as (a Lua number
 -- would be cut to 14 digits).
+--
+-- A segment stores each score negated (`negated`): a listpack is kept in ascending order and a
+-- ZADD walks it from the head, parsing every score it passes, so with tasks arriving in time
+-- order the newest entry would walk the whole segment; negated, it goes in at the head (half
+-- the Redis CPU of an index write). Directories keep the real scores; readers (index.lua) see
+-- real scores and bounds.
 
-local function segmented_indexes(seg_prefix, sizes_key)
-  local cache = {}  -- directory -> the segment last used (valid until a split or removal)
-  local sizes = {}  -- directory -> entries added minus removed by this call
-  local cards = {}  -- directory -> segment id -> its entries now (0: gone), written at flush
+-- The score (or ZRANGE BYSCORE bound) of the other sign, as a string: exact, no parsing.
+local function negated(score)
+  if score == '+inf' then return '-inf' end
+  if score == '-inf' then return '+inf' end
+  local open = ''
+  if string.sub(score, 1, 1) == '(' then open, score = '(', string.sub(score, 2) end
+  if string.sub(score, 1, 1) == '-' then return open .. string.sub(score, 2) end
+  return open .. '-' .. score
+end
+
+local function segmented_indexes(seg_prefix, summary_key)
+  local cache = {}      -- directory -> the segment last used (valid until a split or removal)
+  local cards = {}      -- directory -> segment id -> its entries now (0: gone), written at flush
+  local summaries = {}  -- directory -> { size, tail = newest segment or nil, changed }
 
   local function segment_key(dir, id) return seg_prefix .. id .. ':' .. dir end
   -- ids start with a digit or a sign, so no segment is named "cards"
   local function cards_key(dir) return seg_prefix .. 'cards:' .. dir end
 
+  local function summary_of(dir)
+    local m = summaries[dir]
+    if m then return m end
+    m = { size = 0 }
+    local raw = redis.call('HGET', summary_key, dir)
+    if raw then
+      local size, id, lo_s, card = string.match(raw, '^(%d+) (%S+) (%S+) (%d+)$')
+      m.size = tonumber(size)
+      m.tail = { id = id, lo = tonumber(lo_s), lo_s = lo_s, card = tonumber(card) }
+    end
+    summaries[dir] = m
+    return m
+  end
+
   local function set_card(dir, id, n)
     local of = cards[dir]
     if not of then of = {}; cards[dir] = of end
     of[id] = n
+    local m = summary_of(dir)
+    if m.tail and m.tail.id == id then m.tail.card = n; m.changed = true end
   end
 
   local function resize(dir, n)
-    if n ~= 0 then sizes[dir] = (sizes[dir] or 0) + n end
+    if n ~= 0 then
+      local m = summary_of(dir)
+      m.size, m.changed = m.size + n, true
+    end
   end
 
   -- The segment whose range holds score s (the first segment when s is below them all), or nil
@@ -39,12 +76,16 @@ local function segmented_indexes(seg_prefix, sizes_key)
   local function segment_for(dir, s, s_str)
     local c = cache[dir]
     if c and s >= c.lo and (not c.hi or s < c.hi) then return c end
+    local tail = summary_of(dir).tail
+    if not tail then return nil end
+    if s >= tail.lo then
+      c = { id = tail.id, key = segment_key(dir, tail.id), lo = tail.lo, card = tail.card }
+      cache[dir] = c
+      return c
+    end
     local r = redis.call('ZRANGE', dir, s_str, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1,
                          'WITHSCORES')
-    if #r == 0 then
-      r = redis.call('ZRANGE', dir, 0, 0, 'WITHSCORES')
-      if #r == 0 then return nil end
-    end
+    if #r == 0 then r = redis.call('ZRANGE', dir, 0, 0, 'WITHSCORES') end
     local nxt = redis.call('ZRANGE', dir, '(' .. r[2], '+inf', 'BYSCORE', 'LIMIT', 0, 1,
                            'WITHSCORES')
     local key = segment_key(dir, r[1])
@@ -59,36 +100,57 @@ local function segmented_indexes(seg_prefix, sizes_key)
     while redis.call('EXISTS', segment_key(dir, id)) == 1 do id = id .. "'" end
     redis.call('ZADD', dir, lo_str, id)
     cache[dir] = nil
+    local m = summary_of(dir)
+    if not m.tail or tonumber(lo_str) > m.tail.lo then
+      m.tail, m.changed = { id = id, lo = tonumber(lo_str), lo_s = lo_str, card = 0 }, true
+    end
     return id, segment_key(dir, id)
+  end
+
+  -- A segment emptied (Redis deleted it) or dropped: out of the directory; the newest segment
+  -- is then the one before it.
+  local function segment_gone(dir, id)
+    redis.call('ZREM', dir, id)
+    cache[dir] = nil
+    set_card(dir, id, 0)
+    local m = summary_of(dir)
+    if m.tail and m.tail.id == id then
+      local r = redis.call('ZRANGE', dir, -1, -1, 'WITHSCORES')
+      m.tail = r[1] and { id = r[1], lo = tonumber(r[2]), lo_s = r[2],
+                          card = redis.call('ZCARD', segment_key(dir, r[1])) } or nil
+      m.changed = true
+    end
   end
 
   -- Move the upper half of a full segment to a new one, at a score boundary (equal scores stay
   -- together, so a score still has one place). A segment of one score cannot split: it grows.
+  -- (Stored scores are negated: the newest entries come first, the lowest real score last.)
   local function split(dir, c)
     local mid = redis.call('ZRANGE', c.key, math.floor(c.card / 2), math.floor(c.card / 2),
                            'WITHSCORES')[2]
-    local lowest = redis.call('ZRANGE', c.key, 0, 0, 'WITHSCORES')[2]
+    local lowest = redis.call('ZRANGE', c.key, -1, -1, 'WITHSCORES')[2]
     if tonumber(mid) == tonumber(lowest) then
-      mid = redis.call('ZRANGE', c.key, '(' .. mid, '+inf', 'BYSCORE', 'LIMIT', 0, 1,
+      mid = redis.call('ZRANGE', c.key, '(' .. mid, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1,
                        'WITHSCORES')[2]
       if not mid then return end
     end
-    local moved = redis.call('ZRANGE', c.key, mid, '+inf', 'BYSCORE', 'WITHSCORES')
+    -- the entries scored mid and above (real), stored as -mid and below
+    local moved = redis.call('ZRANGE', c.key, '-inf', mid, 'BYSCORE', 'WITHSCORES')
     local pairs_ = {}
     for i = 1, #moved, 2 do
       pairs_[#pairs_ + 1] = moved[i + 1]
       pairs_[#pairs_ + 1] = moved[i]
     end
-    local id, key = new_segment(dir, mid)
+    local id, key = new_segment(dir, negated(mid))
     redis.call('ZADD', key, unpack(pairs_))
-    redis.call('ZREMRANGEBYSCORE', c.key, mid, '+inf')
+    redis.call('ZREMRANGEBYSCORE', c.key, '-inf', mid)
     set_card(dir, id, #moved / 2)
     set_card(dir, c.id, c.card - #moved / 2)
   end
 
   local function add_to_new(dir, member, s_str)
     local id, key = new_segment(dir, s_str)
-    redis.call('ZADD', key, s_str, member)
+    redis.call('ZADD', key, negated(s_str), member)
     set_card(dir, id, 1)
     resize(dir, 1)
   end
@@ -100,13 +162,15 @@ local function segmented_indexes(seg_prefix, sizes_key)
     if c.card >= SEGMENT_MAX and s > c.lo then
       -- past the newest entry of a full segment (the usual case: tasks arrive in time order):
       -- a new segment, so segments fill up instead of splitting in halves
-      local top = redis.call('ZRANGE', c.key, -1, -1, 'WITHSCORES')[2]
-      if s > tonumber(top) then return add_to_new(dir, member, s_str) end
+      local top = -tonumber(redis.call('ZRANGE', c.key, 0, 0, 'WITHSCORES')[2])
+      if s > top then return add_to_new(dir, member, s_str) end
     end
-    local added = redis.call('ZADD', c.key, s_str, member)
+    local added = redis.call('ZADD', c.key, negated(s_str), member)
     if s < c.lo then  -- below every segment: the first one now starts at s
       redis.call('ZADD', dir, s_str, c.id)
       c.lo = s
+      local tail = summary_of(dir).tail
+      if tail.id == c.id then tail.lo, tail.lo_s = s, s_str end
     end
     c.card = c.card + added
     resize(dir, added)
@@ -124,28 +188,35 @@ local function segmented_indexes(seg_prefix, sizes_key)
     c.card = c.card - removed
     resize(dir, -removed)
     set_card(dir, c.id, c.card)
-    if c.card <= 0 then  -- Redis deleted the empty segment: forget it
-      redis.call('ZREM', dir, c.id)
-      cache[dir] = nil
-    end
+    if c.card <= 0 then segment_gone(dir, c.id) end
   end
 
-  -- Write the size changes of this call (once per call, not per entry).
+  -- Write what this call changed: the summaries in one HSET, each index's cards in one.
   local function flush()
-    for dir, n in pairs(sizes) do
-      if n ~= 0 then
-        if redis.call('HINCRBY', sizes_key, dir, n) <= 0 then redis.call('HDEL', sizes_key, dir) end
+    local set, gone = {}, {}
+    for dir, m in pairs(summaries) do
+      if m.changed and m.tail and m.size > 0 then
+        set[#set + 1] = dir
+        set[#set + 1] = m.size .. ' ' .. m.tail.id .. ' ' .. m.tail.lo_s .. ' ' .. m.tail.card
+      elseif m.changed then
+        gone[#gone + 1] = dir
       end
     end
+    if #set > 0 then redis.call('HSET', summary_key, unpack(set)) end
+    if #gone > 0 then redis.call('HDEL', summary_key, unpack(gone)) end
     for dir, of in pairs(cards) do
-      local set, gone = {}, {}
+      local set_cards, gone_cards = {}, {}
       for id, n in pairs(of) do
-        if n > 0 then set[#set + 1] = id; set[#set + 1] = n else gone[#gone + 1] = id end
+        if n > 0 then
+          set_cards[#set_cards + 1] = id; set_cards[#set_cards + 1] = n
+        else
+          gone_cards[#gone_cards + 1] = id
+        end
       end
-      if #set > 0 then redis.call('HSET', cards_key(dir), unpack(set)) end
-      if #gone > 0 then redis.call('HDEL', cards_key(dir), unpack(gone)) end
+      if #set_cards > 0 then redis.call('HSET', cards_key(dir), unpack(set_cards)) end
+      if #gone_cards > 0 then redis.call('HDEL', cards_key(dir), unpack(gone_cards)) end
     end
-    sizes, cards = {}, {}
+    summaries, cards = {}, {}
   end
 
   -- Segments of an index in score order (desc = newest first), from the one holding `from`
@@ -183,6 +254,8 @@ local function segmented_indexes(seg_prefix, sizes_key)
     end
   end
 
-  return { add = add, remove = remove, resize = resize, set_card = set_card, flush = flush,
-           each_segment = each_segment, segment_key = segment_key, cards_key = cards_key }
+  return { add = add, remove = remove, resize = resize, set_card = set_card,
+           segment_gone = segment_gone, flush = flush, each_segment = each_segment,
+           segment_key = segment_key, cards_key = cards_key, negated = negated,
+           size_of = function(dir) return summary_of(dir).size end }
 end

@@ -42,7 +42,12 @@ def _bound(value: Bound) -> str:
 
 def script_head(partition_keys: Keys, op: str) -> list[str]:
     """The first arguments of an ``INDEX_SCRIPT`` call on that partition's indexes."""
-    return [op, partition_keys.index_segment_prefix, partition_keys.index_sizes]
+    return [op, partition_keys.index_segment_prefix, partition_keys.index_summaries]
+
+
+def size_of(summary: bytes | str | None) -> int:
+    """An index's number of entries from its ``Keys.index_summaries`` field (None: empty)."""
+    return int(summary.split()[0]) if summary else 0
 
 
 def range_args(upper: Bound, lower: Bound, limit: int, desc: bool = True) -> list[Any]:

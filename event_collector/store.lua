@@ -27,7 +27,7 @@
 --          cnt:m:<bucket>, cnt:h:<bucket>, cnt:d:<bucket>, worker:<host>, wdd:<eid>; then the
 --          names cnt:total, idx:nostate, workers; ARGV[29..31] idx:fp:<fp>, fail:g:<fp>,
 --          fail:exc:<type> and ARGV[32] the name fail:groups; ARGV[33] the partition's index
---          segment prefix and ARGV[34] its index sizes hash (segments.lua). No key is built
+--          segment prefix and ARGV[34] its index summaries (segments.lua). No key is built
 --          from a bare prefix here.
 -- Returns { flags, facts... }. flags has one char per event: "1" applied here first, "2" applied
 -- here first but not counted (a final kind the task already had: a reconciler's synthetic final

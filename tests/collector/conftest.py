@@ -37,8 +37,8 @@ def snapshot(client: redis.Redis, keys: Keys, url: str) -> dict[str, Any]:
     for raw_key in client.scan_iter(match=keys.all_pattern, count=1000):
         key = raw_key.decode()
         kind = client.type(key).decode()
-        if key.startswith(keys.index_segment_prefix) and key != keys.index_sizes:
-            continue  # segments and their cards: where a split fell depends on batching
+        if key.startswith(keys.index_segment_prefix):
+            continue  # segments, cards, summaries: where a split fell depends on batching
         if keys.is_segmented(key):
             out[key] = sorted(index_entries_sync(url, keys, key).items())
         elif kind == "hash":

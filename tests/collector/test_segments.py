@@ -165,3 +165,35 @@ async def test_a_conversion_interrupted_after_setting_an_index_aside_resumes(
 
     assert await Indexes(store_redis, keys).snapshot(index) == held[index]
     assert not await store_redis.exists(keys.index_migration(index))
+
+
+async def test_emptying_the_newest_segment_and_adding_again_keeps_one_place_per_score(
+    store_redis: Redis, keys: Keys
+):
+    indexes = Indexes(store_redis, keys)
+    n = INDEX_SEGMENT_MAX
+    model = {f"m{i}": 1000.0 + i for i in range(3 * n)}
+    await indexes.add(INDEX, list(model.items()))
+    newest = [(m, s) for m, s in model.items() if s >= 1000.0 + 2 * n]
+    await indexes.remove([INDEX], newest)  # the newest segment empties and goes
+    for m, _ in newest:
+        del model[m]
+    later = {f"late{i}": 1000.0 + 2 * n - 0.5 + i for i in range(10)}  # around the old edge
+    await indexes.add(INDEX, list(later.items()))
+    model |= later
+
+    assert await indexes.snapshot(INDEX) == model
+    (desc,) = await indexes.ranges([INDEX], "+inf", "-inf", 15)
+    assert [m.decode() for m, _ in desc] == sorted(model, key=model.__getitem__)[::-1][:15]
+    assert await indexes.sizes([INDEX]) == [len(model)]
+
+
+async def test_an_index_trimmed_to_nothing_starts_again(store_redis: Redis, keys: Keys):
+    indexes = Indexes(store_redis, keys)
+    await indexes.add(INDEX, [(f"m{i}", 1000.0 + i) for i in range(200)])
+    assert await indexes.trim([INDEX], 5000.0) == 200
+
+    await indexes.add(INDEX, [("again", 6000.0)])
+
+    assert await indexes.snapshot(INDEX) == {"again": 6000.0}
+    assert await indexes.sizes([INDEX]) == [1]
