@@ -14,8 +14,8 @@
 -- than the newest segment's start (nearly every write: tasks arrive in time order) finds its
 -- segment with that one HGET instead of three directory reads. Each segment's number of
 -- entries is also in a hash per index (cards_key: segment id -> entries), so a count over a
--- window reads the cards of the segments inside it in one HMGET. Scores go to Redis as the strings they came as (a Lua number
--- would be cut to 14 digits).
+-- window reads the cards of the segments inside it in one HMGET. Scores go to Redis as the
+-- strings they came as (a Lua number would be cut to 14 digits).
 --
 -- A segment stores each score negated (`negated`): a listpack is kept in ascending order and a
 -- ZADD walks it from the head, parsing every score it passes, so with tasks arriving in time
@@ -169,8 +169,8 @@ local function segmented_indexes(seg_prefix, summary_key)
     if s < c.lo then  -- below every segment: the first one now starts at s
       redis.call('ZADD', dir, s_str, c.id)
       c.lo = s
-      local tail = summary_of(dir).tail
-      if tail.id == c.id then tail.lo, tail.lo_s = s, s_str end
+      local m = summary_of(dir)
+      if m.tail.id == c.id then m.tail.lo, m.tail.lo_s, m.changed = s, s_str, true end
     end
     c.card = c.card + added
     resize(dir, added)

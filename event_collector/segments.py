@@ -66,17 +66,32 @@ class Indexes:
         self.keys = keys
         self._script = redis.register_script(INDEX_SCRIPT)
 
+    def _by_partition(self, indexes: Sequence[str]) -> dict[int, list[int]]:
+        """Positions of ``indexes`` by the partition each belongs to (one script call each)."""
+        groups: dict[int, list[int]] = {}
+        for i, index in enumerate(indexes):
+            groups.setdefault(self.keys.partition_of_index(index), []).append(i)
+        return groups
+
+    async def _run_each_partition(
+        self, indexes: Sequence[str], op: str, args: Sequence[Any],
+        groups: dict[int, list[int]] | None = None,
+    ) -> list[Any]:
+        """``op`` once per partition over that partition's indexes: one reply per call."""
+        if not indexes:
+            return []
+        groups = self._by_partition(indexes) if groups is None else groups
+        return await run_many(self.redis, self._script, [
+            ([indexes[i] for i in at], self._head(op, partition) + list(args))
+            for partition, at in groups.items()
+        ])  # fmt: skip
+
     async def _per_partition(
         self, indexes: Sequence[str], op: str, args: Sequence[Any]
     ) -> list[Any]:
         """``op`` over ``indexes`` (one reply item per index, in their order)."""
-        groups: dict[int, list[int]] = {}
-        for i, index in enumerate(indexes):
-            groups.setdefault(self.keys.partition_of_index(index), []).append(i)
-        replies = await run_many(self.redis, self._script, [
-            ([indexes[i] for i in at], self._head(op, partition) + list(args))
-            for partition, at in groups.items()
-        ])  # fmt: skip
+        groups = self._by_partition(indexes)
+        replies = await self._run_each_partition(indexes, op, args, groups)
         out: list[Any] = [None] * len(indexes)
         for at, reply in zip(groups.values(), replies, strict=True):
             for i, item in zip(at, reply, strict=True):
@@ -190,19 +205,6 @@ class Indexes:
             return {text(m): s for m, s in await self.redis.zrange(index, 0, -1, withscores=True)}
         return {m: s async for chunk in self.entries(index) for m, s in chunk}
 
-    async def _run_each_partition(
-        self, indexes: Sequence[str], op: str, args: Sequence[Any]
-    ) -> list[Any]:
-        """``op`` once per partition over that partition's indexes: one reply per call."""
-        if not indexes:
-            return []
-        groups: dict[int, list[str]] = {}
-        for index in indexes:
-            groups.setdefault(self.keys.partition_of_index(index), []).append(index)
-        return await run_many(self.redis, self._script, [
-            (group, self._head(op, partition) + list(args))
-            for partition, group in groups.items()
-        ])  # fmt: skip
 
 
 async def migrate_plain_indexes(redis: Any, keys: Keys) -> int:
@@ -210,26 +212,33 @@ async def migrate_plain_indexes(redis: Any, keys: Keys) -> int:
     members) to segmented ones, in place; returns the entries moved. Each is first renamed
     aside (``Keys.index_migration``), then moved over a chunk at a time: a start interrupted
     half-way resumes from what is left aside (adding an entry twice is a no-op). Run by the
-    collector before it writes anything (service.py); older collectors must be stopped."""
+    collector before it writes anything (service.py); older collectors must be stopped.
+
+    Every start runs this, so it first looks at the state indexes only (every indexed task is in
+    one, and they are set aside last and moved last): a store with none plain and none aside
+    needs no walk of its keyspace."""
     indexes = Indexes(redis, keys)
+    states = [key for k in keys.each_partition() for key in k.state_indexes]
+    if not await _conversion_due(redis, keys, indexes, states):
+        return 0
+    last = set(states)
     found = [text(raw) async for raw in redis.scan_iter(match=keys.index_migration("*"),
                                                         count=1000, _type="zset")]
     aside = [key[len(keys.index_migration("")):] for key in found]
     for k in keys.each_partition():
-        candidates = [
-            key for raw in [r async for r in redis.scan_iter(match=k.index_pattern, count=1000,
-                                                               _type="zset")]
-            if k.is_segmented(key := text(raw))
-        ]
-        if not candidates:
-            continue
-        plain = await indexes._per_partition(candidates, "plain", [])
+        candidates = sorted(
+            (key for raw in [r async for r in redis.scan_iter(match=k.index_pattern,
+                                                              count=1000, _type="zset")]
+             if k.is_segmented(key := text(raw))),
+            key=last.__contains__,
+        )
+        plain = await indexes._per_partition(candidates, "plain", []) if candidates else []
         for key, is_plain in zip(candidates, plain, strict=True):
             if int(is_plain):
                 await redis.rename(key, keys.index_migration(key))
                 aside.append(key)
     moved = 0
-    for index in aside:
+    for index in sorted(aside, key=last.__contains__):
         old = keys.index_migration(index)
         # oldest first, so segments fill up as they do when tasks arrive in time order
         while chunk := await redis.zrange(old, 0, 999, withscores=True):
@@ -237,6 +246,18 @@ async def migrate_plain_indexes(redis: Any, keys: Keys) -> int:
             await redis.zremrangebyrank(old, 0, len(chunk) - 1)
             moved += len(chunk)
     return moved
+
+
+async def _conversion_due(
+    redis: Any, keys: Keys, indexes: Indexes, states: Sequence[str]
+) -> bool:
+    """Whether a state index is still a plain sorted set, or still set aside."""
+    if any(int(plain) for plain in await indexes._per_partition(states, "plain", [])):
+        return True
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in states:
+            pipe.exists(keys.index_migration(key))
+        return any(await pipe.execute())
 
 
 def _flat(entries: Sequence[tuple[str | bytes, float]]) -> list[Any]:
