@@ -11,6 +11,7 @@ import json
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -163,31 +164,39 @@ def _run_through_a_failover(system: System, kill_primary: Callable[[], None]) ->
         assert proc.process.poll() is None, f"{proc.argv[:3]} died:\n{proc.log()[-3000:]}"
 
 
-@pytest.mark.slow
-def test_a_cluster_run_survives_losing_the_stores_primary(
-    tmp_path: Path, broker: RedisServer
-) -> None:
-    store = ClusterStore(tmp_path / "cluster")
+@contextmanager
+def _running(store: ClusterStore | SentinelStore, broker: RedisServer,
+             tmp_path: Path) -> Iterator[System]:
+    """The store started, and the whole system on it; both stopped after, system first."""
     try:
         store.start()
         system = _start(store.url, broker, tmp_path)
         try:
-            # Before the kill: the schedules API (redbeat's client on the cluster) answers.
-            assert system.api.get("/api/v1/schedules").status_code == 200
-            events_key = store_keys(store.url, "").events
-            owner = store.owner_of(events_key)
-
-            def kill_owner() -> None:
-                owner.kill()
-                new_owner = store.wait_until_serving(events_key)
-                assert new_owner is not owner
-
-            _run_through_a_failover(system, kill_owner)
+            yield system
         finally:
             for proc in reversed(system.procs):
                 proc.stop()
     finally:
         store.stop()
+
+
+@pytest.mark.slow
+def test_a_cluster_run_survives_losing_the_stores_primary(
+    tmp_path: Path, broker: RedisServer
+) -> None:
+    store = ClusterStore(tmp_path / "cluster")
+    with _running(store, broker, tmp_path) as system:
+        # Before the kill: the schedules API (redbeat's client on the cluster) answers.
+        assert system.api.get("/api/v1/schedules").status_code == 200
+        events_key = store_keys(store.url, "").events
+        owner = store.owner_of(events_key)
+
+        def kill_owner() -> None:
+            owner.kill()
+            new_owner = store.wait_until_serving(events_key)
+            assert new_owner is not owner
+
+        _run_through_a_failover(system, kill_owner)
 
 
 @pytest.mark.slow
@@ -195,21 +204,13 @@ def test_a_sentinel_run_survives_a_failover_of_the_primary(
     tmp_path: Path, broker: RedisServer
 ) -> None:
     store = SentinelStore(tmp_path / "sentinel")
-    try:
-        store.start()
-        system = _start(store.url, broker, tmp_path)
-        try:
-            def kill_primary() -> None:
-                old = store.primary.port
-                store.primary.kill()
-                assert store.wait_failover(old) == store.replica.port
+    with _running(store, broker, tmp_path) as system:
+        def kill_primary() -> None:
+            old = store.primary.port
+            store.primary.kill()
+            assert store.wait_failover(old) == store.replica.port
 
-            _run_through_a_failover(system, kill_primary)
-        finally:
-            for proc in reversed(system.procs):
-                proc.stop()
-    finally:
-        store.stop()
+        _run_through_a_failover(system, kill_primary)
 
 
 @pytest.mark.slow
